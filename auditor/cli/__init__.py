@@ -1,0 +1,76 @@
+"""The ``auditor`` command: thin commands over ``auditor.api``.
+
+Each room registers a sub-app (``auditor/cli/<room>.py``); this module is the one place that
+maps errors to messages and exit codes: 0 ok/pass, 1 policy fail or invalid, 2 error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from auditor.cli import lineage as lineage_cli
+from auditor.cli import log as log_cli
+from auditor.cli.common import state
+from auditor.errors import AuditorError
+
+app = typer.Typer(
+    name="auditor",
+    help="Stage-level accountability attribution for models trained in stages: record lineage, "
+         "attribute behaviours to stages, gate releases on policy, and sign audit reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs."),
+) -> None:
+    state.verbose = verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+app.add_typer(lineage_cli.app, name="lineage")
+app.add_typer(log_cli.app, name="log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="auditor")
+    except AuditorError as exc:
+        _report(exc)
+        return exc.exit_code
+    except typer.Abort:
+        print("auditor: aborted", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"auditor: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("auditor: interrupted", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def _report(exc: BaseException) -> None:
+    if state.verbose:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(f"auditor: error: {exc}", file=sys.stderr)
+
+
+def run() -> None:
+    sys.exit(main())

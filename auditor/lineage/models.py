@@ -1,0 +1,191 @@
+"""The lineage of a model version: ordered training stages and everything needed to replay them.
+
+All models are strict (unknown keys are errors) and JSON round-trip exactly. Per-step optimizer
+scalars are stored column-wise (one list per field, indexed ``[step][group]``) so that a stage of
+10^5 steps stays a compact JSON document.
+
+Step indexing follows docs/estimators.md: stage k covers the steps [s_k, e_k); ``theta_start`` is
+the checkpoint before its first step, ``theta_end`` the one after its last step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OptimizerKind = Literal["sgd", "adam", "adamw"]
+Convention = Literal["reset", "carry"]
+CheckpointFormat = Literal["safetensors", "torch"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+class DatasetRef(Strict):
+    name: str
+    digest: str = Field(description="sha256 of the dataset's canonical content or its manifest")
+    records: int = Field(ge=0)
+    licence: str = "unknown"
+    provenance: str = "unknown"
+    tags: list[str] = Field(default_factory=list, description="e.g. third-party, synthetic")
+
+
+class CheckpointRef(Strict):
+    uri: str = Field(description="path, relative to the lineage file's folder or absolute")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    format: CheckpointFormat = "safetensors"
+
+
+class ParamGroup(Strict):
+    params: list[str] = Field(description="names (model.named_parameters) in this group")
+    frozen: list[str] = Field(default_factory=list,
+                              description="names in the group with requires_grad=False")
+
+
+class StepLog(Strict):
+    """Per-step scalars, each a list over steps of a list over parameter groups."""
+
+    lr: list[list[float]]
+    weight_decay: list[list[float]]
+    momentum: list[list[float]] | None = None  # SGD
+    dampening: list[list[float]] | None = None  # SGD
+    beta1: list[list[float]] | None = None  # Adam/AdamW
+    beta2: list[list[float]] | None = None
+    eps: list[list[float]] | None = None
+    adam_step: list[list[int]] | None = Field(
+        default=None, description="Adam step count n_{t+1} after the step (bias correction)")
+    max_grad_norm: list[float | None] | None = Field(
+        default=None, description="clip threshold used at each step (None: no clipping)")
+    grad_norm: list[float | None] | None = Field(
+        default=None, description="total gradient norm before clipping, when clipped")
+
+    @property
+    def steps(self) -> int:
+        return len(self.lr)
+
+    def clip_factor(self, step: int) -> float:
+        """The factor ν_t ≤ 1 that clipping applied to the gradient at ``step``."""
+        if not self.max_grad_norm or self.max_grad_norm[step] is None:
+            return 1.0
+        norm = self.grad_norm[step] if self.grad_norm else None
+        if norm is None:
+            return 1.0
+        return min(1.0, self.max_grad_norm[step] / (norm + 1e-6))
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> StepLog:
+        n = len(self.lr)
+        for name in ("weight_decay", "momentum", "dampening", "beta1", "beta2", "eps",
+                     "adam_step", "max_grad_norm", "grad_norm"):
+            column = getattr(self, name)
+            if column is not None and len(column) != n:
+                raise ValueError(f"{name} has {len(column)} steps, lr has {n}")
+        return self
+
+
+class OptimizerLog(Strict):
+    kind: OptimizerKind
+    nesterov: bool = False
+    weight_decay_mode: Literal["coupled", "decoupled"] = "coupled"
+    groups: list[ParamGroup]
+    steps: StepLog
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> OptimizerLog:
+        s = self.steps
+        if self.kind == "sgd" and s.momentum is None:
+            raise ValueError("an sgd log needs steps.momentum (zeros for plain SGD)")
+        if self.kind in ("adam", "adamw"):
+            missing = [n for n in ("beta1", "beta2", "eps") if getattr(s, n) is None]
+            if missing:
+                raise ValueError(f"an {self.kind} log needs steps.{', steps.'.join(missing)}")
+        if self.kind == "adamw" and self.weight_decay_mode != "decoupled":
+            raise ValueError("adamw uses decoupled weight decay")
+        groups = len(self.groups)
+        for t, row in enumerate(s.lr):
+            if len(row) != groups:
+                raise ValueError(f"steps.lr[{t}] has {len(row)} groups, optimizer has {groups}")
+        return self
+
+
+class Stage(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str = Field(description="pretrain, fine-tune, alignment, ...")
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    convention: Convention = Field(
+        description="optimizer state at the stage's start: reset (fresh) or carry (from before)")
+    theta_start: CheckpointRef
+    theta_end: CheckpointRef
+    optimizer_start: CheckpointRef | None = Field(
+        default=None, description="optimizer state before the first step (carry)")
+    optimizer_end: CheckpointRef | None = None
+    optimizer: OptimizerLog
+    datasets: list[DatasetRef] = Field(default_factory=list)
+    batch_ids: list[list[int]] | None = Field(
+        default=None, description="example ids of each step's batch, in order")
+    rng_seeds: list[int] | None = Field(
+        default=None, description="torch seed set before each step (dropout, augmentation)")
+    code_commit: str | None = None
+    config_hash: str | None = None
+    notes: str | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.optimizer.steps.steps
+
+    @property
+    def replayable(self) -> bool:
+        return self.batch_ids is not None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Stage:
+        n = self.steps
+        if self.batch_ids is not None and len(self.batch_ids) != n:
+            raise ValueError(f"batch_ids has {len(self.batch_ids)} steps, the log has {n}")
+        if self.rng_seeds is not None and len(self.rng_seeds) != n:
+            raise ValueError(f"rng_seeds has {len(self.rng_seeds)} steps, the log has {n}")
+        if self.convention == "carry" and self.optimizer_start is None:
+            raise ValueError("a carry stage needs optimizer_start (the state it inherited)")
+        return self
+
+
+class ModelVersion(Strict):
+    schema_version: Literal[1] = 1
+    model: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    version: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    created_at: datetime | None = None
+    task: str | None = Field(
+        default=None,
+        description="module:function returning the TrainingTask (model factory, loss, data)")
+    parameters: int | None = Field(default=None, ge=0, description="trainable parameter count")
+    description: str = ""
+    licence: str = "unknown"
+    parent: str | None = Field(default=None, description="version this one derives from")
+    stages: list[Stage] = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}@{self.version}"
+
+    @model_validator(mode="after")
+    def _chained(self) -> ModelVersion:
+        ids = [s.id for s in self.stages]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate stage ids: {', '.join(dupes)}")
+        for prev, nxt in zip(self.stages, self.stages[1:]):
+            if prev.theta_end.sha256 != nxt.theta_start.sha256:
+                raise ValueError(
+                    f"stage {nxt.id!r} does not start from stage {prev.id!r}'s end checkpoint "
+                    f"({nxt.theta_start.sha256[:12]} != {prev.theta_end.sha256[:12]})")
+        return self
+
+    def stage(self, stage_id: str) -> Stage:
+        for stage in self.stages:
+            if stage.id == stage_id:
+                return stage
+        raise KeyError(stage_id)
