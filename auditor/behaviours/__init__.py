@@ -1,1 +1,5 @@
-"""auditor.behaviours"""
+"""Behaviour definitions: differentiable surrogates for the estimators plus reported metrics."""
+
+from auditor.behaviours.base import Behaviour, Direction
+
+__all__ = ["Behaviour", "Direction"]
