@@ -90,6 +90,9 @@ class OptimizerLog(Strict):
     kind: OptimizerKind
     nesterov: bool = False
     weight_decay_mode: Literal["coupled", "decoupled"] = "coupled"
+    amsgrad: bool = False
+    maximize: bool = False
+    foreach: bool | None = Field(default=None, description="torch implementation flag, for replay")
     groups: list[ParamGroup]
     steps: StepLog
 
@@ -102,6 +105,8 @@ class OptimizerLog(Strict):
             missing = [n for n in ("beta1", "beta2", "eps") if getattr(s, n) is None]
             if missing:
                 raise ValueError(f"an {self.kind} log needs steps.{', steps.'.join(missing)}")
+        if self.amsgrad:
+            raise ValueError("amsgrad is not supported by the estimators")
         if self.kind == "adamw" and self.weight_decay_mode != "decoupled":
             raise ValueError("adamw uses decoupled weight decay")
         groups = len(self.groups)

@@ -1,0 +1,167 @@
+"""Checkpoint files: safetensors written with their sha256, read back only after the hash matches.
+
+Nothing here unpickles: safetensors is plain tensors, and torch state dicts are read with
+``weights_only=True`` (refused when they carry anything but tensors and plain containers).
+
+Optimizer state is flattened by parameter *name* so that it can be restored into a freshly built
+optimizer: ``"{name}.momentum_buffer"`` (SGD), ``"{name}.exp_avg"``, ``"{name}.exp_avg_sq"``,
+``"{name}.step"`` (Adam/AdamW).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from auditor.errors import CheckpointError
+from auditor.hashing import sha256_file
+from auditor.lineage.models import CheckpointRef
+
+Tensors = dict[str, torch.Tensor]
+
+
+def resolve(ref: CheckpointRef, root: str | Path) -> Path:
+    path = Path(ref.uri)
+    return path if path.is_absolute() else Path(root) / path
+
+
+def save_tensors(tensors: Tensors, folder: str | Path, root: str | Path,
+                 prefix: str = "ckpt") -> CheckpointRef:
+    """Write ``tensors`` as safetensors under ``folder``, named by content hash (deduplicated)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    tmp = folder / f".{prefix}.{os.getpid()}.tmp"
+    save_file(plain, str(tmp))
+    digest = sha256_file(tmp)
+    final = folder / f"{prefix}-{digest[:16]}.safetensors"
+    os.replace(tmp, final)
+    return CheckpointRef(uri=_relative(final, Path(root)), sha256=digest, format="safetensors")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def verify(ref: CheckpointRef, root: str | Path) -> Path:
+    """The checkpoint's path, after checking it exists and matches its recorded sha256."""
+    path = resolve(ref, root)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is missing")
+    actual = sha256_file(path)
+    if actual != ref.sha256:
+        raise CheckpointError(
+            f"checkpoint {path} does not match its recorded hash "
+            f"(expected sha256 {ref.sha256[:16]}…, file has {actual[:16]}…): "
+            "it was changed or replaced after recording")
+    return path
+
+
+def load_tensors(ref: CheckpointRef, root: str | Path, *, check_finite: bool = True) -> Tensors:
+    """Load a checkpoint after verifying its hash; never unpickles arbitrary objects."""
+    path = verify(ref, root)
+    tensors = _read(path, ref.format)
+    if check_finite:
+        _require_finite(tensors, path)
+    return tensors
+
+
+def read_unverified(path: str | Path, fmt: str) -> Tensors:
+    """Read a checkpoint that has no recorded hash yet (import); same safety rules."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is missing")
+    return _read(path, fmt)
+
+
+def _read(path: Path, fmt: str) -> Tensors:
+    if fmt == "safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {exc}") \
+                from exc
+    return _read_torch(path)
+
+
+def _read_torch(path: Path) -> Tensors:
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects other than tensors "
+            "(auditor never unpickles untrusted files; convert it to safetensors)") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable torch state dict: {exc}") \
+            from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} is not a flat state dict of tensors")
+    return dict(state)
+
+
+def _require_finite(tensors: Tensors, path: Path) -> None:
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"checkpoint {path} holds NaN or Inf values in {name!r}")
+
+
+# -- model and optimizer state ------------------------------------------------------------------
+
+def model_state(model: torch.nn.Module) -> Tensors:
+    return {k: v for k, v in model.state_dict(keep_vars=False).items()}
+
+
+def load_model_state(model: torch.nn.Module, tensors: Tensors, source: str = "checkpoint") -> None:
+    """Load weights strictly: missing, unexpected or mis-shaped tensors are a CheckpointError."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: tensor {name!r} has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(expected[name].shape)}")
+    model.load_state_dict(tensors, strict=True)
+
+
+def param_names(model: torch.nn.Module) -> dict[int, str]:
+    return {id(p): name for name, p in model.named_parameters()}
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> Tensors:
+    """Flatten the optimizer's per-parameter state by parameter name."""
+    names = param_names(model)
+    flat: Tensors = {}
+    for param, state in optimizer.state.items():
+        name = names[id(param)]
+        for key, value in state.items():
+            if value is None:
+                continue
+            flat[f"{name}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    return flat
+
+
+def restore_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                            flat: Tensors) -> None:
+    """Put flattened state back into ``optimizer`` (built over ``model``'s parameters)."""
+    by_name = dict(model.named_parameters())
+    optimizer.state.clear()
+    for key, value in flat.items():
+        name, _, field = key.rpartition(".")
+        if name not in by_name:
+            raise CheckpointError(f"optimizer state names unknown parameter {name!r}")
+        param = by_name[name]
+        if field != "step":
+            value = value.to(device=param.device, dtype=param.dtype)
+        optimizer.state[param][field] = value.clone()

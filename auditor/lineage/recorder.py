@@ -1,0 +1,189 @@
+"""Record a model's lineage from inside its training loop.
+
+    recorder = Recorder("runs/digits-v2", model, model_name="digits", version="v2",
+                        task="my_pkg.tasks:digits_task")
+    with recorder.stage("sft", kind="fine-tune", optimizer=opt, datasets=[...]):
+        for ids in batches:
+            recorder.batch(ids)            # logs the batch ids, seeds torch for this step
+            loss = loss_fn(model, ids)
+            opt.zero_grad(); loss.backward()
+            recorder.clip_grad_norm_(1.0)  # optional: clipping that replay can reproduce
+            opt.step(); scheduler.step()
+    recorder.lineage  # the ModelVersion, also written to runs/digits-v2/lineage.json
+
+At each stage boundary the model (and optimizer) state is written as safetensors named by its
+sha256. A post-step hook on the optimizer logs every parameter group's hyperparameters as they
+were used by that step, whatever scheduler set them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from auditor.errors import LineageError
+from auditor.hashing import config_hash
+from auditor.lineage.checkpoints import model_state, optimizer_state, save_tensors
+from auditor.lineage.io import read_lineage_json, write_lineage_json
+from auditor.lineage.models import (
+    CheckpointRef,
+    Convention,
+    DatasetRef,
+    ModelVersion,
+    OptimizerLog,
+    ParamGroup,
+    Stage,
+    StepLog,
+)
+from auditor.lineage.steplog import StepLogger, optimizer_kind
+
+LINEAGE_FILE = "lineage.json"
+
+
+class Recorder:
+    def __init__(self, out_dir: str | Path, model: torch.nn.Module, *, model_name: str,
+                 version: str, task: str | None = None, seed: int = 0,
+                 description: str = "", parent: str | None = None,
+                 code_commit: str | None = None, created_at: datetime | None = None):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.model = model
+        self._seed = seed
+        self._global_step = 0
+        self._stages: list[Stage] = []
+        self._active: _ActiveStage | None = None
+        self._header = dict(model=model_name, version=version, task=task,
+                            description=description, parent=parent,
+                            created_at=created_at or datetime.now(timezone.utc))
+        self._code_commit = code_commit
+
+    # -- the training loop's calls ----------------------------------------------------------
+
+    @contextmanager
+    def stage(self, stage_id: str, *, kind: str, optimizer: torch.optim.Optimizer,
+              datasets: Sequence[DatasetRef] = (), convention: Convention | None = None,
+              notes: str | None = None) -> Iterator[Recorder]:
+        if self._active is not None:
+            raise LineageError(f"stage {stage_id!r} started inside stage {self._active.id!r}")
+        if any(s.id == stage_id for s in self._stages):
+            raise LineageError(f"stage id {stage_id!r} is already recorded")
+        self._active = self._begin(stage_id, kind, optimizer, list(datasets), convention, notes)
+        try:
+            yield self
+        except BaseException:
+            self._active.handle.remove()
+            self._active = None
+            raise
+        self._finish()
+
+    def batch(self, ids: Sequence[int] | torch.Tensor) -> None:
+        """Log the example ids of the coming step and seed torch's RNG for it."""
+        active = self._require_active("batch")
+        if isinstance(ids, torch.Tensor):
+            ids = ids.tolist()
+        seed = (self._seed * 1_000_003 + self._global_step) % (2**63)
+        torch.manual_seed(seed)
+        active.logger.pending(list(map(int, ids)), seed)
+
+    def clip_grad_norm_(self, max_norm: float) -> float:
+        """Clip the model's gradients like ``torch.nn.utils.clip_grad_norm_`` and log it."""
+        active = self._require_active("clip_grad_norm_")
+        norm = torch.nn.utils.clip_grad_norm_(list(self.model.parameters()), max_norm)
+        active.logger.clipped(float(max_norm), float(norm))
+        return float(norm)
+
+    @property
+    def lineage(self) -> ModelVersion:
+        if not self._stages:
+            raise LineageError("no stage has been recorded yet")
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return ModelVersion(**self._header, parameters=trainable, stages=list(self._stages))
+
+    # -- stage boundaries -------------------------------------------------------------------
+
+    def _begin(self, stage_id, kind, optimizer, datasets, convention, notes) -> _ActiveStage:
+        carried = bool(optimizer.state)
+        convention = convention or ("carry" if carried else "reset")
+        if convention == "reset" and carried:
+            raise LineageError(f"stage {stage_id!r}: convention reset, but the optimizer has state")
+        opt_start = self._save_optimizer(optimizer) if convention == "carry" else None
+        logger = StepLogger(optimizer, self.model)
+        handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step())
+        return _ActiveStage(
+            id=stage_id, kind=kind, optimizer=optimizer, datasets=datasets,
+            convention=convention, notes=notes, logger=logger, handle=handle,
+            theta_start=self._save_model(), optimizer_start=opt_start,
+            started_at=datetime.now(timezone.utc))
+
+    def _after_step(self) -> None:
+        self._active.logger.step_done()
+        self._global_step += 1
+
+    def _finish(self) -> None:
+        active, self._active = self._active, None
+        active.handle.remove()
+        steps = active.logger.finish()
+        log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
+                           groups=_groups(active.optimizer, self.model),
+                           **active.logger.static_options())
+        stage = Stage(
+            id=active.id, kind=active.kind, convention=active.convention,
+            started_at=active.started_at, ended_at=datetime.now(timezone.utc),
+            theta_start=active.theta_start, theta_end=self._save_model(),
+            optimizer_start=active.optimizer_start,
+            optimizer_end=self._save_optimizer(active.optimizer),
+            optimizer=log, datasets=active.datasets,
+            batch_ids=active.logger.batch_ids, rng_seeds=active.logger.seeds,
+            code_commit=self._code_commit, notes=active.notes,
+            config_hash=_stage_config_hash(log, active.datasets))
+        self._stages.append(stage)
+        self._write()
+
+    def _save_model(self) -> CheckpointRef:
+        return save_tensors(model_state(self.model), self.out_dir / "checkpoints", self.out_dir,
+                            prefix="model")
+
+    def _save_optimizer(self, optimizer: torch.optim.Optimizer) -> CheckpointRef:
+        return save_tensors(optimizer_state(optimizer, self.model), self.out_dir / "checkpoints",
+                            self.out_dir, prefix="optim")
+
+    def _write(self) -> None:
+        write_lineage_json(self.lineage, self.out_dir / LINEAGE_FILE)
+
+    def _require_active(self, what: str) -> _ActiveStage:
+        if self._active is None:
+            raise LineageError(f"recorder.{what}() called outside a recorder.stage(...) block")
+        return self._active
+
+
+class _ActiveStage:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[ParamGroup]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        params = [names[id(p)] for p in group["params"]]
+        frozen = [names[id(p)] for p in group["params"] if not p.requires_grad]
+        groups.append(ParamGroup(params=params, frozen=frozen))
+    return groups
+
+
+def _stage_config_hash(log: OptimizerLog, datasets: list[DatasetRef]) -> str:
+    return config_hash({"optimizer": log.model_dump(mode="json"),
+                        "datasets": [d.model_dump(mode="json") for d in datasets]})
+
+
+def load_lineage(path: str | Path) -> ModelVersion:
+    """Read a lineage.json (or the folder holding it)."""
+    path = Path(path)
+    return read_lineage_json(path / LINEAGE_FILE if path.is_dir() else path)
+
+
+__all__ = ["Recorder", "load_lineage", "StepLog"]

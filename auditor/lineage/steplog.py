@@ -1,0 +1,106 @@
+"""Per-step optimizer scalars, logged from an optimizer's post-step hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from auditor.errors import LineageError
+from auditor.lineage.models import OptimizerKind, StepLog
+
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> OptimizerKind:
+    # AdamW subclasses Adam in recent torch: test the most specific class first.
+    if isinstance(optimizer, torch.optim.AdamW):
+        return "adamw"
+    if isinstance(optimizer, torch.optim.Adam):
+        return "adam"
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd"
+    raise LineageError(
+        f"the recorder supports SGD, Adam and AdamW; got {type(optimizer).__name__}")
+
+
+class StepLogger:
+    """Collects one row of hyperparameters per parameter group for every optimizer step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: torch.nn.Module):
+        self.optimizer = optimizer
+        self.kind = optimizer_kind(optimizer)
+        self.columns: dict[str, list[Any]] = {name: [] for name in self._fields()}
+        self.batch_ids: list[list[int]] | None = []
+        self.seeds: list[int] | None = []
+        self._pending_batch: tuple[list[int], int] | None = None
+        self._pending_clip: tuple[float, float] | None = None
+        self._clips: list[tuple[float, float] | None] = []
+
+    def _fields(self) -> tuple[str, ...]:
+        if self.kind == "sgd":
+            return ("lr", "weight_decay", "momentum", "dampening")
+        return ("lr", "weight_decay", "beta1", "beta2", "eps", "adam_step")
+
+    def pending(self, ids: list[int], seed: int) -> None:
+        if self._pending_batch is not None:
+            raise LineageError("recorder.batch() called twice without an optimizer step between")
+        self._pending_batch = (ids, seed)
+
+    def clipped(self, max_norm: float, norm: float) -> None:
+        self._pending_clip = (max_norm, norm)
+
+    def step_done(self) -> None:
+        groups = self.optimizer.param_groups
+        for name in self.columns:
+            self.columns[name].append([self._value(name, g) for g in groups])
+        self._take_batch()
+        self._clips.append(self._pending_clip)
+        self._pending_clip = None
+
+    def _take_batch(self) -> None:
+        if self._pending_batch is None:
+            self.batch_ids = self.seeds = None  # one unlogged step makes the stage unreplayable
+            return
+        ids, seed = self._pending_batch
+        self._pending_batch = None
+        if self.batch_ids is not None:
+            self.batch_ids.append(ids)
+            self.seeds.append(seed)
+
+    def _value(self, name: str, group: dict[str, Any]) -> float | int:
+        if name == "beta1":
+            return float(group["betas"][0])
+        if name == "beta2":
+            return float(group["betas"][1])
+        if name == "adam_step":
+            return _adam_step(self.optimizer, group)
+        return float(group[name])
+
+    def finish(self) -> StepLog:
+        columns: dict[str, Any] = dict(self.columns)
+        if any(self._clips):
+            columns["max_grad_norm"] = [c[0] if c else None for c in self._clips]
+            columns["grad_norm"] = [c[1] if c else None for c in self._clips]
+        if not columns.get("lr"):
+            raise LineageError("the stage ended without a single optimizer step")
+        return StepLog(**columns)
+
+    def static_options(self) -> dict[str, Any]:
+        group = self.optimizer.param_groups[0]
+        options: dict[str, Any] = {
+            "maximize": bool(group.get("maximize", False)),
+            "foreach": group.get("foreach"),
+            "weight_decay_mode": "decoupled" if self.kind == "adamw" else "coupled",
+        }
+        if self.kind == "sgd":
+            options["nesterov"] = bool(group.get("nesterov", False))
+        else:
+            options["amsgrad"] = bool(group.get("amsgrad", False))
+        return options
+
+
+def _adam_step(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> int:
+    for param in group["params"]:
+        state = optimizer.state.get(param)
+        if state and "step" in state:
+            return int(state["step"])
+    return 0
