@@ -1,0 +1,59 @@
+"""Store methods for behaviour definitions and rendered reports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from auditor.errors import StoreError
+from auditor.store.events import utc_now
+
+if TYPE_CHECKING:
+    from auditor.store.store import Store
+
+_DIRECTIONS = ("harm", "benefit")
+
+
+class RecordMethods:
+    def add_behaviour(self: Store, name: str, direction: str, description: str = "",
+                      probe_digest: str = "") -> bool:
+        """Record a behaviour definition; True when written, False when already recorded.
+
+        A name may hold several definitions (one per probe digest) as probes evolve.
+        """
+        if direction not in _DIRECTIONS:
+            raise StoreError(f"behaviour {name!r}: direction must be harm or benefit")
+        with self.transaction():
+            known = self.conn.execute(
+                "SELECT count(*) FROM behaviours WHERE name = ? AND direction = ? AND "
+                "description = ? AND probe_digest = ?",
+                [name, direction, description, probe_digest]).fetchone()[0]
+            if known:
+                return False
+            row = {"name": name, "direction": direction, "description": description,
+                   "probe_digest": probe_digest, "added_at": utc_now()}
+            digest = self.insert_rows("behaviours", [row], name)
+            self.log("behaviour.add", name, {"probe_digest": probe_digest},
+                     {f"behaviours:{name}": str(digest)})
+            return True
+
+    def behaviours(self: Store) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM behaviours ORDER BY name, added_at")
+
+    def add_report(self: Store, kind: str, path: str, sha256: str, signer: str | None = None,
+                   *, report_id: str | None = None, created_at: datetime | None = None) -> str:
+        report_id = report_id or uuid.uuid4().hex
+        row = {"report_id": report_id, "kind": kind, "path": str(path), "sha256": sha256,
+               "signer": signer, "created_at": created_at or utc_now()}
+        with self.transaction():
+            if self.conn.execute("SELECT count(*) FROM reports WHERE report_id = ?",
+                                 [report_id]).fetchone()[0]:
+                raise StoreError(f"report {report_id} is already recorded")
+            digest = self.insert_rows("reports", [row], report_id)
+            self.log("report.add", report_id, {"kind": kind, "sha256": sha256},
+                     {f"reports:{report_id}": str(digest)})
+        return report_id
+
+    def reports(self: Store) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM reports ORDER BY created_at, report_id")

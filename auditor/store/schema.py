@@ -1,0 +1,102 @@
+"""The store's tables, as named migrations applied in order.
+
+A migration is never edited once released: a schema change is a new migration appended to
+``MIGRATIONS``. The names applied to a file are recorded in ``schema_migrations``; a file that
+records a name this code does not know was written by a newer auditor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sql: str
+
+
+_CORE = """
+CREATE TABLE events (
+    seq BIGINT NOT NULL, "at" TIMESTAMP NOT NULL, actor VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    subject VARCHAR, payload_json VARCHAR NOT NULL, rows_digest VARCHAR NOT NULL,
+    prev_hash VARCHAR NOT NULL, hash VARCHAR NOT NULL);
+CREATE TABLE models (model VARCHAR NOT NULL, added_at TIMESTAMP NOT NULL);
+CREATE TABLE versions (
+    model VARCHAR NOT NULL, version VARCHAR NOT NULL, created_at TIMESTAMP, task VARCHAR,
+    parameters BIGINT, description VARCHAR, licence VARCHAR, parent VARCHAR,
+    stage_count INTEGER NOT NULL, lineage_json VARCHAR NOT NULL, lineage_sha256 VARCHAR NOT NULL,
+    source VARCHAR, added_at TIMESTAMP NOT NULL);
+CREATE TABLE stages (
+    model VARCHAR NOT NULL, version VARCHAR NOT NULL, stage_index INTEGER NOT NULL,
+    stage_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, started_at TIMESTAMP, ended_at TIMESTAMP,
+    convention VARCHAR NOT NULL, theta_start_sha256 VARCHAR NOT NULL,
+    theta_end_sha256 VARCHAR NOT NULL, optimizer_start_sha256 VARCHAR,
+    optimizer_end_sha256 VARCHAR, optimizer_kind VARCHAR NOT NULL, steps INTEGER NOT NULL,
+    replayable BOOLEAN NOT NULL, config_hash VARCHAR, code_commit VARCHAR);
+CREATE TABLE datasets (
+    model VARCHAR NOT NULL, version VARCHAR NOT NULL, stage_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL, digest VARCHAR NOT NULL, records BIGINT NOT NULL, licence VARCHAR,
+    provenance VARCHAR, tags VARCHAR[]);
+CREATE TABLE checkpoints (
+    model VARCHAR NOT NULL, version VARCHAR NOT NULL, stage_id VARCHAR NOT NULL,
+    role VARCHAR NOT NULL, uri VARCHAR NOT NULL, sha256 VARCHAR NOT NULL, format VARCHAR NOT NULL);
+"""
+
+_RUNS_SCORES = """
+CREATE TABLE runs (
+    run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, config_json VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL, status VARCHAR NOT NULL, actor VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP);
+CREATE TABLE stage_scores (
+    run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    stage_index INTEGER NOT NULL, stage_id VARCHAR NOT NULL, stage_kind VARCHAR,
+    behaviour VARCHAR NOT NULL, direction VARCHAR NOT NULL, estimator VARCHAR NOT NULL,
+    estimator_version VARCHAR, convention VARCHAR, config_hash VARCHAR NOT NULL,
+    effect DOUBLE, share DOUBLE, metric_value DOUBLE);
+CREATE TABLE behaviours (
+    name VARCHAR NOT NULL, direction VARCHAR NOT NULL, description VARCHAR,
+    probe_digest VARCHAR, added_at TIMESTAMP NOT NULL);
+"""
+
+_POLICY_REPORTS = """
+CREATE TABLE policy_results (
+    run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    policy_id VARCHAR NOT NULL, policy_version VARCHAR, policy_hash VARCHAR NOT NULL,
+    rule_id VARCHAR NOT NULL, severity VARCHAR NOT NULL, behaviour VARCHAR, stage_id VARCHAR,
+    metric VARCHAR, comparator VARCHAR, threshold DOUBLE, observed DOUBLE,
+    outcome VARCHAR NOT NULL, reason VARCHAR, waiver_owner VARCHAR, waiver_reason VARCHAR,
+    waiver_expiry DATE, estimator VARCHAR, config_hash VARCHAR);
+CREATE TABLE verdicts (
+    run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    policy_id VARCHAR NOT NULL, policy_hash VARCHAR NOT NULL, verdict VARCHAR NOT NULL,
+    evaluated_at TIMESTAMP NOT NULL);
+CREATE TABLE reports (
+    report_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL, signer VARCHAR, created_at TIMESTAMP NOT NULL);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_core_lineage_and_events", _CORE),
+    Migration("0002_runs_scores_behaviours", _RUNS_SCORES),
+    Migration("0003_policy_results_verdicts_reports", _POLICY_REPORTS),
+)
+
+# How the rows of each logged table are grouped: one digest per (table, subject) in the log.
+SUBJECTS: dict[str, str] = {
+    "schema_migrations": "name",
+    "models": "model",
+    "versions": "model || '@' || version",
+    "stages": "model || '@' || version",
+    "datasets": "model || '@' || version",
+    "checkpoints": "model || '@' || version",
+    "runs": "run_id",
+    "stage_scores": "run_id",
+    "behaviours": "name",
+    "policy_results": "run_id",
+    "verdicts": "run_id",
+    "reports": "report_id",
+}
+
+VERDICTS = ("PASS", "FAIL", "PASS-WITH-WAIVERS", "INDETERMINATE")
+RUN_STATUSES = ("running", "complete", "failed")
