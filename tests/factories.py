@@ -12,8 +12,15 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from auditor.lineage.models import (CheckpointRef, DatasetRef, ModelVersion, OptimizerLog,
-                                    ParamGroup, Stage, StepLog)
+from auditor.lineage.models import (
+    CheckpointRef,
+    DatasetRef,
+    ModelVersion,
+    OptimizerLog,
+    ParamGroup,
+    Stage,
+    StepLog,
+)
 
 STAGE_KINDS = ("pretrain", "fine-tune", "alignment")
 

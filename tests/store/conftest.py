@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pytest
+from factories import make_version
+
+from auditor.store import Store
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "auditor.duckdb"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    with Store.open(db_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+def version():
+    return make_version()
