@@ -1,7 +1,7 @@
 """Order-independent digests of table rows, computed in DuckDB SQL.
 
-A row's text is its columns cast to VARCHAR in table order, NULL as ``chr(0)``, joined by
-``chr(31)``; its hash is sha256 of that text. The digest of a set of rows is the row count plus
+A row's text is its columns (less the subject columns, which group the rows) cast to VARCHAR in
+table order, NULL as ``chr(0)``, joined by ``chr(31)``; its hash is sha256 of that text. The digest of a set of rows is the row count plus
 four lane sums, each lane a 60-bit slice of the row hashes (an additive multiset hash). Digests of
 two batches add up to the digest of their union, so the log can record one digest per insert and
 ``verify`` can compare the sum with a digest recomputed from the table.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from auditor.store.schema import SUBJECTS
+from auditor.store.schema import SUBJECT_COLUMNS, subject_sql
 
 _LANES = 4
 _LANE_HEX = 15
@@ -54,20 +54,21 @@ def row_text_sql(columns: list[str]) -> str:
     return f"concat_ws(chr(31), {parts})"
 
 
-def grouped_digest_sql(source_sql: str, columns: list[str], subject_sql: str) -> str:
+def grouped_digest_sql(source_sql: str, columns: list[str], subject: str) -> str:
     """SQL giving (subject, rows, lane sums…) over the rows of ``source_sql``."""
     lanes = ", ".join(f"sum(('0x' || substr(h, {1 + _LANE_HEX * i}, {_LANE_HEX}))::BIGINT)"
                       for i in range(_LANES))
     return (f"SELECT subject, count(*), {lanes} FROM ("
-            f"SELECT {subject_sql} AS subject, sha256({row_text_sql(columns)}) AS h "
+            f"SELECT {subject} AS subject, sha256({row_text_sql(columns)}) AS h "
             f"FROM ({source_sql})) GROUP BY subject")
 
 
 def digests_by_subject(conn: duckdb.DuckDBPyConnection, table: str, source_sql: str,
                        params: list | None = None) -> dict[str, Digest]:
     """Digest of each subject's rows among ``source_sql`` (rows shaped like ``table``)."""
-    columns = [name for name, _ in table_columns(conn, table)]
-    sql = grouped_digest_sql(source_sql, columns, SUBJECTS[table])
+    columns = [name for name, _ in table_columns(conn, table)
+               if name not in SUBJECT_COLUMNS[table]]
+    sql = grouped_digest_sql(source_sql, columns, subject_sql(table))
     rows = conn.execute(sql, params or []).fetchall()
     return {subject: Digest(int(n), tuple(int(x) for x in lanes)) for subject, n, *lanes in rows}
 
@@ -78,5 +79,5 @@ def table_digests(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, Dige
 
 def subject_digest(conn: duckdb.DuckDBPyConnection, table: str, subject: str) -> Digest:
     """Digest of the rows of one subject as the table holds them now."""
-    source = f'SELECT * FROM "{table}" WHERE {SUBJECTS[table]} = ?'
+    source = f'SELECT * FROM "{table}" WHERE {subject_sql(table)} = ?'
     return digests_by_subject(conn, table, source, [subject]).get(subject, Digest.empty())

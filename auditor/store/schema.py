@@ -82,21 +82,29 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0003_policy_results_verdicts_reports", _POLICY_REPORTS),
 )
 
-# How the rows of each logged table are grouped: one digest per (table, subject) in the log.
-SUBJECTS: dict[str, str] = {
-    "schema_migrations": "name",
-    "models": "model",
-    "versions": "model || '@' || version",
-    "stages": "model || '@' || version",
-    "datasets": "model || '@' || version",
-    "checkpoints": "model || '@' || version",
-    "runs": "run_id",
-    "stage_scores": "run_id",
-    "behaviours": "name",
-    "policy_results": "run_id",
-    "verdicts": "run_id",
-    "reports": "report_id",
+# How the rows of each logged table are grouped: one digest per (table, subject) in the log. A
+# subject is its columns joined by "@" (``model@version``); they are left out of the row text,
+# since a row whose subject changes leaves one subject and joins another.
+_VERSION = ("model", "version")
+SUBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "schema_migrations": ("name",),
+    "models": ("model",),
+    "versions": _VERSION,
+    "stages": _VERSION,
+    "datasets": _VERSION,
+    "checkpoints": _VERSION,
+    "runs": ("run_id",),
+    "stage_scores": ("run_id",),
+    "behaviours": ("name",),
+    "policy_results": ("run_id",),
+    "verdicts": ("run_id",),
+    "reports": ("report_id",),
 }
+
+
+def subject_sql(table: str) -> str:
+    return " || '@' || ".join(f'"{name}"' for name in SUBJECT_COLUMNS[table])
+
 
 VERDICTS = ("PASS", "FAIL", "PASS-WITH-WAIVERS", "INDETERMINATE")
 RUN_STATUSES = ("running", "complete", "failed")

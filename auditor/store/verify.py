@@ -10,7 +10,7 @@ import duckdb
 from auditor.errors import TamperError
 from auditor.store.digests import Digest, table_digests
 from auditor.store.events import GENESIS, REPLACE, Event, read_events
-from auditor.store.schema import SUBJECTS
+from auditor.store.schema import SUBJECT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def logged_digests(events: list[Event]) -> dict[tuple[str, str], Digest]:
 def row_problems(conn: duckdb.DuckDBPyConnection, events: list[Event]) -> list[str]:
     logged = logged_digests(events)
     problems = []
-    for table in SUBJECTS:
+    for table in SUBJECT_COLUMNS:
         if not _exists(conn, table):
             continue
         stored = table_digests(conn, table)
