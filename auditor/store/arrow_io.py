@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import duckdb
@@ -48,6 +49,12 @@ def insert_arrow(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table,
     except duckdb.Error as exc:
         raise StoreError(f"cannot insert rows into {table}: {exc}") from exc
     finally:
+        _unregister(conn, view)
+
+
+def _unregister(conn: duckdb.DuckDBPyConnection, view: str) -> None:
+    """Drop the Arrow view; in an aborted transaction the rollback drops it instead."""
+    with contextlib.suppress(duckdb.Error):
         conn.unregister(view)
 
 

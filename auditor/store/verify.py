@@ -48,23 +48,27 @@ def chain_problems(events: list[Event]) -> list[str]:
     return problems
 
 
-def logged_digests(events: list[Event]) -> dict[tuple[str, str], Digest]:
-    """What the log says each (table, subject) holds, folding its events in order."""
+def logged_digests(events: list[Event]) -> tuple[dict[tuple[str, str], Digest], list[str]]:
+    """What the log says each (table, subject) holds, folding its events in order; and the
+    events whose digests cannot be read."""
     state: dict[tuple[str, str], Digest] = {}
+    unreadable = []
     for event in events:
-        for key, text in event.digests.items():
-            table, subject = key.split(":", 1)
-            if text.startswith(REPLACE):
-                state[(table, subject)] = Digest.parse(text[len(REPLACE):])
-            else:
-                state[(table, subject)] = state.get((table, subject), Digest.empty()) + \
-                    Digest.parse(text)
-    return state
+        try:
+            entries = [(*key.split(":", 1), text) for key, text in event.digests.items()]
+            folded = [(table, subject, text.startswith(REPLACE),
+                       Digest.parse(text.removeprefix(REPLACE))) for table, subject, text in entries]
+        except (ValueError, TypeError, AttributeError):
+            unreadable.append(f"event {event.seq}: its rows_digest is unreadable")
+            continue
+        for table, subject, replaces, digest in folded:
+            before = Digest.empty() if replaces else state.get((table, subject), Digest.empty())
+            state[(table, subject)] = before + digest
+    return state, unreadable
 
 
 def row_problems(conn: duckdb.DuckDBPyConnection, events: list[Event]) -> list[str]:
-    logged = logged_digests(events)
-    problems = []
+    logged, problems = logged_digests(events)
     for table in SUBJECT_COLUMNS:
         if not _exists(conn, table):
             continue

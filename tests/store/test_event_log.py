@@ -121,3 +121,12 @@ def test_cli_log_show_lists_the_latest_events(audited, capsys):
     out = capsys.readouterr().out
     assert "stage_scores.insert" in out and "run.finish" in out
     assert "schema.migrate" not in out
+
+
+def test_an_event_with_a_garbled_digest_is_reported_not_a_crash(audited):
+    db_path, _ = audited
+    _tamper(db_path, "UPDATE events SET rows_digest = 'not json' WHERE seq = 4")
+    problems = _verify(db_path).problems
+    assert "event 4: its rows_digest is unreadable" in problems
+    assert any(p.startswith("event 4 (version.add tiny@v1): its fields were altered")
+               for p in problems)

@@ -123,3 +123,17 @@ def test_a_second_version_of_a_model_reuses_its_model_row(store):
     store.add_version(make_version("m", "v1"))
     store.add_version(make_version("m", "v2"))
     assert store.query("SELECT model FROM models") == [{"model": "m"}]
+
+
+def test_rows_that_break_a_column_constraint_are_a_store_error_and_roll_back(store, version):
+    scores = make_scores(version)
+    nulls = scores.set_column(scores.column_names.index("behaviour"), "behaviour",
+                              pa.nulls(scores.num_rows, pa.string()))
+    with pytest.raises(StoreError, match="cannot insert rows into stage_scores: .*NOT NULL"):
+        store.record_run("audit", {}, scores=nulls)
+    words = scores.set_column(scores.column_names.index("effect"), "effect",
+                              pa.array(["big"] * scores.num_rows))
+    with pytest.raises(StoreError, match="cannot insert rows into stage_scores"):
+        store.record_run("audit", {}, scores=words)
+    assert store.query("SELECT count(*) AS n FROM runs") == [{"n": 0}]
+    assert store.verify_log().ok
