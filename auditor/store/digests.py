@@ -1,7 +1,8 @@
 """Order-independent digests of table rows, computed in DuckDB SQL.
 
-A row's text is its columns (less the subject columns, which group the rows) cast to VARCHAR in
-table order, NULL as ``chr(0)``, joined by ``chr(31)``; its hash is sha256 of that text. The digest of a set of rows is the row count plus
+A row's text is its columns (less the subject columns, which group the rows) in table order, each
+cast to VARCHAR (DOUBLE/FLOAT as the hex of their IEEE bits), NULL as ``chr(0)``, joined by
+``chr(31)``; its hash is sha256 of that text. The digest of a set of rows is the row count plus
 four lane sums, each lane a 60-bit slice of the row hashes (an additive multiset hash). Digests of
 two batches add up to the digest of their union, so the log can record one digest per insert and
 ``verify`` can compare the sum with a digest recomputed from the table.
@@ -49,12 +50,18 @@ def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str
         [table]).fetchall()
 
 
-def row_text_sql(columns: list[str]) -> str:
-    parts = ", ".join(f'coalesce(CAST("{name}" AS VARCHAR), chr(0))' for name in columns)
+def _column_text(name: str, kind: str) -> str:
+    if kind in ("DOUBLE", "FLOAT"):  # the IEEE bits, not a formatting of them
+        return f'hex(CAST(CAST("{name}" AS BIT) AS BLOB))'
+    return f'CAST("{name}" AS VARCHAR)'
+
+
+def row_text_sql(columns: list[tuple[str, str]]) -> str:
+    parts = ", ".join(f"coalesce({_column_text(name, kind)}, chr(0))" for name, kind in columns)
     return f"concat_ws(chr(31), {parts})"
 
 
-def grouped_digest_sql(source_sql: str, columns: list[str], subject: str) -> str:
+def grouped_digest_sql(source_sql: str, columns: list[tuple[str, str]], subject: str) -> str:
     """SQL giving (subject, rows, lane sums…) over the rows of ``source_sql``."""
     lanes = ", ".join(f"sum(('0x' || substr(h, {1 + _LANE_HEX * i}, {_LANE_HEX}))::BIGINT)"
                       for i in range(_LANES))
@@ -66,7 +73,7 @@ def grouped_digest_sql(source_sql: str, columns: list[str], subject: str) -> str
 def digests_by_subject(conn: duckdb.DuckDBPyConnection, table: str, source_sql: str,
                        params: list | None = None) -> dict[str, Digest]:
     """Digest of each subject's rows among ``source_sql`` (rows shaped like ``table``)."""
-    columns = [name for name, _ in table_columns(conn, table)
+    columns = [(name, kind) for name, kind in table_columns(conn, table)
                if name not in SUBJECT_COLUMNS[table]]
     sql = grouped_digest_sql(source_sql, columns, subject_sql(table))
     rows = conn.execute(sql, params or []).fetchall()
