@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -13,6 +14,21 @@ from auditor.errors import StoreError, StoreLockedError
 _LOCK = re.compile(r"Could not set lock on file .*Conflicting lock is held in (?P<program>.*?)"
                    r" \(PID (?P<pid>\d+)\)", re.S)
 _RETRY_EVERY_S = 0.1
+_held_here: set[Path] = set()  # files this process has open through a Store
+
+
+def claim(path: Path) -> None:
+    """Refuse a second Store on a file this process already holds: DuckDB would share the
+    database between them and their event-log appends could interleave."""
+    key = path.resolve()
+    if key in _held_here:
+        raise StoreLockedError(f"this auditor process (PID {os.getpid()}) already holds {path}; "
+                               "use the Store it opened")
+    _held_here.add(key)
+
+
+def release(path: Path) -> None:
+    _held_here.discard(path.resolve())
 
 
 def connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:

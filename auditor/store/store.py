@@ -21,7 +21,7 @@ import pyarrow as pa
 from auditor.errors import StoreError
 from auditor.store import records, runs, versions
 from auditor.store.arrow_io import insert_arrow
-from auditor.store.connect import connect
+from auditor.store.connect import claim, connect, release
 from auditor.store.digests import Digest
 from auditor.store.events import Event, append_event, head, read_events
 from auditor.store.migrations import apply_migrations, pending_migrations
@@ -44,6 +44,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
                  actor: str):
         self.conn, self.path, self.read_only, self.actor = conn, path, read_only, actor
         self._depth = 0
+        self._open = True
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, read_only: bool = False, wait: float = 0.0,
@@ -52,12 +53,17 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         """Open (creating when writable) and migrate; raises StoreLockedError when another
         process holds the file and ``wait`` seconds pass without it letting go."""
         path = Path(path)
-        conn = connect(path, read_only=read_only, wait=wait)
+        claim(path)
+        try:
+            conn = connect(path, read_only=read_only, wait=wait)
+        except BaseException:
+            release(path)
+            raise
         store = cls(conn, path, read_only=read_only, actor=actor or default_actor())
         try:
             store._migrate(migrations)
         except BaseException:
-            conn.close()
+            store.close()
             raise
         return store
 
@@ -71,7 +77,10 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
                 apply_migrations(self.conn, pending, self.actor)
 
     def close(self) -> None:
-        self.conn.close()
+        if self._open:
+            self._open = False
+            self.conn.close()
+            release(self.path)
 
     def __enter__(self) -> Store:
         return self

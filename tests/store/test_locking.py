@@ -20,6 +20,7 @@ store = Store.open(sys.argv[1])
 print("ready", flush=True)
 time.sleep(float(sys.argv[2]))
 store.close()
+print("closed", flush=True)
 """
 
 
@@ -58,8 +59,9 @@ def test_wait_succeeds_when_the_other_process_lets_go_in_time(db_path, version):
         started = time.monotonic()
         with Store.open(db_path, wait=30) as store:
             store.add_version(version)
-        assert holder.poll() is not None  # we only got in once the holder had exited
-        assert time.monotonic() - started < 30
+        waited = time.monotonic() - started
+        assert holder.stdout.readline().strip() == "closed"
+        assert 0.5 <= waited < 30  # we got in only once the holder let go, after ~1 s
     finally:
         _stop(holder)
 
@@ -93,3 +95,12 @@ def test_cli_wait_option_retries_until_the_holder_exits(db_path, capsys):
         assert "log intact, 3 events" in capsys.readouterr().out
     finally:
         _stop(holder)
+
+
+def test_a_second_store_on_the_same_file_in_one_process_is_refused(db_path):
+    with Store.open(db_path):
+        with pytest.raises(StoreLockedError, match=f"this auditor process .PID {os.getpid()}. "
+                                                   "already holds"):
+            Store.open(db_path, read_only=True)
+    with Store.open(db_path, read_only=True) as store:  # released on close
+        assert store.verify_log().ok
