@@ -33,8 +33,8 @@ class RecordMethods:
                 return False
             row = {"name": name, "direction": direction, "description": description,
                    "probe_digest": probe_digest, "added_at": utc_now()}
-            digest = self.insert_rows("behaviours", [row], name)
-            self.log("behaviour.add", name, {"probe_digest": probe_digest},
+            digest = self._insert_rows("behaviours", [row], name)
+            self._log("behaviour.add", name, {"probe_digest": probe_digest},
                      {f"behaviours:{name}": str(digest)})
             return True
 
@@ -50,8 +50,8 @@ class RecordMethods:
             if self.conn.execute("SELECT count(*) FROM reports WHERE report_id = ?",
                                  [report_id]).fetchone()[0]:
                 raise StoreError(f"report {report_id} is already recorded")
-            digest = self.insert_rows("reports", [row], report_id)
-            self.log("report.add", report_id, {"kind": kind, "sha256": sha256},
+            digest = self._insert_rows("reports", [row], report_id)
+            self._log("report.add", report_id, {"kind": kind, "sha256": sha256},
                      {f"reports:{report_id}": str(digest)})
         return report_id
 

@@ -47,8 +47,8 @@ class RunMethods:
                "config_hash": config_hash(config), "status": "running", "actor": self.actor,
                "started_at": utc_now(), "finished_at": None}
         with self.transaction():
-            digest = self.insert_rows("runs", [row], run_id)
-            self.log("run.start", run_id, {"kind": kind}, {f"runs:{run_id}": str(digest)})
+            digest = self._insert_rows("runs", [row], run_id)
+            self._log("run.start", run_id, {"kind": kind}, {f"runs:{run_id}": str(digest)})
         return run_id
 
     def finish_run(self: Store, run_id: str, status: str = "complete") -> None:
@@ -59,7 +59,7 @@ class RunMethods:
             self.conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
                               [status, utc_now(), run_id])
             digest = subject_digest(self.conn, "runs", run_id)
-            self.log("run.finish", run_id, {"status": status},
+            self._log("run.finish", run_id, {"status": status},
                      {f"runs:{run_id}": REPLACE + str(digest)})
 
     def _require_running(self: Store, run_id: str) -> None:
@@ -79,8 +79,8 @@ class RunMethods:
     def _insert_run_rows(self: Store, table: str, run_id: str, rows: pa.Table) -> int:
         with self.transaction():
             self._require_running(run_id)
-            digest = self.insert_rows(table, with_run_id(rows, run_id), run_id)
-            self.log(f"{table}.insert", run_id, {"rows": digest.rows},
+            digest = self._insert_rows(table, with_run_id(rows, run_id), run_id)
+            self._log(f"{table}.insert", run_id, {"rows": digest.rows},
                      {f"{table}:{run_id}": str(digest)})
             return digest.rows
 

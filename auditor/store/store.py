@@ -52,7 +52,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
              migrations: Sequence[Migration] = MIGRATIONS) -> Store:
         """Open (creating when writable) and migrate; raises StoreLockedError when another
         process holds the file and ``wait`` seconds pass without it letting go."""
-        path = Path(path)
+        path = Path(path).expanduser()
         claim(path)
         try:
             conn = connect(path, read_only=read_only, wait=wait)
@@ -120,14 +120,14 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
 
-    def insert_rows(self, table: str, rows: pa.Table | list[dict[str, Any]],
+    def _insert_rows(self, table: str, rows: pa.Table | list[dict[str, Any]],
                     subject: str) -> Digest:
         """Insert rows of one subject (inside a transaction) and return their digest."""
         data = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows)
         with self.transaction():
             return insert_arrow(self.conn, table, data, subject)
 
-    def log(self, kind: str, subject: str | None, payload: dict[str, Any] | None = None,
+    def _log(self, kind: str, subject: str | None, payload: dict[str, Any] | None = None,
             digests: dict[str, str] | None = None) -> Event:
         with self.transaction():
             return append_event(self.conn, actor=self.actor, kind=kind, subject=subject,

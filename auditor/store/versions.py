@@ -49,9 +49,9 @@ class VersionMethods:
             digests = self._add_model(version.model)
             for table, rows in lineage_tables(version, source, utc_now()).items():
                 if rows:
-                    digest = self.insert_rows(table, rows, version.key)
+                    digest = self._insert_rows(table, rows, version.key)
                     digests[f"{table}:{version.key}"] = str(digest)
-            self.log("version.add", version.key,
+            self._log("version.add", version.key,
                      {"stages": len(version.stages), "source": source}, digests)
             return True
 
@@ -70,7 +70,7 @@ class VersionMethods:
         seen = self.conn.execute("SELECT count(*) FROM models WHERE model = ?", [model])
         if seen.fetchone()[0]:
             return {}
-        digest = self.insert_rows("models", [{"model": model, "added_at": utc_now()}], model)
+        digest = self._insert_rows("models", [{"model": model, "added_at": utc_now()}], model)
         return {f"models:{model}": str(digest)}
 
     def get_version(self: Store, key: str) -> ModelVersion:
