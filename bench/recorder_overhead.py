@@ -53,7 +53,7 @@ def main() -> None:
         for r in range(ROUNDS):
             model, opt = make()
             train(model, opt)  # warm-up, also makes the optimizer state
-            plain.append(timed(lambda: train(model, opt)))
+            plain.append(timed(lambda m=model, o=opt: train(m, o)))
             model, opt = make()
             train(model, opt)
             rec = Recorder(f"{tmp}/{r}", model, model_name="bench", version=f"r{r}")
