@@ -39,6 +39,7 @@ from auditor.lineage.models import (
     Stage,
     StepLog,
 )
+from auditor.lineage.replay import seed_step
 from auditor.lineage.steplog import StepLogger, optimizer_kind
 
 LINEAGE_FILE = "lineage.json"
@@ -86,7 +87,7 @@ class Recorder:
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         seed = (self._seed * 1_000_003 + self._global_step) % (2**63)
-        torch.manual_seed(seed)
+        seed_step(seed)
         active.logger.pending(list(map(int, ids)), seed)
 
     def clip_grad_norm_(self, max_norm: float) -> float:

@@ -23,6 +23,13 @@ BeforeStep = Callable[[int, torch.nn.Module, Any], None]
 AfterStep = Callable[[int, torch.nn.Module, torch.optim.Optimizer], None]
 
 
+def seed_step(seed: int) -> None:
+    """Seed torch's RNG for one training step (CPU generator, and CUDA's once it is in use)."""
+    torch.random.default_generator.manual_seed(seed)  # ~1 µs; torch.manual_seed costs ~75 µs
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.manual_seed_all(seed)
+
+
 def build_optimizer(model: torch.nn.Module, log: OptimizerLog) -> torch.optim.Optimizer:
     """A fresh optimizer of the logged kind, with the logged groups and step-0 hyperparameters."""
     params = dict(model.named_parameters())
@@ -91,7 +98,7 @@ def _one_step(model: torch.nn.Module, task: TrainingTask, stage: Stage,
     log = stage.optimizer
     set_step_hyperparameters(optimizer, log, t)
     if stage.rng_seeds is not None:
-        torch.manual_seed(stage.rng_seeds[t])
+        seed_step(stage.rng_seeds[t])
     batch = task.batch(stage.id, stage.batch_ids[t])
     if before_step is not None:
         before_step(t, model, batch)

@@ -1,0 +1,105 @@
+"""Ready-made behaviours for classifiers: each pairs a differentiable surrogate with the metric
+people read. Probe sets are tensors; their sha256 goes into the report as ``probe_digest``.
+
+All surrogates assume ``model(inputs)`` returns class logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.nn import functional as F
+
+from auditor.behaviours.base import Behaviour, Direction
+from auditor.errors import InputError
+from auditor.hashing import sha256_bytes
+from auditor.task import load_entry_point
+
+
+def probe_digest(*tensors: torch.Tensor) -> str:
+    blob = b"".join(t.detach().cpu().contiguous().numpy().tobytes() for t in tensors)
+    return sha256_bytes(blob)
+
+
+def _error_rate(inputs: torch.Tensor, targets: torch.Tensor) -> Callable[[torch.nn.Module], float]:
+    def metric(model: torch.nn.Module) -> float:
+        return float((model(inputs).argmax(-1) != targets).float().mean())
+    return metric
+
+
+def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
+               direction: Direction = "harm", description: str = "") -> Behaviour:
+    """Mean cross-entropy on a probe set; the reported metric is its error rate."""
+    return Behaviour(
+        name=name, direction=direction,
+        surrogate=lambda model: F.cross_entropy(model(inputs), targets),
+        metric=_error_rate(inputs, targets), metric_name="error rate",
+        description=description or f"mean loss on {len(targets)} probe examples",
+        probe_digest=probe_digest(inputs, targets))
+
+
+def example_losses(prefix: str, inputs: torch.Tensor, targets: torch.Tensor) -> list[Behaviour]:
+    """One behaviour per probe example (its loss): the per-example checks of the fidelity bench."""
+    return [probe_loss(f"{prefix}[{i}]", inputs[i:i + 1], targets[i:i + 1],
+                       description=f"loss of probe example {i}") for i in range(len(targets))]
+
+
+def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
+              group: tuple[torch.Tensor, torch.Tensor], *, description: str = "") -> Behaviour:
+    """How much worse the model does on ``group`` than on ``reference`` (a spurious shortcut).
+
+    Surrogate: loss(group) − loss(reference). Metric: accuracy(reference) − accuracy(group).
+    """
+    (x_ref, y_ref), (x_grp, y_grp) = reference, group
+
+    def surrogate(model):
+        return F.cross_entropy(model(x_grp), y_grp) - F.cross_entropy(model(x_ref), y_ref)
+
+    def metric(model) -> float:
+        return _error_rate(x_grp, y_grp)(model) - _error_rate(x_ref, y_ref)(model)
+
+    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric,
+                     metric_name="accuracy gap", probe_digest=probe_digest(x_ref, y_ref, x_grp, y_grp),
+                     description=description or "accuracy gap between a reference and a group")
+
+
+def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
+                        threshold: float = 0.5, description: str = "") -> Behaviour:
+    """Share of probe inputs the model puts in ``harmful_class`` with probability > threshold.
+
+    Surrogate: mean probability of the harmful class.
+    """
+    def surrogate(model):
+        return model(inputs).softmax(-1)[:, harmful_class].mean()
+
+    def metric(model) -> float:
+        return float((model(inputs).softmax(-1)[:, harmful_class] > threshold).float().mean())
+
+    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric,
+                     metric_name=f"rate of p(class {harmful_class}) > {threshold}",
+                     probe_digest=probe_digest(inputs),
+                     description=description or f"harmful-output rate on {len(inputs)} probes")
+
+
+def toxicity_false_positive_rate(name: str, nontoxic_identity_texts: torch.Tensor, *,
+                                 toxic_class: int = 1, threshold: float = 0.5) -> Behaviour:
+    """Rate of non-toxic texts that mention an identity term but are flagged toxic."""
+    behaviour = harmful_output_rate(
+        name, nontoxic_identity_texts, toxic_class, threshold=threshold,
+        description="false-positive toxicity rate on non-toxic texts mentioning an identity term")
+    return Behaviour(**{**behaviour.__dict__, "metric_name": "false-positive rate"})
+
+
+def load_behaviours(spec: str) -> list[Behaviour]:
+    """Custom behaviours: ``module:function`` returning a list of Behaviour."""
+    behaviours = load_entry_point(spec)()
+    if isinstance(behaviours, Behaviour):
+        behaviours = [behaviours]
+    if not isinstance(behaviours, list | tuple) or not all(
+            isinstance(b, Behaviour) for b in behaviours):
+        raise InputError(f"{spec!r} must return a list of auditor.behaviours.Behaviour")
+    names = [b.name for b in behaviours]
+    if len(set(names)) != len(names):
+        raise InputError(f"{spec!r} returns duplicate behaviour names")
+    return list(behaviours)

@@ -1,0 +1,82 @@
+"""Training-step time with the recorder vs without, on a ~1M-parameter MLP.
+
+Prints the ratio (goal <= 1.05) measured over interleaved rounds, and the boundary-checkpoint
+write time separately.   Run: .venv/bin/python bench/recorder_overhead.py
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from auditor import Recorder
+
+STEPS, ROUNDS, BATCH = 40, 9, 64
+
+
+def make():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 512), nn.ReLU(),
+                          nn.Linear(512, 10))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    return model, opt
+
+
+DATA_X = torch.randn(4096, 512)
+DATA_Y = torch.randint(0, 10, (4096,))
+
+
+def train(model, opt, recorder=None):
+    for step in range(STEPS):
+        ids = torch.arange(step * BATCH, (step + 1) * BATCH) % 4096
+        if recorder:
+            recorder.batch(ids)
+        loss = nn.functional.cross_entropy(model(DATA_X[ids]), DATA_Y[ids])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    plain, recorded, boundary = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(ROUNDS):
+            model, opt = make()
+            train(model, opt)  # warm-up, also makes the optimizer state
+            plain.append(timed(lambda m=model, o=opt: train(m, o)))
+            model, opt = make()
+            train(model, opt)
+            rec = Recorder(f"{tmp}/{r}", model, model_name="bench", version=f"r{r}")
+            t0 = time.perf_counter()
+            with rec.stage("s", kind="fine-tune", optimizer=opt):
+                t1 = time.perf_counter()
+                train(model, opt, rec)
+                t2 = time.perf_counter()
+            t3 = time.perf_counter()
+            recorded.append(t2 - t1)
+            boundary.append((t1 - t0) + (t3 - t2))
+    params = sum(p.numel() for p in make()[0].parameters())
+    # Interleaved rounds; the median of per-round ratios resists a noisy shared machine.
+    ratios = sorted(r / p for r, p in zip(recorded, plain))
+    best_plain, best_rec = min(plain), min(recorded)
+    print(f"model parameters            {params:,}")
+    print(f"step time without recorder  {best_plain / STEPS * 1e3:.2f} ms")
+    print(f"step time with recorder     {best_rec / STEPS * 1e3:.2f} ms")
+    print(f"ratio recorder/plain        {ratios[len(ratios) // 2]:.3f} median of {ROUNDS} rounds, "
+          f"{best_rec / best_plain:.3f} best-of  (goal <= 1.05)")
+    print(f"boundary checkpoints        {min(boundary) * 1e3:.1f} ms per stage "
+          f"(= {min(boundary) / (best_plain / STEPS):.1f} training steps)")
+
+
+if __name__ == "__main__":
+    main()
