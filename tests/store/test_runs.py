@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -137,3 +142,32 @@ def test_rows_that_break_a_column_constraint_are_a_store_error_and_roll_back(sto
         store.record_run("audit", {}, scores=words)
     assert store.query("SELECT count(*) AS n FROM runs") == [{"n": 0}]
     assert store.verify_log().ok
+
+
+_CRASHER = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from factories import make_scores, make_version
+from auditor.store import Store
+store = Store.open(sys.argv[1])
+version = make_version()
+store.add_version(version)
+with store.transaction():
+    run_id = store.start_run("audit", {})
+    store.insert_scores(run_id, make_scores(version, behaviours=50))
+    os._exit(3)  # the process dies before the run's transaction commits
+"""
+
+
+def test_a_process_killed_mid_run_leaves_no_partial_run(db_path):
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    crashed = subprocess.run([sys.executable, "-c", _CRASHER, str(db_path), str(root / "tests")],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 3, crashed.stderr
+    with Store.open(db_path) as store:
+        assert [v.key for v in store.list_versions()] == ["tiny@v1"]  # committed before the run
+        assert store.query("SELECT count(*) AS n FROM runs") == [{"n": 0}]
+        assert store.query("SELECT count(*) AS n FROM stage_scores") == [{"n": 0}]
+        assert [e.kind for e in store.events()][-1] == "version.add"
+        assert store.verify_log().ok
