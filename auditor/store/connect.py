@@ -14,21 +14,28 @@ from auditor.errors import StoreError, StoreLockedError
 _LOCK = re.compile(r"Could not set lock on file .*Conflicting lock is held in (?P<program>.*?)"
                    r" \(PID (?P<pid>\d+)\)", re.S)
 _RETRY_EVERY_S = 0.1
-_held_here: set[Path] = set()  # files this process has open through a Store
+# file -> how many read-only Stores this process has open on it; -1: a writer
+_held_here: dict[Path, int] = {}
 
 
-def claim(path: Path) -> None:
-    """Refuse a second Store on a file this process already holds: DuckDB would share the
-    database between them and their event-log appends could interleave."""
+def claim(path: Path, read_only: bool) -> None:
+    """Refuse a Store on a file this process already holds for writing (or a writer on one it
+    reads): DuckDB would share the database and event-log appends could interleave."""
     key = path.resolve()
-    if key in _held_here:
+    held = _held_here.get(key, 0)
+    if held < 0 or (held > 0 and not read_only):
         raise StoreLockedError(f"this auditor process (PID {os.getpid()}) already holds {path}; "
-                               "use the Store it opened")
-    _held_here.add(key)
+                               "use the Store it opened, or close it first")
+    _held_here[key] = held + 1 if read_only else -1
 
 
-def release(path: Path) -> None:
-    _held_here.discard(path.resolve())
+def release(path: Path, read_only: bool) -> None:
+    key = path.resolve()
+    remaining = _held_here.get(key, 0) - 1 if read_only else 0
+    if remaining > 0:
+        _held_here[key] = remaining
+    else:
+        _held_here.pop(key, None)
 
 
 def connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:

@@ -78,5 +78,6 @@ def read_events(conn: duckdb.DuckDBPyConnection, limit: int | None = None) -> li
     """Events in order; with ``limit``, the latest ``limit`` of them."""
     sql = "SELECT * FROM events ORDER BY seq"
     if limit is not None:
-        sql = f"SELECT * FROM (SELECT * FROM events ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"
+        sql = (f"SELECT * FROM (SELECT * FROM events ORDER BY seq DESC LIMIT {int(limit)}) "
+               "ORDER BY seq")
     return [Event(*row) for row in conn.execute(sql).fetchall()]

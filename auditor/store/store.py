@@ -53,11 +53,11 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         """Open (creating when writable) and migrate; raises StoreLockedError when another
         process holds the file and ``wait`` seconds pass without it letting go."""
         path = Path(path).expanduser()
-        claim(path)
+        claim(path, read_only)
         try:
             conn = connect(path, read_only=read_only, wait=wait)
         except BaseException:
-            release(path)
+            release(path, read_only)
             raise
         store = cls(conn, path, read_only=read_only, actor=actor or default_actor())
         try:
@@ -80,7 +80,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         if self._open:
             self._open = False
             self.conn.close()
-            release(self.path)
+            release(self.path, self.read_only)
 
     def __enter__(self) -> Store:
         return self

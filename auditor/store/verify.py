@@ -57,7 +57,8 @@ def logged_digests(events: list[Event]) -> tuple[dict[tuple[str, str], Digest], 
         try:
             entries = [(*key.split(":", 1), text) for key, text in event.digests.items()]
             folded = [(table, subject, text.startswith(REPLACE),
-                       Digest.parse(text.removeprefix(REPLACE))) for table, subject, text in entries]
+                       Digest.parse(text.removeprefix(REPLACE)))
+                      for table, subject, text in entries]
         except (ValueError, TypeError, AttributeError):
             unreadable.append(f"event {event.seq}: its rows_digest is unreadable")
             continue

@@ -26,7 +26,8 @@ print("closed", flush=True)
 
 def _hold(db_path: Path, seconds: float) -> subprocess.Popen:
     """Start a process that opens the store for writing and holds it ``seconds``."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db_path), str(seconds)],
                               stdout=subprocess.PIPE, text=True, env=env)
     assert holder.stdout.readline().strip() == "ready"
@@ -104,3 +105,13 @@ def test_a_second_store_on_the_same_file_in_one_process_is_refused(db_path):
             Store.open(db_path, read_only=True)
     with Store.open(db_path, read_only=True) as store:  # released on close
         assert store.verify_log().ok
+
+
+def test_several_read_only_stores_in_one_process_are_fine(db_path):
+    Store.open(db_path).close()
+    with Store.open(db_path, read_only=True) as first, \
+            Store.open(db_path, read_only=True) as second:
+        assert first.head_hash() == second.head_hash()
+        with pytest.raises(StoreLockedError, match="already holds"):
+            Store.open(db_path)
+    Store.open(db_path).close()

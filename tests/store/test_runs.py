@@ -161,7 +161,8 @@ with store.transaction():
 
 def test_a_process_killed_mid_run_leaves_no_partial_run(db_path):
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     crashed = subprocess.run([sys.executable, "-c", _CRASHER, str(db_path), str(root / "tests")],
                              env=env, capture_output=True, text=True, timeout=120)
     assert crashed.returncode == 3, crashed.stderr
