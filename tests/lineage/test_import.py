@@ -164,3 +164,28 @@ def test_bad_checkpoints_are_caught(lineage_dir, kind, fragment, monkeypatch):
     assert fragment in str(info.value)
     assert "lineage.yaml:" in str(info.value)
     assert not (lineage_dir / "PWNED").exists()
+
+
+def _head(db):
+    from auditor.store import Store
+
+    if not db.exists():
+        return None
+    with Store.open(db, read_only=True) as store:
+        return store.head_hash()
+
+
+def test_cli_import_show_export_and_bad_import_writes_nothing(lineage_dir, capsys):
+    from auditor.cli import main
+
+    db = lineage_dir / "a.duckdb"
+    assert main(["lineage", "import", str(lineage_dir / "lineage.yaml"), "--db", str(db)]) == 0
+    head = _head(db)
+    assert main(["lineage", "show", "imported@v1", "--db", str(db)]) == 0
+    assert "pretrain" in capsys.readouterr().out
+    assert main(["lineage", "export", "imported@v1", "--format", "prov", "--db", str(db)]) == 0
+    assert '"prov:type"' in capsys.readouterr().out
+    (lineage_dir / "ckpt/sft.pt").write_bytes(b"junk")
+    (lineage_dir / "lineage.yaml").write_text(GOOD.replace("version: v1", "version: v2"))
+    assert main(["lineage", "import", str(lineage_dir / "lineage.yaml"), "--db", str(db)]) == 2
+    assert _head(db) == head
