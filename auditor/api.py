@@ -5,8 +5,10 @@ The CLI is a thin layer over these functions; so are the tests of the whole syst
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from auditor.errors import InputError
 from auditor.lineage.io import read_lineage_json, write_lineage_json
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.recorder import LINEAGE_FILE
@@ -54,3 +56,53 @@ def load_version(source: str, *, db: str | Path) -> ModelVersion:
         return read_lineage_json(path)
     with open_store(db, read_only=True) as store:
         return store.get_version(source)
+
+
+def version_source(key: str, *, db: str | Path) -> tuple[ModelVersion, Path]:
+    """A stored version and the folder its checkpoint URIs are relative to."""
+    from auditor.store.versions import split_key
+
+    model, _ = split_key(key)
+    with open_store(db, read_only=True) as store:
+        version = store.get_version(key)
+        info = next(i for i in store.list_versions(model=model) if i.key == key)
+    return version, Path(info.source or ".")
+
+
+@dataclass(frozen=True)
+class Remediation:
+    original: str
+    remediated: str
+    dropped_stage: str
+    folder: Path
+    before: dict[str, float]
+    after: dict[str, float]
+
+
+def remediate(key: str, stage_id: str, *, db: str | Path, behaviours: str,
+              new_version: str | None = None, out: str | Path | None = None,
+              wait: float = 0.0) -> Remediation:
+    """Re-run the later stages without ``stage_id``, record the result as a new version, and
+    measure every behaviour before and after on its held-out probes."""
+    from auditor.behaviours.library import load_behaviours
+    from auditor.lineage.counterfactual import load_model
+    from auditor.lineage.remediate import drop_stage
+    from auditor.task import load_task
+
+    version, root = version_source(key, db=db)
+    if not version.task:
+        raise InputError(f"{key} names no training task, so its stages cannot be re-run")
+    task, measured = load_task(version.task), load_behaviours(behaviours)
+    new_version = new_version or f"{version.version}-no-{stage_id}"
+    folder = Path(out) if out else root.parent / f"{version.model}-{new_version}"
+    new = drop_stage(version, root, task, stage_id, folder, new_version)
+    before = load_model(task, version, root, version.stages[-1].theta_end)
+    after = load_model(task, new, folder, new.stages[-1].theta_end)
+    result = Remediation(key, new.key, stage_id, folder,
+                         {b.name: b.measure(before) for b in measured},
+                         {b.name: b.measure(after) for b in measured})
+    with open_store(db, wait=wait) as store, store.transaction():
+        store.add_version(new, source=str(folder.resolve()))
+        store.record_run("remediation", {"from": key, "to": new.key, "dropped_stage": stage_id,
+                                         "before": result.before, "after": result.after})
+    return result

@@ -13,6 +13,7 @@ import typer
 
 from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
+from auditor.cli import remediate as remediate_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
 
@@ -37,6 +38,7 @@ def _root(
 
 app.add_typer(lineage_cli.app, name="lineage")
 app.add_typer(log_cli.app, name="log")
+app.command("remediate")(remediate_cli.remediate)
 
 
 def main(argv: list[str] | None = None) -> int:
