@@ -63,3 +63,10 @@ def translate_open_error(path: Path, exc: duckdb.Error, wait: float) -> StoreErr
             "retry when it finishes, or pass --wait SECONDS")
     first_line = message.splitlines()[0] if message else type(exc).__name__
     return StoreError(f"cannot open the store {path}: {first_line}")
+
+
+def first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The first row of a query, with the result fully consumed: a pending result would block
+    the next relational (Arrow) query on the same connection."""
+    rows = result.fetchall()
+    return rows[0] if rows else None

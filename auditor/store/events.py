@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from auditor.hashing import canonical_json, sha256_bytes
+from auditor.store.connect import first_row
 
 GENESIS = "0" * 64
 REPLACE = "="
@@ -54,7 +55,7 @@ def utc_now() -> datetime:
 
 
 def head(conn: duckdb.DuckDBPyConnection) -> tuple[int, str]:
-    row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    row = first_row(conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"))
     return (row[0], row[1]) if row else (0, GENESIS)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from auditor.errors import StoreError
+from auditor.store.connect import first_row
 from auditor.store.digests import subject_digest
 from auditor.store.events import append_event, utc_now
 from auditor.store.schema import Migration
@@ -17,8 +18,8 @@ _BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations "
 
 
 def applied_migrations(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    exists = conn.execute("SELECT count(*) FROM information_schema.tables "
-                          "WHERE table_name = 'schema_migrations'").fetchone()[0]
+    exists = first_row(conn.execute("SELECT count(*) FROM information_schema.tables "
+                          "WHERE table_name = 'schema_migrations'"))[0]
     if not exists:
         return []
     return [row[0] for row in conn.execute(

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from auditor.errors import StoreError
+from auditor.store.connect import first_row
 from auditor.store.events import utc_now
 
 if TYPE_CHECKING:
@@ -25,10 +26,10 @@ class RecordMethods:
         if direction not in _DIRECTIONS:
             raise StoreError(f"behaviour {name!r}: direction must be harm or benefit")
         with self.transaction():
-            known = self.conn.execute(
+            known = first_row(self.conn.execute(
                 "SELECT count(*) FROM behaviours WHERE name = ? AND direction = ? AND "
                 "description = ? AND probe_digest = ?",
-                [name, direction, description, probe_digest]).fetchone()[0]
+                [name, direction, description, probe_digest]))[0]
             if known:
                 return False
             row = {"name": name, "direction": direction, "description": description,
@@ -47,8 +48,8 @@ class RecordMethods:
         row = {"report_id": report_id, "kind": kind, "path": str(path), "sha256": sha256,
                "signer": signer, "created_at": created_at or utc_now()}
         with self.transaction():
-            if self.conn.execute("SELECT count(*) FROM reports WHERE report_id = ?",
-                                 [report_id]).fetchone()[0]:
+            if first_row(self.conn.execute("SELECT count(*) FROM reports WHERE report_id = ?",
+                                 [report_id]))[0]:
                 raise StoreError(f"report {report_id} is already recorded")
             digest = self._insert_rows("reports", [row], report_id)
             self._log("report.add", report_id, {"kind": kind, "sha256": sha256},

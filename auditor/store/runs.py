@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from auditor.errors import StoreError
 from auditor.hashing import canonical_json, config_hash
+from auditor.store.connect import first_row
 from auditor.store.digests import subject_digest
 from auditor.store.events import REPLACE, utc_now
 from auditor.store.schema import RUN_STATUSES, VERDICTS
@@ -63,15 +64,15 @@ class RunMethods:
                      {f"runs:{run_id}": REPLACE + str(digest)})
 
     def _require_running(self: Store, run_id: str) -> None:
-        row = self.conn.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        row = first_row(self.conn.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]))
         if row is None:
             raise StoreError(f"no run {run_id} in {self.path}")
         if row[0] != "running":
             raise StoreError(f"run {run_id} is already {row[0]}; start a new run")
 
     def run_config(self: Store, run_id: str) -> dict[str, Any]:
-        row = self.conn.execute("SELECT config_json FROM runs WHERE run_id = ?",
-                                [run_id]).fetchone()
+        row = first_row(self.conn.execute("SELECT config_json FROM runs WHERE run_id = ?",
+                                [run_id]))
         if row is None:
             raise StoreError(f"no run {run_id} in {self.path}")
         return json.loads(row[0])
@@ -101,9 +102,14 @@ class RunMethods:
                "evaluated_at": evaluated_at or utc_now()}
         self._insert_run_rows("verdicts", run_id, pa.Table.from_pylist([row]))
 
+    def insert_fidelity_checks(self: Store, run_id: str, table: pa.Table) -> int:
+        """Replay spot checks of an estimator (columns of table ``fidelity_checks``)."""
+        return self._insert_run_rows("fidelity_checks", run_id, table)
+
     def record_run(self: Store, kind: str, config: dict[str, Any], *,
                    scores: pa.Table | None = None, policy_results: pa.Table | None = None,
-                   verdicts: list[dict[str, Any]] | None = None) -> str:
+                   verdicts: list[dict[str, Any]] | None = None,
+                   fidelity_checks: pa.Table | None = None) -> str:
         """Write a run with all its rows and mark it complete, in ONE transaction."""
         with self.transaction():
             run_id = self.start_run(kind, config)
@@ -113,6 +119,8 @@ class RunMethods:
                 self.insert_policy_results(run_id, policy_results)
             for verdict in verdicts or []:
                 self.insert_verdict(run_id, **verdict)
+            if fidelity_checks is not None:
+                self.insert_fidelity_checks(run_id, fidelity_checks)
             self.finish_run(run_id, "complete")
         return run_id
 
@@ -131,14 +139,19 @@ class RunMethods:
         model, version = split_key(key)
         where, params = _filters(model=model, version=version, estimator=estimator,
                                  config_hash=config_hash)
-        row = self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM stage_scores t JOIN runs r "
-                                f"USING (run_id) WHERE {where})", params).fetchone()
+        row = first_row(self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM stage_scores t JOIN runs r "
+                                f"USING (run_id) WHERE {where})", params))
         return bool(row[0])
 
     def policy_results(self: Store, model: str | None = None, version: str | None = None,
                        policy_id: str | None = None) -> pa.Table:
         return self._complete_rows("policy_results", model=model, version=version,
                                    policy_id=policy_id)
+
+    def fidelity_checks(self: Store, model: str | None = None, version: str | None = None,
+                        estimator: str | None = None) -> pa.Table:
+        return self._complete_rows("fidelity_checks", model=model, version=version,
+                                   estimator=estimator)
 
     def verdicts(self: Store, model: str | None = None, version: str | None = None,
                  policy_id: str | None = None) -> pa.Table:

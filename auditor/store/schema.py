@@ -76,10 +76,19 @@ CREATE TABLE reports (
     sha256 VARCHAR NOT NULL, signer VARCHAR, created_at TIMESTAMP NOT NULL);
 """
 
+_FIDELITY = """
+CREATE TABLE fidelity_checks (
+    run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, version VARCHAR NOT NULL,
+    estimator VARCHAR NOT NULL, config_hash VARCHAR NOT NULL, stages_checked INTEGER NOT NULL,
+    behaviours_checked INTEGER NOT NULL, pearson DOUBLE, sign_agreement DOUBLE,
+    max_abs_error DOUBLE, passed BOOLEAN NOT NULL, checked_at TIMESTAMP NOT NULL);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_lineage_and_events", _CORE),
     Migration("0002_runs_scores_behaviours", _RUNS_SCORES),
     Migration("0003_policy_results_verdicts_reports", _POLICY_REPORTS),
+    Migration("0004_fidelity_checks", _FIDELITY),
 )
 
 # How the rows of each logged table are grouped: one digest per (table, subject) in the log. A
@@ -99,6 +108,7 @@ SUBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
     "policy_results": ("run_id",),
     "verdicts": ("run_id",),
     "reports": ("report_id",),
+    "fidelity_checks": ("run_id",),
 }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from auditor.errors import TamperError
+from auditor.store.connect import first_row
 from auditor.store.digests import Digest, table_digests
 from auditor.store.events import GENESIS, REPLACE, Event, read_events
 from auditor.store.schema import SUBJECT_COLUMNS
@@ -96,6 +97,6 @@ def _compare(table: str, subject: str, expected: Digest | None,
 
 
 def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-    row = conn.execute("SELECT count(*) FROM information_schema.tables "
-                       "WHERE table_name = ? AND table_schema = 'main'", [table]).fetchone()
+    row = first_row(conn.execute("SELECT count(*) FROM information_schema.tables "
+                       "WHERE table_name = ? AND table_schema = 'main'", [table]))
     return bool(row[0])

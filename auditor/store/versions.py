@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from auditor.errors import InputError, StoreError
 from auditor.lineage.models import ModelVersion
+from auditor.store.connect import first_row
 from auditor.store.events import utc_now
 from auditor.store.lineage_rows import lineage_sha256, lineage_tables, utc_naive
 from auditor.store.periods import period_bounds
@@ -56,9 +57,9 @@ class VersionMethods:
             return True
 
     def _known_lineage(self: Store, version: ModelVersion) -> bool:
-        row = self.conn.execute(
+        row = first_row(self.conn.execute(
             "SELECT lineage_sha256 FROM versions WHERE model = ? AND version = ?",
-            [version.model, version.version]).fetchone()
+            [version.model, version.version]))
         if row is None:
             return False
         if row[0] != lineage_sha256(version):
@@ -67,16 +68,17 @@ class VersionMethods:
         return True
 
     def _add_model(self: Store, model: str) -> dict[str, str]:
-        seen = self.conn.execute("SELECT count(*) FROM models WHERE model = ?", [model])
-        if seen.fetchone()[0]:
+        seen = first_row(self.conn.execute("SELECT count(*) FROM models WHERE model = ?", [model]))
+        if seen[0]:
             return {}
         digest = self._insert_rows("models", [{"model": model, "added_at": utc_now()}], model)
         return {f"models:{model}": str(digest)}
 
     def get_version(self: Store, key: str) -> ModelVersion:
         model, version = split_key(key)
-        row = self.conn.execute("SELECT lineage_json FROM versions WHERE model = ? AND version = ?",
-                                [model, version]).fetchone()
+        row = first_row(self.conn.execute(
+            "SELECT lineage_json FROM versions WHERE model = ? AND version = ?",
+            [model, version]))
         if row is None:
             raise StoreError(f"version {key} is not in the store {self.path}")
         return ModelVersion.model_validate_json(row[0])
@@ -104,13 +106,13 @@ class VersionMethods:
         current = self.get_version(key)
         if current.created_at is None:
             raise StoreError(f"{key} has no created_at, so no version comes before it")
-        row = self.conn.execute(
+        row = first_row(self.conn.execute(
             "SELECT v.version FROM versions v WHERE v.model = ? AND v.created_at < ? AND EXISTS ("
             " SELECT 1 FROM stage_scores s JOIN runs r USING (run_id)"
             " WHERE r.status = 'complete' AND s.model = v.model AND s.version = v.version"
             " AND (? IS NULL OR s.estimator = ?) AND (? IS NULL OR s.config_hash = ?))"
             " ORDER BY v.created_at DESC, v.version DESC LIMIT 1",
             [current.model, utc_naive(current.created_at), estimator, estimator,
-             config_hash, config_hash]).fetchone()
+             config_hash, config_hash]))
         return self.get_version(f"{current.model}@{row[0]}") if row else None
 

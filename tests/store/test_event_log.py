@@ -7,6 +7,9 @@ from factories import make_scores, make_version
 from auditor.cli import main
 from auditor.errors import TamperError
 from auditor.store import Store
+from auditor.store.schema import MIGRATIONS
+
+M = len(MIGRATIONS)  # the store's first events are its migrations
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def test_an_untouched_store_verifies(audited):
     db_path, _ = audited
     result = _verify(db_path)
     assert result.ok and result.problems == []
-    assert result.events == 3 + 2 * 4  # migrations, then per version: add, start, scores, finish
+    assert result.events == M + 2 * 4  # migrations, then per version: add, start, scores, finish
     with Store.open(db_path, read_only=True) as store:
         assert result.head_hash == store.head_hash() == store.events()[-1].hash
 
@@ -83,12 +86,12 @@ def test_rows_added_outside_the_log_are_caught(audited):
 
 def test_deleted_or_edited_events_break_the_chain(audited):
     db_path, _ = audited
-    _tamper(db_path, "UPDATE events SET payload_json = '{\"rows\":1}' WHERE seq = 6")
-    _tamper(db_path, "DELETE FROM events WHERE seq = 8")
+    _tamper(db_path, f"UPDATE events SET payload_json = '{{\"rows\":1}}' WHERE seq = {M + 3}")
+    _tamper(db_path, f"DELETE FROM events WHERE seq = {M + 5}")
     problems = _verify(db_path).problems
-    assert "event 6 (stage_scores.insert " in problems[0] and "altered" in problems[0]
-    assert problems[1] == "event 9: follows event 7 (events 8..8 are missing)"
-    assert problems[2] == "event 9: prev_hash does not match event 7's hash"
+    assert f"event {M + 3} (stage_scores.insert " in problems[0] and "altered" in problems[0]
+    assert problems[1] == f"event {M + 6}: follows event {M + 4} (events {M + 5}..{M + 5} are missing)"
+    assert problems[2] == f"event {M + 6}: prev_hash does not match event {M + 4}'s hash"
     # event 8 added tiny@v2: its rows are now unaccounted for
     outside = [p for p in problems[3:] if "'tiny@v2' were written outside the log" in p]
     assert [p.split(":")[0] for p in outside] == ["versions", "stages", "datasets", "checkpoints"]
@@ -107,7 +110,7 @@ def test_a_run_status_flipped_with_plain_sql_is_caught(db_path):
 def test_cli_log_verify_exit_codes_and_problem_list(audited, capsys):
     db_path, _ = audited
     assert main(["log", "verify", "--db", str(db_path)]) == 0
-    assert "log intact, 11 events" in capsys.readouterr().out
+    assert f"log intact, {M + 2 * 4} events" in capsys.readouterr().out
     _tamper(db_path, "DELETE FROM stages WHERE stage_index = 2 AND version = 'v2'")
     assert main(["log", "verify", "--db", str(db_path)]) == 1
     out = capsys.readouterr().out
@@ -128,8 +131,8 @@ def test_cli_log_show_lists_the_latest_events(audited, capsys):
 
 def test_an_event_with_a_garbled_digest_is_reported_not_a_crash(audited):
     db_path, _ = audited
-    _tamper(db_path, "UPDATE events SET rows_digest = 'not json' WHERE seq = 4")
+    _tamper(db_path, f"UPDATE events SET rows_digest = 'not json' WHERE seq = {M + 1}")
     problems = _verify(db_path).problems
-    assert "event 4: its rows_digest is unreadable" in problems
-    assert any(p.startswith("event 4 (version.add tiny@v1): its fields were altered")
+    assert f"event {M + 1}: its rows_digest is unreadable" in problems
+    assert any(p.startswith(f"event {M + 1} (version.add tiny@v1): its fields were altered")
                for p in problems)

@@ -1,0 +1,43 @@
+"""The estimator registry (an explicit dict) and the one-call ``attribute``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from auditor.behaviours.base import Behaviour
+from auditor.errors import EstimatorError
+from auditor.estimators.base import Estimator, StageEffects
+from auditor.estimators.naive import NaiveEstimator
+from auditor.lineage.checkpoints import load_model_state, load_tensors
+from auditor.lineage.models import ModelVersion
+from auditor.task import TrainingTask
+
+ESTIMATORS: dict[str, type] = {
+    NaiveEstimator.name: NaiveEstimator,
+}
+
+
+def get_estimator(name: str, **settings: Any) -> Estimator:
+    try:
+        cls = ESTIMATORS[name]
+    except KeyError:
+        known = ", ".join(sorted(ESTIMATORS))
+        raise EstimatorError(f"unknown estimator {name!r} (known: {known})") from None
+    return cls(**settings)
+
+
+def final_model(version: ModelVersion, root: str | Path, task: TrainingTask):
+    model = task.build_model()
+    last = version.stages[-1].theta_end
+    load_model_state(model, load_tensors(last, root), source=last.uri)
+    return model
+
+
+def attribute(version: ModelVersion, root: str | Path, task: TrainingTask,
+              behaviours: list[Behaviour], estimator: str | Estimator = "aa",
+              **settings: Any) -> StageEffects:
+    """Prepare stage embeddings of ``version`` and score ``behaviours`` with them."""
+    chosen = get_estimator(estimator, **settings) if isinstance(estimator, str) else estimator
+    embeddings = chosen.prepare(version, root, task)
+    return chosen.score(embeddings, behaviours, final_model(version, root, task))
