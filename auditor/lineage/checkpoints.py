@@ -79,7 +79,9 @@ def read_unverified(path: str | Path, fmt: str) -> Tensors:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is missing")
-    return _read(path, fmt)
+    tensors = _read(path, fmt)
+    _require_finite(tensors, path)
+    return tensors
 
 
 def _read(path: Path, fmt: str) -> Tensors:

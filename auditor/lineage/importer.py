@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from auditor.errors import CheckpointError, LineageError
 from auditor.hashing import config_hash, sha256_file
@@ -95,8 +95,8 @@ def import_lineage(path: str | Path) -> ModelVersion:
     header = spec.model_dump(exclude={"stages"})
     try:
         return ModelVersion(**header, parameters=importer.parameters, stages=stages)
-    except ValueError as exc:
-        raise LineageError(str(exc).splitlines()[-1].strip(), path=str(path),
+    except ValidationError as exc:
+        raise LineageError(exc.errors()[0]["msg"].removeprefix("Value error, "), path=str(path),
                            line=lines.get(("stages",)), key="stages") from None
 
 
