@@ -28,6 +28,18 @@ def import_(
                   f"{version.parameters or 0:,} parameters -> {db}")
 
 
+@app.command("add")
+def add(
+    folder: Path = typer.Argument(..., help="A Recorder's output folder (lineage.json and "
+                                            "checkpoints/)."),
+    db: Path = db_option(),
+    wait: float = wait_option(),
+) -> None:
+    """Add a lineage recorded in a training loop to the store (checkpoint hashes are checked)."""
+    version = api.record_lineage(folder, db=db, wait=wait)
+    console.print(f"added [bold]{version.key}[/]: {len(version.stages)} stages -> {db}")
+
+
 @app.command("show")
 def show(
     source: str = typer.Argument(..., help="MODEL@VERSION in the store, or a lineage.json / "

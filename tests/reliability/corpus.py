@@ -337,3 +337,25 @@ def bad_zero_steps(work, db):
 @case("lineage", "stages[0].optimizer.weight_decay")
 def bad_negative_weight_decay(work, db):
     return _import(work, db, _edit("weight_decay: 0.0001", "weight_decay: -1"))
+
+
+def _recorded(work: Path) -> Path:
+    from recorded import record_sgd
+
+    folder = work / "run"
+    record_sgd(folder)
+    return folder
+
+
+@case("checkpoint", "sha256")
+def bad_recorded_checkpoint_swapped_on_disk(work, db):
+    folder = _recorded(work)
+    files = sorted((folder / "checkpoints").glob("model-*.safetensors"))
+    files[1].write_bytes(files[0].read_bytes())  # a valid file, but not the recorded one
+    return ["lineage", "add", str(folder), "--db", str(db)]
+
+
+@case("lineage", "lineage.json")
+def bad_recorded_folder_without_lineage(work, db):
+    (work / "empty-run").mkdir()
+    return ["lineage", "add", str(work / "empty-run"), "--db", str(db)]
