@@ -140,6 +140,17 @@ def forward_step(s: StepVectors, d: torch.Tensor, dm: torch.Tensor,
 def adjoint_step(s: StepVectors, u: torch.Tensor, w: torch.Tensor,
                  curv: Curvature) -> tuple[torch.Tensor, torch.Tensor]:
     """The transpose of ``forward_step``: adjoints (u, w) after the step → before it."""
+    u_prev, w_prev, _ = adjoint_parts(s, u, w, curv)
+    return u_prev, w_prev
+
+
+def adjoint_parts(s: StepVectors, u: torch.Tensor, w: torch.Tensor, curv: Curvature,
+                  input_only: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``adjoint_step`` plus the adjoint of the step's input a = ν·g + λ_c·θ.
+
+    ``input_only``: treat a as a given input (the factual gradient), not a function of θ — the
+    exact data-form decomposition of a stage (§4.3).
+    """
     if s.kind == "sgd":
         r = w - s.eta * s.nm * u
         a_adj = s.active * (s.c * r - s.eta * s.na * u)
@@ -150,12 +161,13 @@ def adjoint_step(s: StepVectors, u: torch.Tensor, w: torch.Tensor,
         a_adj = s.active * (1.0 - s.beta1) * r
         w_prev = s.beta1 * r
         u_prev = (1.0 - s.eta * s.lam_d) * u
-    u_prev = u_prev + s.lam_c * a_adj
-    if curv is not None:
+    if not input_only:
+        u_prev = u_prev + s.lam_c * a_adj
+    if curv is not None and not input_only:
         u_prev = u_prev + s.nu * curv(a_adj)
     if s.reset_before:
         w_prev = torch.zeros_like(w_prev)
-    return u_prev, w_prev
+    return u_prev, w_prev, a_adj
 
 
 def adam_preconditioner(exp_avg_sq: torch.Tensor, coeffs: StageCoefficients,

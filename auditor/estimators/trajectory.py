@@ -54,14 +54,15 @@ def all_coefficients(version: ModelVersion, root: str | Path,
 
 
 def walk(version: ModelVersion, root: str | Path, task: TrainingTask, first: int,
-         before: Before | None = None, after: After | None = None) -> nn.Module:
-    """Replay stages ``first``..K−1 from θ_{s_first}, calling the hooks around every step."""
+         before: Before | None = None, after: After | None = None,
+         last: int | None = None) -> nn.Module:
+    """Replay stages ``first``..``last`` (default K−1) from θ_{s_first}, with hooks per step."""
     stages = version.stages
     model = load_model(task, version, Path(root), stages[first].theta_start)
     state = (load_tensors(stages[first].optimizer_start, root)
              if stages[first].optimizer_start is not None else None)
     offset = sum(s.steps for s in stages[:first])
-    for j in range(first, len(stages)):
+    for j in range(first, len(stages) if last is None else last + 1):
         stage = stages[j]
         info = _StepInfo(j, offset, stage)
         state_in = state if stage.convention == "carry" else None
