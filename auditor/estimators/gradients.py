@@ -31,21 +31,45 @@ def dot(a: Vector, b: Vector) -> float:
     return float(total)
 
 
+def embedding_matrix(embeddings: StageEmbeddings,
+                     params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """K × P float64 matrix of the embeddings over ``params`` (absent names are zeros)."""
+    rows = []
+    for vector in embeddings.vectors:
+        parts = [vector[name].reshape(-1).to("cpu", torch.float64) if name in vector
+                 else torch.zeros(p.numel(), dtype=torch.float64) for name, p in params.items()]
+        rows.append(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64))
+    return torch.stack(rows)
+
+
+def flat_gradient(value: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).to("cpu")
+                      for p, g in zip(params.values(), grads)]).double()
+
+
 def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
                        model: torch.nn.Module) -> StageEffects:
-    """effects[k, q] = ∇f_q(θ_T) · e_k."""
+    """effects[k, q] = ∇f_q(θ_T) · e_k: one backward pass per behaviour, then K dot products."""
     started = time.perf_counter()
     model.eval()
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    matrix = embedding_matrix(embeddings, params)
     effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
+    metrics = []
     for q, behaviour in enumerate(behaviours):
-        grad = behaviour_gradient(model, behaviour)
-        for k, vector in enumerate(embeddings.vectors):
-            effects[k, q] = dot(grad, vector)
-    metrics = tuple(behaviour.measure(model) for behaviour in behaviours)
+        value = behaviour.surrogate(model)
+        if not torch.is_tensor(value) or value.numel() != 1:
+            raise EstimatorError(
+                f"behaviour {behaviour.name!r}: surrogate must return a scalar tensor")
+        effects[:, q] = (matrix @ flat_gradient(value, params)).numpy()
+        metrics.append(float(value.detach()) if behaviour.metric is None
+                       else behaviour.measure(model))
     return StageEffects(
         model=embeddings.model, version=embeddings.version, stages=embeddings.stages,
         stage_kinds=embeddings.stage_kinds, behaviours=tuple(b.name for b in behaviours),
         directions=tuple(b.direction for b in behaviours), effects=effects,
         estimator=embeddings.estimator, estimator_version=embeddings.estimator_version,
         convention=embeddings.convention, config_hash=embeddings.config_hash,
-        runtime_s=embeddings.runtime_s + time.perf_counter() - started, metric_values=metrics)
+        runtime_s=embeddings.runtime_s + time.perf_counter() - started,
+        metric_values=tuple(metrics))

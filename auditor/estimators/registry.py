@@ -7,15 +7,22 @@ from typing import Any
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
+from auditor.estimators.aa import AAEstimator
 from auditor.estimators.base import Estimator, StageEffects
+from auditor.estimators.ggn import GGNEstimator
+from auditor.estimators.hessian import HessianEstimator
 from auditor.estimators.naive import NaiveEstimator
+from auditor.estimators.replay import ReplayEstimator
+from auditor.estimators.tracin import TracInEstimator
 from auditor.lineage.checkpoints import load_model_state, load_tensors
 from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
 
 ESTIMATORS: dict[str, type] = {
-    NaiveEstimator.name: NaiveEstimator,
+    cls.name: cls for cls in (ReplayEstimator, AAEstimator, HessianEstimator, GGNEstimator,
+                              NaiveEstimator, TracInEstimator)
 }
+DEFAULT = AAEstimator.name
 
 
 def get_estimator(name: str, **settings: Any) -> Estimator:
@@ -39,5 +46,7 @@ def attribute(version: ModelVersion, root: str | Path, task: TrainingTask,
               **settings: Any) -> StageEffects:
     """Prepare stage embeddings of ``version`` and score ``behaviours`` with them."""
     chosen = get_estimator(estimator, **settings) if isinstance(estimator, str) else estimator
+    if hasattr(chosen, "plan_for"):
+        chosen.plan_for(len(behaviours))
     embeddings = chosen.prepare(version, root, task)
     return chosen.score(embeddings, behaviours, final_model(version, root, task))

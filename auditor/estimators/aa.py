@@ -1,0 +1,144 @@
+"""``aa`` (default): the first-order, Hessian-free AA-score (docs/estimators.md §4.1, "AA-H0").
+
+With H ≡ 0 the later stages see the same gradients in both runs, so a removed stage's
+displacement (D_k, M_k) is only shrunk by later weight decay and extended by the momentum tail
+left in the optimizer buffer (``carry``). Everything is driven by the logged per-step scalars:
+
+* SGD (momentum, Nesterov, dampening, coupled weight decay): the 2×2 maps of (δ, δm) are scalars
+  per parameter group, so each later stage is one 2×2 product per group class — O(T) scalar
+  work, then O(K·P) to form e_k = Φ₀₀·D_k + Φ₀₁·M_k.
+* Adam/AdamW: decoupled decay is the scalar Π(1 − ηλ); under ``carry`` the momentum tail
+  b_k ⊙ M_k needs the preconditioner p_t after e_k. It is approximated from the second moment
+  v at the nearest stage boundary (bias correction c2_t from the logged step counts), and the
+  tail is cut once β₁ⁿ has decayed below 1e-12. Adam with coupled L2 runs per coordinate.
+
+Needs only boundary checkpoints (and boundary optimizer states for ``carry``) and the step log.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from auditor.behaviours.base import Behaviour
+from auditor.estimators.base import StageEffects, StageEmbeddings
+from auditor.estimators.common import embeddings_from_flat, settings_hash
+from auditor.estimators.dynamics import (
+    StageCoefficients,
+    adam_preconditioner,
+    forward_step,
+    step_vectors,
+)
+from auditor.estimators.gradients import score_by_gradients
+from auditor.estimators.layout import ParamLayout, load_flat, stage_displacements
+from auditor.estimators.trajectory import all_coefficients
+from auditor.lineage.models import ModelVersion
+from auditor.task import TrainingTask
+
+TAIL_CUTOFF = 1e-12
+
+
+class AAEstimator:
+    name: ClassVar[str] = "aa"
+    version: ClassVar[str] = "1"
+
+    @property
+    def config_hash(self) -> str:
+        return settings_hash(self.name, self.version, {"tail_cutoff": TAIL_CUTOFF})
+
+    def prepare(self, version: ModelVersion, root: str | Path,
+                task: TrainingTask) -> StageEmbeddings:
+        started = time.perf_counter()
+        layout = ParamLayout.of(task.build_model())
+        flats = stage_embeddings_h0(version, root, layout)
+        return embeddings_from_flat(self, version, layout, flats, started)
+
+    def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
+              model: torch.nn.Module) -> StageEffects:
+        return score_by_gradients(embeddings, behaviours, model)
+
+
+def stage_embeddings_h0(version: ModelVersion, root: str | Path,
+                        layout: ParamLayout) -> list[torch.Tensor]:
+    coefficients = all_coefficients(version, root, layout)
+    disp = stage_displacements(version, root, layout)
+    propagator = _Propagator(version, root, layout, coefficients)
+    return [propagator.run(k, disp.changes[k], disp.momenta[k])
+            for k in range(len(version.stages))]
+
+
+class _Propagator:
+    def __init__(self, version: ModelVersion, root, layout: ParamLayout,
+                 coefficients: list[StageCoefficients]):
+        self.version, self.root, self.layout = version, root, layout
+        self.coefficients = coefficients
+        signature = torch.stack([c.group_index for c in coefficients])  # (K, P)
+        classes, self.class_of = torch.unique(signature, dim=1, return_inverse=True)
+        self.class_groups = classes  # (K, C): the group of each class in each stage
+        self._products: dict[int, torch.Tensor] = {}
+        self._v_ref: dict[int, torch.Tensor] = {}
+
+    def run(self, k: int, d: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:
+        d, dm = d.clone(), dm.clone()
+        for j in range(k + 1, len(self.coefficients)):
+            coeffs = self.coefficients[j]
+            if coeffs.kind != "sgd" and (bool((dm != 0).any()) or _coupled(coeffs)):
+                d, dm = self._adam_steps(j, d, dm)
+            else:
+                d, dm = self._apply_product(j, d, dm)
+        return d
+
+    # -- stages whose maps are scalars per group: one 2×2 product per class ---------------
+
+    def stage_product(self, j: int) -> torch.Tensor:
+        """(C, 2, 2): the map of stage j on (δ, δm) for every group class."""
+        if j not in self._products:
+            coeffs = self.coefficients[j]
+            compressed = StageCoefficients(coeffs.kind, coeffs.reset, coeffs.table, coeffs.clip,
+                                           self.class_groups[j])
+            classes = self.class_groups.shape[1]
+            d = torch.tensor([[1.0], [0.0]], dtype=torch.float64).expand(2, classes).clone()
+            dm = 1.0 - d
+            ones = torch.ones(classes, dtype=torch.float64)
+            for t in range(coeffs.steps):
+                d, dm = forward_step(step_vectors(compressed, t, ones), d, dm, None)
+            self._products[j] = torch.stack([d, dm], dim=1).permute(2, 1, 0)  # [c, out, in]
+        return self._products[j]
+
+    def _apply_product(self, j: int, d: torch.Tensor, dm: torch.Tensor):
+        phi = self.stage_product(j)[self.class_of]  # (P, 2, 2)
+        return phi[:, 0, 0] * d + phi[:, 0, 1] * dm, phi[:, 1, 0] * d + phi[:, 1, 1] * dm
+
+    # -- Adam momentum tail, per coordinate ------------------------------------------------
+
+    def _adam_steps(self, j: int, d: torch.Tensor, dm: torch.Tensor):
+        coeffs = self.coefficients[j]
+        v_ref = self.v_reference(j)
+        start = float(dm.abs().max())
+        for t in range(coeffs.steps):
+            precond = adam_preconditioner(v_ref, coeffs, t)
+            d, dm = forward_step(step_vectors(coeffs, t, precond), d, dm, None)
+            if not _coupled(coeffs) and float(dm.abs().max()) <= TAIL_CUTOFF * max(start, 1e-300):
+                decay = self._decay_after(j, t + 1)
+                return decay * d, torch.zeros_like(dm)
+        return d, dm
+
+    def _decay_after(self, j: int, t: int) -> torch.Tensor:
+        coeffs = self.coefficients[j]
+        factors = (1.0 - coeffs.table["eta"][t:] * coeffs.table["lam_d"][t:]).prod(dim=0)
+        return factors[coeffs.group_index]
+
+    def v_reference(self, j: int) -> torch.Tensor:
+        """Adam's v near stage j: its entry state under carry, else its end state."""
+        if j not in self._v_ref:
+            stage = self.version.stages[j]
+            ref = stage.optimizer_start if stage.convention == "carry" else stage.optimizer_end
+            self._v_ref[j] = load_flat(self.layout, ref, self.root, ".exp_avg_sq")
+        return self._v_ref[j]
+
+
+def _coupled(coeffs: StageCoefficients) -> bool:
+    return coeffs.kind == "adam" and bool((coeffs.table["lam_c"] != 0).any())

@@ -1,0 +1,178 @@
+"""The linearised step map of the logged optimizers (docs/estimators.md §3), forward and adjoint.
+
+State of a tangent: (δ, δm) — parameter and first-moment differences between the factual run and
+the run without a stage. One step, with a = ν·Hδ + λ_c·δ (masked to the parameters the step
+updates):
+
+* SGD (PyTorch semantics):  δm' = μ̃ δm + c·a;  δ' = δ − η (n_a·a + n_m·δm')
+  with μ̃ = 0, c = 1 on a fresh buffer; c = 1 − dampening; n_a = 1, n_m = μ for Nesterov, else
+  n_a = 0, n_m = 1.
+* Adam/AdamW, fixed preconditioner p_t:  δm' = β₁δm + (1−β₁)a;
+  δ' = (1 − ηλ_d)δ − (η/c1)·p ⊙ δm'.
+
+Frozen or unoptimized coordinates get the neutral values (η = 0, μ̃ = 1, c = 0, β₁ = 1), so the
+same formulas leave them untouched. Curvature enters only through ``curv(v) = H v`` (exact
+Hessian, Gauss–Newton, or zero for AA-H0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from auditor.lineage.models import Stage
+
+Curvature = Callable[[torch.Tensor], torch.Tensor] | None
+
+_NEUTRAL = {"eta": 0.0, "lam_c": 0.0, "lam_d": 0.0, "mu": 1.0, "c": 0.0, "na": 0.0,
+            "nm": 0.0, "beta1": 1.0, "c1": 1.0, "c2": 1.0, "eps": 1.0, "active": 0.0}
+
+
+@dataclass
+class StageCoefficients:
+    """Per-step, per-group scalars of one stage (rows: steps; columns: groups + neutral)."""
+
+    kind: str
+    reset: bool
+    table: dict[str, torch.Tensor]  # field -> (steps, groups + 1) float64
+    clip: torch.Tensor  # (steps,) ν_t
+    group_index: torch.Tensor  # (P,) long
+
+    @property
+    def steps(self) -> int:
+        return int(self.clip.numel())
+
+    def vector(self, field: str, t: int) -> torch.Tensor:
+        return self.table[field][t][self.group_index]
+
+    def scalar(self, field: str, t: int, group: int) -> float:
+        return float(self.table[field][t, group])
+
+
+def stage_coefficients(stage: Stage, group_index: torch.Tensor,
+                       fresh_buffer: bool) -> StageCoefficients:
+    """``fresh_buffer``: the stage's first step finds no momentum buffer (SGD initialises it)."""
+    log, steps = stage.optimizer, stage.optimizer.steps
+    n, groups = steps.steps, len(log.groups)
+    columns: dict[str, list[list[float]]] = {k: [] for k in _NEUTRAL}
+    for t in range(n):
+        row = _step_row(log.kind, log.nesterov, steps, t, groups, fresh_buffer and t == 0)
+        for key in _NEUTRAL:
+            columns[key].append(row[key] + [_NEUTRAL[key]])
+    table = {k: torch.tensor(v, dtype=torch.float64).reshape(n, groups + 1)
+             for k, v in columns.items()}
+    clip = torch.tensor([steps.clip_factor(t) for t in range(n)], dtype=torch.float64)
+    return StageCoefficients(log.kind, stage.convention == "reset", table, clip, group_index)
+
+
+def _step_row(kind: str, nesterov: bool, steps, t: int, groups: int,
+              first: bool) -> dict[str, list[float]]:
+    lr, wd = steps.lr[t], steps.weight_decay[t]
+    row = {k: [_NEUTRAL[k]] * groups for k in _NEUTRAL}
+    row["eta"], row["active"] = list(lr), [1.0] * groups
+    if kind == "sgd":
+        mu = steps.momentum[t]
+        damp = steps.dampening[t] if steps.dampening else [0.0] * groups
+        row["lam_c"] = list(wd)
+        row["mu"] = [0.0 if (first or m == 0) else m for m in mu]
+        row["c"] = [1.0 if (first or m == 0) else 1.0 - d for m, d in zip(mu, damp)]
+        row["na"] = [1.0 if (nesterov or m == 0) else 0.0 for m in mu]
+        row["nm"] = [(m if nesterov else 1.0) if m != 0 else 0.0 for m in mu]
+        return row
+    b1 = steps.beta1[t]
+    b2 = steps.beta2[t]
+    count = steps.adam_step[t] if steps.adam_step else [t + 1] * groups
+    row["lam_c" if kind == "adam" else "lam_d"] = list(wd)
+    row["beta1"] = list(b1)
+    row["c1"] = [1.0 - b ** s for b, s in zip(b1, count)]
+    row["c2"] = [1.0 - b ** s for b, s in zip(b2, count)]
+    row["eps"] = list(steps.eps[t])
+    return row
+
+
+# -- one step, forward and adjoint ---------------------------------------------------------
+
+@dataclass
+class StepVectors:
+    """The coefficient vectors of one step (over all P coordinates)."""
+
+    kind: str
+    reset_before: bool  # δm ← 0 before this step (first step of a reset stage)
+    nu: float
+    eta: torch.Tensor
+    lam_c: torch.Tensor
+    lam_d: torch.Tensor
+    mu: torch.Tensor
+    c: torch.Tensor
+    na: torch.Tensor
+    nm: torch.Tensor
+    beta1: torch.Tensor
+    c1: torch.Tensor
+    active: torch.Tensor
+    precond: torch.Tensor | None = None  # Adam p_t
+
+
+def step_vectors(coeffs: StageCoefficients, t: int,
+                 precond: torch.Tensor | None = None) -> StepVectors:
+    v = {k: coeffs.vector(k, t) for k in ("eta", "lam_c", "lam_d", "mu", "c", "na", "nm",
+                                          "beta1", "c1", "active")}
+    return StepVectors(coeffs.kind, coeffs.reset and t == 0, float(coeffs.clip[t]),
+                       precond=precond, **v)
+
+
+def forward_step(s: StepVectors, d: torch.Tensor, dm: torch.Tensor,
+                 curv: Curvature) -> tuple[torch.Tensor, torch.Tensor]:
+    if s.reset_before:
+        dm = torch.zeros_like(dm)
+    a = s.lam_c * d
+    if curv is not None:
+        a = a + s.nu * curv(d)
+    a = s.active * a
+    if s.kind == "sgd":
+        dm_next = s.mu * dm + s.c * a
+        return d - s.eta * (s.na * a + s.nm * dm_next), dm_next
+    dm_next = s.beta1 * dm + (1.0 - s.beta1) * a
+    return (1.0 - s.eta * s.lam_d) * d - (s.eta / s.c1) * s.precond * dm_next, dm_next
+
+
+def adjoint_step(s: StepVectors, u: torch.Tensor, w: torch.Tensor,
+                 curv: Curvature) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transpose of ``forward_step``: adjoints (u, w) after the step → before it."""
+    u_prev, w_prev, _ = adjoint_parts(s, u, w, curv)
+    return u_prev, w_prev
+
+
+def adjoint_parts(s: StepVectors, u: torch.Tensor, w: torch.Tensor, curv: Curvature,
+                  input_only: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``adjoint_step`` plus the adjoint of the step's input a = ν·g + λ_c·θ.
+
+    ``input_only``: treat a as a given input (the factual gradient), not a function of θ — the
+    exact data-form decomposition of a stage (§4.3).
+    """
+    if s.kind == "sgd":
+        r = w - s.eta * s.nm * u
+        a_adj = s.active * (s.c * r - s.eta * s.na * u)
+        w_prev = s.mu * r
+        u_prev = u
+    else:
+        r = w - (s.eta / s.c1) * s.precond * u
+        a_adj = s.active * (1.0 - s.beta1) * r
+        w_prev = s.beta1 * r
+        u_prev = (1.0 - s.eta * s.lam_d) * u
+    if not input_only:
+        u_prev = u_prev + s.lam_c * a_adj
+    if curv is not None and not input_only:
+        u_prev = u_prev + s.nu * curv(a_adj)
+    if s.reset_before:
+        w_prev = torch.zeros_like(w_prev)
+    return u_prev, w_prev, a_adj
+
+
+def adam_preconditioner(exp_avg_sq: torch.Tensor, coeffs: StageCoefficients,
+                        t: int) -> torch.Tensor:
+    """p_t = 1 / (sqrt(v_{t+1} / c2_t) + ε), as torch's Adam computes it."""
+    c2 = coeffs.vector("c2", t)
+    eps = coeffs.vector("eps", t)
+    return 1.0 / (exp_avg_sq.clamp_min(0).sqrt() / c2.sqrt() + eps)

@@ -1,0 +1,98 @@
+"""``tracin``: the TracIn-style baseline (docs/estimators.md §4.6 B3).
+
+effect_k ≈ Σ_{t∈I_k} η_t ∇f(θ_t)ᵀ(−ν_t g_t), with ∇f taken at ``checkpoints`` evenly spaced
+points inside the stage (TracInCP) instead of every step. It ignores momentum amplification,
+weight decay and everything later stages do; reports show it to say what the optimizer-aware
+estimators add. One factual replay of every stage collects the η-weighted gradient sums.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from auditor.behaviours.base import Behaviour
+from auditor.errors import EstimatorError
+from auditor.estimators.base import StageEffects, StageEmbeddings
+from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
+from auditor.estimators.gradients import behaviour_gradient
+from auditor.estimators.layout import ParamLayout
+from auditor.estimators.trajectory import FactualStep, params_of, walk
+from auditor.lineage.models import ModelVersion
+from auditor.task import TrainingTask
+
+
+class TracInEstimator:
+    name: ClassVar[str] = "tracin"
+    version: ClassVar[str] = "1"
+
+    def __init__(self, checkpoints: int = 2):
+        if checkpoints < 1:
+            raise EstimatorError("tracin: checkpoints per stage must be ≥ 1")
+        self.checkpoints = checkpoints
+
+    @property
+    def config_hash(self) -> str:
+        return settings_hash(self.name, self.version, {"checkpoints": self.checkpoints})
+
+    def prepare(self, version: ModelVersion, root: str | Path,
+                task: TrainingTask) -> StageEmbeddings:
+        """Per stage: segment start points θ_c and segment sums v_c = −Σ η_t ν_t g_t."""
+        started = time.perf_counter()
+        layout = ParamLayout.of(task.build_model())
+        segments: list[list[tuple[dict, torch.Tensor]]] = [[] for _ in version.stages]
+        cuts = [_cuts(stage.steps, self.checkpoints) for stage in version.stages]
+
+        def before(step: FactualStep, model) -> None:
+            if step.local_step in cuts[step.stage_index]:
+                params = {n: p.clone() for n, p in params_of(model).items()}
+                segments[step.stage_index].append((params, torch.zeros(layout.total,
+                                                                       dtype=torch.float64)))
+
+        def after(step: FactualStep, model, optimizer) -> None:
+            lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+            grads = {n: p.grad * lrs[id(p)] for n, p in model.named_parameters()
+                     if p.grad is not None and id(p) in lrs}
+            segments[step.stage_index][-1][1].sub_(layout.flatten(grads))
+
+        walk(version, root, task, 0, before, after)
+        totals = [sum((v for _, v in segs), torch.zeros(layout.total, dtype=torch.float64))
+                  for segs in segments]
+        return embeddings_from_flat(self, version, layout, totals, started,
+                                    {"segments": segments, "layout": layout})
+
+    def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
+              model: torch.nn.Module) -> StageEffects:
+        started = time.perf_counter()
+        layout: ParamLayout = embeddings.extra["layout"]
+        effects = np.zeros((len(embeddings.stages), len(behaviours)))
+        probe = _clone_structure(model)
+        for k, segments in enumerate(embeddings.extra["segments"]):
+            for params, vector in segments:
+                _load(probe, params)
+                for q, behaviour in enumerate(behaviours):
+                    effects[k, q] += float(layout.flatten(behaviour_gradient(probe, behaviour))
+                                           @ vector)
+        return effects_record(embeddings, behaviours, model, effects, started)
+
+
+def _cuts(steps: int, count: int) -> set[int]:
+    return {int(i * steps / count) for i in range(min(count, steps))}
+
+
+def _clone_structure(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    clone = copy.deepcopy(model)
+    clone.eval()
+    return clone
+
+
+def _load(model: torch.nn.Module, params: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(params[name])

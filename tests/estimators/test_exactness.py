@@ -1,0 +1,63 @@
+"""Exactness on linear regression (float64, K = 4): the curvature-aware estimator is replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from linreg import linear_behaviours, record_linreg
+
+from auditor.estimators import attribute, get_estimator
+from auditor.estimators.registry import final_model
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("convention", ["carry", "reset"])
+def test_hessian_equals_replay(tmp_path, convention):
+    task, version = record_linreg(tmp_path, convention)
+    behaviours = linear_behaviours(task)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    forward = attribute(version, tmp_path, task, behaviours, "aa-hessian", mode="forward").effects
+    reverse = attribute(version, tmp_path, task, behaviours, "aa-hessian", mode="reverse").effects
+    assert np.abs(truth).max() > 1e-3  # the stages do move the behaviours
+    assert _relative(forward, truth) <= 1e-8
+    assert _relative(reverse, forward) <= 1e-8
+
+
+def test_hessian_exact_with_nesterov(tmp_path):
+    task, version = record_linreg(tmp_path, "carry", nesterov=True)
+    behaviours = linear_behaviours(task)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    forward = attribute(version, tmp_path, task, behaviours, "aa-hessian").effects
+    assert _relative(forward, truth) <= 1e-8
+
+
+def test_aa_equals_naive_without_decay_under_reset(tmp_path):
+    task, version = record_linreg(tmp_path, "reset", weight_decay=0.0)
+    behaviours = linear_behaviours(task)
+    aa = attribute(version, tmp_path, task, behaviours, "aa").effects
+    naive = attribute(version, tmp_path, task, behaviours, "naive").effects
+    assert np.array_equal(aa, naive)
+
+
+def test_aa_differs_from_naive_with_decay_and_carry(tmp_path):
+    task, version = record_linreg(tmp_path, "carry")
+    behaviours = linear_behaviours(task)
+    aa = attribute(version, tmp_path, task, behaviours, "aa").effects
+    naive = attribute(version, tmp_path, task, behaviours, "naive").effects
+    assert not np.allclose(aa, naive)
+    assert np.allclose(aa[-1], naive[-1])  # nothing follows the last stage
+
+
+def test_auto_mode_takes_reverse_for_few_behaviours(tmp_path):
+    task, version = record_linreg(tmp_path, "carry")
+    estimator = get_estimator("aa-hessian")
+    estimator.plan_for(1)
+    embeddings = estimator.prepare(version, tmp_path, task)
+    assert embeddings.extra["mode"] == "reverse"
+    effects = estimator.score(embeddings, linear_behaviours(task, 1),
+                              final_model(version, tmp_path, task))
+    truth = attribute(version, tmp_path, task, linear_behaviours(task, 1), "replay").effects
+    assert _relative(effects.effects, truth) <= 1e-8
