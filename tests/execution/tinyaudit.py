@@ -63,3 +63,9 @@ def spec_dict(period: str = "2026-Q4", estimator: str = "naive", **executor) -> 
     return {"name": "tiny audit", "versions": {"period": period},
             "behaviours": {"tiny": "tinyaudit:behaviours"}, "estimators": [estimator],
             "executor": executor or {"kind": "local"}}
+
+
+def other():
+    """A second behaviour set."""
+    task = TinyTask()
+    return [probe_loss("tail-loss", task.x[32:], task.y[32:])]
