@@ -19,6 +19,8 @@ from conftest import ROOT
 from exec_helpers import duplicate_keys, score_rows
 from tinyaudit import spec_dict
 
+pytestmark = pytest.mark.ray
+
 RAY = Path(sys.executable).parent / "ray"
 
 

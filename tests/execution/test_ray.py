@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 from conftest import ROOT
 from exec_helpers import attribution_runs, duplicate_keys, score_rows
@@ -18,6 +19,8 @@ from tinyaudit import spec_dict
 from auditor import api
 from auditor.execution.ray_executor import RayExecutor
 from auditor.execution.spec import AuditSpec
+
+pytestmark = pytest.mark.ray
 
 SPEC = AuditSpec.model_validate(spec_dict())
 ROWS_PER_VERSION = 3 * 2
