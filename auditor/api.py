@@ -113,3 +113,75 @@ def remediate(key: str, stage_id: str, *, db: str | Path, behaviours: str,
         store.record_run("remediation", {"from": key, "to": new.key, "dropped_stage": stage_id,
                                          "before": result.before, "after": result.after})
     return result
+
+
+# --- audits: many versions, local or on Ray (auditor/execution) -----------------------------
+
+def make_executor(kind: str = "local", *, address: str | None = None,
+                  num_cpus: int | None = None, num_gpus: float | None = None,
+                  max_retries: int = 3, max_in_flight: int | None = None):
+    """A LocalExecutor, or a RayExecutor (Ray is imported only when it runs)."""
+    if kind == "local":
+        from auditor.execution.local import LocalExecutor
+
+        return LocalExecutor()
+    if kind == "ray":
+        from auditor.execution.ray_executor import RayExecutor
+
+        return RayExecutor(address, num_cpus=num_cpus, num_gpus=num_gpus,
+                           max_retries=max_retries, max_in_flight=max_in_flight)
+    raise InputError(f"executor must be local or ray, not {kind!r}")
+
+
+def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
+              executor=None, address: str | None = None, num_gpus: float | None = None,
+              max_retries: int | None = None, wait: float = 0.0, progress: bool = True):
+    """Plan the audit, run the items not yet stored (local or Ray), write each item's rows in
+    one transaction, and return an ``AuditSummary``. ``executor``: "local", "ray", an executor
+    object (kept open), or None for the spec's choice."""
+    from auditor.execution.driver import execute, summarise
+    from auditor.execution.planner import plan_audit
+    from auditor.execution.spec import AuditSpec, load_spec
+    from auditor.hashing import config_hash
+
+    spec = spec_or_path if isinstance(spec_or_path, AuditSpec) else load_spec(spec_or_path)
+    runner, owned = _audit_executor(spec, executor, address, num_gpus, max_retries)
+    try:
+        with open_store(db, wait=wait) as store:
+            plan = plan_audit(spec, store, period)
+            written, failures = execute(plan, runner, store, progress=progress)
+            config = {"audit": spec.name, "spec_hash": config_hash(spec.model_dump(mode="json")),
+                      "period": period or spec.versions.period, "executor": runner.name}
+            return summarise(plan, store, written, failures, config)
+    finally:
+        if owned:
+            runner.close()
+
+
+def _audit_executor(spec, executor, address, num_gpus, max_retries):
+    if executor is not None and not isinstance(executor, str):
+        return executor, False
+    settings = spec.executor
+    return make_executor(
+        executor or settings.kind, address=address or settings.address,
+        num_cpus=settings.num_cpus,
+        num_gpus=num_gpus if num_gpus is not None else settings.num_gpus,
+        max_retries=max_retries if max_retries is not None else settings.max_retries,
+        max_in_flight=settings.max_in_flight), True
+
+
+def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
+                      behaviours: str | None = None, executor="local",
+                      settings: dict | None = None, model_factory: str | None = None,
+                      address: str | None = None, num_gpus: float | None = None,
+                      max_retries: int = 3, wait: float = 0.0, progress: bool = True):
+    """Attribute one stored version's behaviours to its stages and store the scores."""
+    from auditor.execution.spec import AuditSpec, behaviour_sets
+    from auditor.store.versions import split_key
+
+    behaviour_sets(behaviours, split_key(key)[0])  # a clear error when none are named
+    spec = AuditSpec(name=f"attribute {key}", versions={"ids": [key]}, behaviours=behaviours,
+                     estimators=[estimator], model_factory=model_factory,
+                     estimator_settings={estimator: settings} if settings else {})
+    return run_audit(spec, db=db, executor=executor, address=address, num_gpus=num_gpus,
+                     max_retries=max_retries, wait=wait, progress=progress)

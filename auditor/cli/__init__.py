@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from auditor.cli import audit as audit_cli
 from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
 from auditor.cli import remediate as remediate_cli
@@ -39,6 +40,8 @@ def _root(
 app.add_typer(lineage_cli.app, name="lineage")
 app.add_typer(log_cli.app, name="log")
 app.command("remediate")(remediate_cli.remediate)
+app.command("attribute")(audit_cli.attribute)
+app.command("audit")(audit_cli.audit)
 
 
 def main(argv: list[str] | None = None) -> int:

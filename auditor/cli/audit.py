@@ -1,0 +1,87 @@
+"""auditor attribute (one version) and auditor audit (many versions, local or on Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from auditor import api
+from auditor.cli.common import console, db_option, wait_option
+from auditor.errors import ExecutionError
+
+
+def _executor_option(default: str | None):
+    return typer.Option(default, "--executor", help="local (in-process) or ray.")
+
+
+def _address_option():
+    return typer.Option(None, "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                        "(default: start a local Ray instance).")
+
+
+def _gpus_option():
+    return typer.Option(None, "--num-gpus", help="GPUs per Ray task (default: 1 when the "
+                        "cluster has GPUs, else 0).")
+
+
+def _retries_option(default: int | None):
+    return typer.Option(default, "--max-retries", help="Retries of a task whose worker died.")
+
+
+def attribute(
+    version: str = typer.Option(..., "--version", help="MODEL@VERSION to attribute."),
+    behaviours: str = typer.Option(None, "--behaviours",
+                                   help="module:function returning the behaviours to attribute."),
+    estimator: str = typer.Option("aa", "--estimator", help="Estimator name (see ESTIMATORS)."),
+    executor: str = _executor_option("local"),
+    address: str = _address_option(),
+    num_gpus: float = _gpus_option(),
+    max_retries: int = _retries_option(3),
+    db: Path = db_option(),
+    wait: float = wait_option(),
+) -> None:
+    """Attribute one version's behaviours to its stages and store the scores."""
+    summary = api.attribute_version(version, db=db, estimator=estimator, behaviours=behaviours,
+                                    executor=executor, address=address, num_gpus=num_gpus,
+                                    max_retries=max_retries, wait=wait)
+    _print_summary(summary, db)
+
+
+def audit(
+    spec: Path = typer.Argument(..., help="The audit spec (audit.yaml)."),
+    period: str = typer.Option(None, "--period", help="Audit the versions of this period "
+                               "(e.g. 2026-Q4) instead of the spec's."),
+    executor: str = _executor_option(None),
+    address: str = _address_option(),
+    num_gpus: float = _gpus_option(),
+    max_retries: int = _retries_option(None),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    db: Path = db_option(),
+    wait: float = wait_option(),
+) -> None:
+    """Attribute every version the spec selects; items already stored are skipped (resume)."""
+    summary = api.run_audit(spec, db=db, period=period, executor=executor, address=address,
+                            num_gpus=num_gpus, max_retries=max_retries, wait=wait,
+                            progress=not quiet)
+    _print_summary(summary, db)
+
+
+def _print_summary(summary, db: Path) -> None:
+    table = Table(title="top-blamed stage per behaviour")
+    for column in ("version", "estimator", "behaviour", "stage", "share", "effect"):
+        table.add_column(column, justify="right" if column in ("share", "effect") else "left")
+    for row in summary.blame:
+        table.add_row(row.version, row.estimator, row.behaviour, row.stage_id or "-",
+                      "-" if row.share is None else f"{row.share:.0%}",
+                      "-" if row.effect is None else f"{row.effect:+.4g}")
+    console.print(table)
+    console.print(f"items: {summary.planned} planned, {summary.skipped} already stored, "
+                  f"{summary.done} done, {summary.failed} failed; audit run "
+                  f"{summary.audit_run_id} in {db}")
+    if summary.failed:
+        for label, error in summary.failures.items():
+            console.print(f"failed: {label}: {error}", markup=False)
+        raise ExecutionError(f"{summary.failed} work item(s) failed; re-run the same command to "
+                             "retry them (stored items are skipped)")

@@ -1,0 +1,114 @@
+"""The driver: run a plan on an executor and write each item's rows — only here, in ONE
+transaction per item — then summarise the audit from the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from auditor.execution.items import RUN_KIND, WorkItem
+from auditor.execution.outcome import Executor
+from auditor.execution.planner import Plan
+from auditor.execution.progress import AuditProgress
+from auditor.execution.worker import run_item
+
+if TYPE_CHECKING:
+    from auditor.store import Store
+
+AUDIT_RUN_KIND = "audit"
+
+
+@dataclass(frozen=True)
+class Blame:
+    version: str
+    estimator: str
+    behaviour: str
+    stage_id: str | None  # None: no stage adds to this behaviour's harm
+    share: float | None
+    effect: float | None
+
+
+@dataclass
+class AuditSummary:
+    planned: int
+    skipped: int
+    done: int
+    failed: int
+    run_ids: list[str] = field(default_factory=list)
+    audit_run_id: str | None = None
+    failures: dict[str, str] = field(default_factory=dict)  # item label -> error
+    blame: list[Blame] = field(default_factory=list)
+
+    @property
+    def top_blamed(self) -> dict[str, dict[str, str | None]]:
+        """Per version, the top-blamed stage per behaviour (first estimator of the audit)."""
+        table: dict[str, dict[str, str | None]] = {}
+        first = self.blame[0].estimator if self.blame else None
+        for row in self.blame:
+            if row.estimator == first:
+                table.setdefault(row.version, {})[row.behaviour] = row.stage_id
+        return table
+
+
+def execute(plan: Plan, executor: Executor, store: Store, *,
+            progress: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """Run the plan's items; returns (item hash -> run id, item label -> error)."""
+    written, failures = {}, {}
+    with AuditProgress(len(plan.todo), enabled=progress) as bar:
+        for outcome in executor.map(run_item, plan.todo):
+            if outcome.ok:
+                written[outcome.item.item_hash] = store.record_run(
+                    RUN_KIND, outcome.item.run_config(), scores=outcome.rows)
+            else:
+                failures[outcome.item.label] = outcome.error or "failed"
+                _record_failure(store, outcome.item)
+            bar.advance(outcome)
+    return written, failures
+
+
+def _record_failure(store: Store, item: WorkItem) -> None:
+    run_id = store.start_run(RUN_KIND, item.run_config())
+    store.finish_run(run_id, "failed")
+
+
+def item_run_ids(store: Store, items: list[WorkItem]) -> dict[str, str]:
+    """The complete run holding each stored item (the latest when there are several)."""
+    hashes = [item.item_hash for item in items]
+    if not hashes:
+        return {}
+    rows = store.query("SELECT config_hash, run_id FROM runs WHERE kind = ? AND status = "
+                       "'complete' AND list_contains(?, config_hash) ORDER BY started_at",
+                       [RUN_KIND, hashes])
+    return {row["config_hash"]: row["run_id"] for row in rows}
+
+
+def summarise(plan: Plan, store: Store, written: dict[str, str], failures: dict[str, str],
+              audit_config: dict[str, Any]) -> AuditSummary:
+    runs = {**item_run_ids(store, plan.skipped), **written}
+    audit_run = store.record_run(AUDIT_RUN_KIND, {**audit_config, "item_runs": runs,
+                                                  "failed": sorted(failures)})
+    items = plan.skipped + plan.todo
+    return AuditSummary(planned=plan.planned, skipped=len(plan.skipped), done=len(written),
+                        failed=len(failures), run_ids=[runs[i.item_hash] for i in items
+                                                       if i.item_hash in runs],
+                        audit_run_id=audit_run, failures=failures,
+                        blame=blame_rows(store, [i for i in items if i.item_hash in runs], runs))
+
+
+def blame_rows(store: Store, items: list[WorkItem], runs: dict[str, str]) -> list[Blame]:
+    blame: list[Blame] = []
+    for item in items:
+        rows = store.query("SELECT * FROM stage_scores WHERE run_id = ? ORDER BY stage_index",
+                           [runs[item.item_hash]])
+        for behaviour in dict.fromkeys(row["behaviour"] for row in rows):
+            blame.append(_top(item, [r for r in rows if r["behaviour"] == behaviour]))
+    return blame
+
+
+def _top(item: WorkItem, rows: list[dict[str, Any]]) -> Blame:
+    scored = [r for r in rows if r["share"] is not None and r["share"] == r["share"]]
+    if not scored:
+        return Blame(item.key, item.estimator, rows[0]["behaviour"], None, None, None)
+    best = max(scored, key=lambda r: r["share"])
+    return Blame(item.key, item.estimator, best["behaviour"], best["stage_id"], best["share"],
+                 best["effect"])

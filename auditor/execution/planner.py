@@ -1,0 +1,68 @@
+"""Plan an audit: the work items of the selected versions, less those already in the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from auditor.errors import InputError, StoreError
+from auditor.execution.items import RUN_KIND, WorkItem, make_item
+from auditor.execution.spec import AuditSpec
+
+if TYPE_CHECKING:
+    from auditor.store import Store
+
+
+@dataclass
+class Plan:
+    todo: list[WorkItem] = field(default_factory=list)
+    skipped: list[WorkItem] = field(default_factory=list)
+
+    @property
+    def planned(self) -> int:
+        return len(self.todo) + len(self.skipped)
+
+
+def select_versions(spec: AuditSpec, store: Store, period: str | None = None) -> list[str]:
+    """The version keys the spec selects (ids first, then the period's, oldest first)."""
+    keys = list(spec.versions.ids)
+    period = period or spec.versions.period
+    if period:
+        for info in store.list_versions(period=period):
+            if not spec.versions.models or info.model in spec.versions.models:
+                keys.append(info.key)
+    if not keys:
+        raise InputError(f"no stored versions match the audit (period {period or '-'}, "
+                         f"models {', '.join(spec.versions.models) or 'all'})")
+    return list(dict.fromkeys(keys))
+
+
+def stored_item_hashes(store: Store) -> set[str]:
+    rows = store.query("SELECT config_hash FROM runs WHERE kind = ? AND status = 'complete'",
+                       [RUN_KIND])
+    return {row["config_hash"] for row in rows}
+
+
+def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan:
+    from auditor.estimators import get_estimator
+
+    sources = {info.key: info.source for info in store.list_versions()}
+    estimators = {name: get_estimator(name, **spec.estimator_settings.get(name, {})).config_hash
+                  for name in spec.estimators}
+    done, plan, seen = stored_item_hashes(store), Plan(), set()
+    for key in select_versions(spec, store, period):
+        if key not in sources:
+            raise StoreError(f"version {key} is not in the store {store.path}")
+        version = store.get_version(key)
+        task = spec.model_factory or version.task
+        if not task:
+            raise InputError(f"{key} names no training task; set model_factory in the audit spec")
+        for name, estimator_hash in estimators.items():
+            for behaviours in spec.behaviour_sets(version.model):
+                item = make_item(version, sources[key] or ".", task=task, behaviours=behaviours,
+                                 estimator=name, estimator_config_hash=estimator_hash,
+                                 settings=spec.estimator_settings.get(name, {}))
+                if item.item_hash not in seen:
+                    seen.add(item.item_hash)
+                    (plan.skipped if item.item_hash in done else plan.todo).append(item)
+    return plan

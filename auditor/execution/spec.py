@@ -1,0 +1,107 @@
+"""The audit spec (``audit.yaml``): what to audit, with which estimators, and where to run it.
+
+Parsed strictly: an unknown key is an error naming the key and its line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from auditor.errors import InputError
+from auditor.yamlio import read_document, validate
+
+ENTRY_POINT = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+DEFAULT_ESTIMATOR = "aa"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VersionSelection(_Strict):
+    ids: list[str] = Field(default_factory=list, description="model@version keys to audit")
+    period: str | None = Field(None, description="every stored version created in it, e.g. 2026-Q4")
+    models: list[str] = Field(default_factory=list,
+                              description="only these models (default: all in the period)")
+
+
+class ExecutorSettings(_Strict):
+    kind: Literal["local", "ray"] = Field("local", description="in-process, or tasks on Ray")
+    address: str | None = Field(None, description="Ray address: auto, host:port or ray://host:port;"
+                                " none starts a local Ray instance")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local Ray instance")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per task; none: 1 when the "
+                                   "cluster has GPUs, else 0")
+    max_retries: int = Field(3, ge=0, description="retries of a task whose worker died")
+    max_in_flight: int | None = Field(None, ge=1, description="tasks submitted at once "
+                                      "(default: twice the cluster's CPUs or GPUs)")
+
+
+class ReportSettings(_Strict):
+    out: str | None = Field(None, description="where the report PDF goes")
+    title: str | None = None
+    sign: bool = False
+
+
+class AuditSpec(_Strict):
+    name: str = Field("audit", description="a label for the audit run")
+    model_factory: str | None = Field(None, pattern=ENTRY_POINT,
+                                      description="module:function returning the TrainingTask; "
+                                      "default: the task each lineage names")
+    versions: VersionSelection
+    behaviours: str | dict[str, str | list[str]] = Field(
+        description="module:function returning behaviours, or per model (key '*' for the rest)")
+    estimators: list[str] = Field(default_factory=lambda: [DEFAULT_ESTIMATOR], min_length=1)
+    estimator_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: str | None = Field(None, description="policy YAML the gate and report use")
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> AuditSpec:
+        if not self.versions.ids and not self.versions.period:
+            raise ValueError("versions: name ids, a period, or both")
+        for spec in _all_behaviour_specs(self.behaviours):
+            if not _is_entry_point(spec):
+                raise ValueError(f"behaviours: {spec!r} must look like 'package.module:function'")
+        return self
+
+    def behaviour_sets(self, model: str) -> list[str]:
+        """The behaviour entry points audited for ``model``."""
+        return behaviour_sets(self.behaviours, model)
+
+
+def behaviour_sets(behaviours: str | dict[str, str | list[str]] | None, model: str) -> list[str]:
+    if behaviours is None:
+        raise InputError(f"no behaviours given for {model}: name a module:function returning "
+                         "the behaviours (e.g. --behaviours auditor.demo.digits:behaviours)")
+    if isinstance(behaviours, str):
+        return [behaviours]
+    chosen = behaviours.get(model, behaviours.get("*"))
+    if chosen is None:
+        raise InputError(f"the audit spec names no behaviours for model {model!r}: add "
+                         f"'{model}: module:function' (or '*') under behaviours")
+    return [chosen] if isinstance(chosen, str) else list(chosen)
+
+
+def _all_behaviour_specs(behaviours: str | dict[str, str | list[str]]) -> list[str]:
+    if isinstance(behaviours, str):
+        return [behaviours]
+    specs: list[str] = []
+    for chosen in behaviours.values():
+        specs.extend([chosen] if isinstance(chosen, str) else chosen)
+    return specs
+
+
+def _is_entry_point(spec: str) -> bool:
+    return re.match(ENTRY_POINT, spec) is not None
+
+
+def load_spec(path: str | Path) -> AuditSpec:
+    """Read and validate an audit.yaml; errors name the file, line and key."""
+    data, lines = read_document(path)
+    return validate(AuditSpec, data, path, lines)

@@ -1,0 +1,63 @@
+"""`auditor attribute` and `auditor audit`: thin commands that print a summary table."""
+
+from __future__ import annotations
+
+import yaml
+from exec_helpers import score_rows
+from tinyaudit import spec_dict
+
+from auditor.cli import main
+
+
+def test_attribute_one_version(tiny_store, capsys):
+    db, keys = tiny_store
+    code = main(["attribute", "--version", keys[0], "--behaviours", "tinyaudit:behaviours",
+                 "--estimator", "naive", "--db", str(db)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "top-blamed stage per behaviour" in out and "probe-loss" in out
+    assert "1 planned, 0 already stored, 1 done, 0 failed" in out
+    assert {r["version"] for r in score_rows(db)} == {keys[0].split("@")[1]}
+
+
+def test_attribute_without_behaviours_is_a_one_line_error(tiny_store, capsys):
+    db, keys = tiny_store
+    code = main(["attribute", "--version", keys[0], "--estimator", "naive", "--db", str(db)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no behaviours given" in err[0]
+
+
+def test_audit_spec_then_resume(tiny_store, tmp_path, capsys):
+    db, keys = tiny_store
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict()))
+    assert main(["audit", str(spec), "--db", str(db), "--quiet"]) == 0
+    assert f"{len(keys)} planned, 0 already stored, {len(keys)} done" in capsys.readouterr().out
+    assert main(["audit", str(spec), "--db", str(db), "--period", "2026-Q4"]) == 0
+    assert f"{len(keys)} already stored, 0 done" in capsys.readouterr().out
+
+
+def test_audit_with_failed_items_exits_2(tiny_store, tmp_path, capsys):
+    db, keys = tiny_store
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(yaml.safe_dump({**spec_dict(), "behaviours": "tinyaudit:missing"}))
+    code = main(["audit", str(spec), "--db", str(db), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2 and f"{len(keys)} failed" in captured.out
+    assert "re-run the same command" in captured.err
+
+
+def test_audit_period_without_versions_is_an_error(tiny_store, tmp_path, capsys):
+    db, _ = tiny_store
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(yaml.safe_dump(spec_dict()))
+    assert main(["audit", str(spec), "--db", str(db), "--period", "2025-Q1"]) == 2
+    assert "no stored versions match" in capsys.readouterr().err
+
+
+def test_help_lists_the_options(capsys):
+    assert main(["audit", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--period", "--executor", "--address", "--num-gpus", "--max-retries", "--db",
+                   "--wait"):
+        assert option in text

@@ -1,0 +1,79 @@
+"""Planning and the local executor against a real DuckDB store of tiny recorded versions."""
+
+from __future__ import annotations
+
+import pytest
+from exec_helpers import attribution_runs, duplicate_keys, score_rows
+from tinyaudit import spec_dict
+
+from auditor import api
+from auditor.errors import InputError, StoreError
+from auditor.execution.planner import plan_audit
+from auditor.execution.spec import AuditSpec
+from auditor.store import Store
+
+STAGES, BEHAVIOURS = 3, 2
+
+
+def _spec(**changes) -> AuditSpec:
+    return AuditSpec.model_validate({**spec_dict(), **changes})
+
+
+def test_plan_is_versions_by_estimators_by_behaviour_sets(tiny_store):
+    db, keys = tiny_store
+    two_sets = {"tiny": ["tinyaudit:behaviours", "tinyaudit:behaviours", "tinyaudit:other"]}
+    with Store.open(db) as store:
+        plan = plan_audit(_spec(behaviours=two_sets), store)
+    assert plan.planned == len(keys) * 2 and not plan.skipped  # the repeated set counts once
+    assert len({item.item_hash for item in plan.todo}) == plan.planned
+    item = plan.todo[0]
+    assert item.root_uri.startswith("file://") and item.checkpoints
+    assert all(len(sha) == 64 for _, sha in item.checkpoints)
+
+
+def test_local_audit_writes_rows_and_resumes(tiny_store):
+    db, keys = tiny_store
+    first = api.run_audit(_spec(), db=db, progress=False)
+    assert (first.planned, first.skipped, first.done, first.failed) == (6, 0, 6, 0)
+    rows = score_rows(db)
+    assert len(rows) == len(keys) * STAGES * BEHAVIOURS and not duplicate_keys(rows)
+    again = api.run_audit(_spec(), db=db, progress=False)
+    assert (again.skipped, again.done) == (6, 0)
+    assert sorted(again.run_ids) == sorted(first.run_ids)
+    assert score_rows(db) == rows
+
+
+def test_top_blamed_is_the_stage_with_the_largest_share(tiny_store):
+    db, keys = tiny_store
+    summary = api.run_audit(_spec(), db=db, progress=False)
+    rows = score_rows(db)
+    for key, blamed in summary.top_blamed.items():
+        model, version = key.split("@")
+        for behaviour, stage in blamed.items():
+            mine = [r for r in rows if r["version"] == version and r["behaviour"] == behaviour
+                    and r["share"] is not None]
+            expected = max(mine, key=lambda r: r["share"])["stage_id"] if mine else None
+            assert stage == expected
+
+
+def test_a_failing_item_is_recorded_failed_and_retried_on_rerun(tiny_store):
+    db, keys = tiny_store
+    spec = _spec(behaviours={"tiny": "tinyaudit:no_such_function"})
+    summary = api.run_audit(spec, db=db, progress=False)
+    assert (summary.done, summary.failed) == (0, 6)
+    assert "no_such_function" in next(iter(summary.failures.values()))
+    assert len(attribution_runs(db, "failed")) == 6 and not score_rows(db)
+    assert api.run_audit(spec, db=db, progress=False).failed == 6  # failed items are not skipped
+
+
+def test_attribute_version_one_key_and_clear_errors(tiny_store):
+    db, keys = tiny_store
+    summary = api.attribute_version(keys[0], db=db, estimator="naive",
+                                    behaviours="tinyaudit:behaviours", progress=False)
+    assert (summary.planned, summary.done) == (1, 1)
+    assert set(summary.top_blamed) == {keys[0]}
+    with pytest.raises(InputError, match="no behaviours given"):
+        api.attribute_version(keys[0], db=db, estimator="naive")
+    with pytest.raises(StoreError, match="tiny@nope"):
+        api.attribute_version("tiny@nope", db=db, estimator="naive",
+                              behaviours="tinyaudit:behaviours", progress=False)
