@@ -13,6 +13,7 @@ import typer
 
 from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
+from auditor.cli import policy as policy_cli
 from auditor.cli import remediate as remediate_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
@@ -39,6 +40,8 @@ def _root(
 app.add_typer(lineage_cli.app, name="lineage")
 app.add_typer(log_cli.app, name="log")
 app.command("remediate")(remediate_cli.remediate)
+app.add_typer(policy_cli.app, name="policy")
+app.command("gate")(policy_cli.gate)
 
 
 def main(argv: list[str] | None = None) -> int:
