@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from auditor.errors import PolicyError
 from auditor.hashing import canonical_json, sha256_bytes
 from auditor.paths import policies_dir
@@ -13,6 +15,16 @@ from auditor.policy.model import Policy, Rule
 from auditor.yamlio import LineMap, line_of, read_document, validate
 
 DEFAULT_POLICY = "default.yaml"
+
+
+class _DatesAsText(yaml.SafeLoader):
+    """Keeps dates as text so that pydantic parses them: a bad date (2026-13-45) becomes an
+    error naming its line instead of a crash inside the YAML parser."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith(":timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ def default_policy_path() -> Path:
 def load_policy(path: str | Path | None = None) -> LoadedPolicy:
     """Parse and check a policy file (the shipped default when ``path`` is None)."""
     path = Path(path) if path is not None else default_policy_path()
-    data, lines = read_document(path, PolicyError)
+    data, lines = read_document(path, PolicyError, _DatesAsText)
     policy = validate(Policy, data, path, lines, PolicyError)
     check_policy(policy, path, lines)
     return LoadedPolicy(policy, path, policy_hash(policy))

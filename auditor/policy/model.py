@@ -78,7 +78,7 @@ class Waiver(Strict):
     stage: str | None = Field(None, description="stage id the waiver covers")
     owner: str = Field(min_length=1)
     reason: str = Field(min_length=1)
-    expires: date
+    expires: date = Field(strict=False, description="last day the waiver applies (YYYY-MM-DD)")
 
 
 class Policy(Strict):
