@@ -185,3 +185,26 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
                      estimator_settings={estimator: settings} if settings else {})
     return run_audit(spec, db=db, executor=executor, address=address, num_gpus=num_gpus,
                      max_retries=max_retries, wait=wait, progress=progress)
+
+
+# --- policy and the release gate (auditor/policy) -------------------------------------------
+
+def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
+         allow_indeterminate: bool = False, wait: float = 0.0, today=None):
+    """Evaluate a policy (a path, a LoadedPolicy, or None for the shipped default) on version
+    ``key``; the results and the verdict are recorded in the store in one transaction.
+    Returns a ``GateResult`` (``.verdict``, ``.rows()``, ``.exit_code``)."""
+    from auditor.policy.evaluate import gate as evaluate_gate
+    from auditor.policy.load import LoadedPolicy, load_policy
+
+    loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+    with open_store(db, wait=wait) as store:
+        return evaluate_gate(store, key, loaded, estimator=estimator,
+                             allow_indeterminate=allow_indeterminate, today=today)
+
+
+def check_policy(path: str | Path):
+    """Validate a policy file without running anything; raises PolicyError (file, line, key)."""
+    from auditor.policy.load import load_policy
+
+    return load_policy(path)

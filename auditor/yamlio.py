@@ -14,8 +14,12 @@ Model = TypeVar("Model", bound=BaseModel)
 LineMap = dict[tuple, int]
 
 
-def read_document(path: str | Path, error: type[InputError] = InputError) -> tuple[Any, LineMap]:
-    """Parse a YAML (or JSON) file into Python data plus the line of every key path."""
+def read_document(path: str | Path, error: type[InputError] = InputError,
+                  loader: type = yaml.SafeLoader) -> tuple[Any, LineMap]:
+    """Parse a YAML (or JSON) file into Python data plus the line of every key path.
+
+    ``loader`` must be a SafeLoader subclass (e.g. one that keeps dates as text, so that a bad
+    date becomes a located validation error instead of a crash)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -24,7 +28,7 @@ def read_document(path: str | Path, error: type[InputError] = InputError) -> tup
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read file: {exc}", path=str(path)) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
         lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

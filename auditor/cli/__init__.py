@@ -14,6 +14,7 @@ import typer
 from auditor.cli import audit as audit_cli
 from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
+from auditor.cli import policy as policy_cli
 from auditor.cli import remediate as remediate_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
@@ -42,6 +43,8 @@ app.add_typer(log_cli.app, name="log")
 app.command("remediate")(remediate_cli.remediate)
 app.command("attribute")(audit_cli.attribute)
 app.command("audit")(audit_cli.audit)
+app.add_typer(policy_cli.app, name="policy")
+app.command("gate")(policy_cli.gate)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,249 @@
+"""Evaluate a policy on one version: metrics from the store (SQL), rules as numpy masks,
+results and verdict written back in ONE transaction, returned as data.
+
+Missing or stale data never raises: a behaviour not scored, scores only under another estimator
+configuration, an unmet estimator requirement or a NaN effect make the row INDETERMINATE with
+the reason.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from auditor.policy.load import LoadedPolicy
+from auditor.policy.metrics import ScoreContext, as_columns, metric_table, score_context, stage_tags
+from auditor.policy.model import Policy, Requirement, Rule, Waiver
+from auditor.policy.outcomes import RESULT_SCHEMA, GateResult, verdict_of
+from auditor.policy.selectors import selected_behaviours, stage_mask
+from auditor.store import Store
+
+COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+FIRED = {"block": "fail", "warn": "warn", "info": "info"}
+_METRIC_COLUMN = {"contribution": "effect", "share": "share", "rank": "rank",
+                  "delta_vs_previous": "delta"}
+Chunk = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything rules are evaluated on, read from the store."""
+
+    context: ScoreContext
+    columns: dict[str, np.ndarray]  # metric table (see auditor.policy.metrics)
+    tags: dict[str, set[str]]  # dataset tags per stage id
+
+    @property
+    def directions(self) -> dict[str, str]:
+        return dict(zip(self.columns["behaviour"].tolist(), self.columns["direction"].tolist()))
+
+
+def read_inputs(store: Store, key: str, estimator: str | None = None) -> Inputs:
+    context = score_context(store, key, estimator)
+    return Inputs(context, as_columns(metric_table(store, context)), stage_tags(store, key))
+
+
+def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None = None,
+         allow_indeterminate: bool = False, today: date | None = None,
+         write: bool = True) -> GateResult:
+    """Evaluate ``loaded`` on version ``key``; with ``write`` the results and the verdict are
+    recorded as one run in one transaction."""
+    today = today or datetime.now(timezone.utc).date()
+    inputs = read_inputs(store, key, estimator or loaded.policy.estimator)
+    results = evaluate_rules(loaded, inputs, today)
+    verdict = verdict_of(results)
+    run_id = _record(store, loaded, inputs.context, results, verdict, today) if write else None
+    return GateResult(key, loaded.id, loaded.policy.version, loaded.hash, str(loaded.path),
+                      inputs.context.estimator, inputs.context.config_hash,
+                      inputs.context.previous, verdict, results, run_id,
+                      expired_waivers(loaded.policy, key, today), allow_indeterminate,
+                      today.isoformat())
+
+
+def _record(store: Store, loaded: LoadedPolicy, context: ScoreContext, results: pa.Table,
+            verdict: str, today: date) -> str:
+    config = {"policy_id": loaded.id, "policy_version": loaded.policy.version,
+              "policy_hash": loaded.hash, "version": context.key,
+              "estimator": context.estimator, "config_hash": context.config_hash,
+              "previous": context.previous, "evaluated_on": today.isoformat()}
+    verdict_row = {"model": context.model, "version": context.version, "policy_id": loaded.id,
+                   "policy_hash": loaded.hash, "verdict": verdict}
+    with store.transaction():
+        return store.record_run("policy", config, policy_results=results,
+                                verdicts=[verdict_row])
+
+
+def evaluate_rules(loaded: LoadedPolicy, inputs: Inputs, today: date) -> pa.Table:
+    """Pure: the result rows of every rule, in rule order."""
+    chunks = [chunk for rule in loaded.policy.rules
+              for chunk in _rule_chunks(rule, loaded.policy, inputs, today)]
+    columns = {name: np.concatenate([c[name] for c in chunks]) for name in _CHUNK_COLUMNS}
+    constant = {"model": inputs.context.model, "version": inputs.context.version,
+                "policy_id": loaded.id, "policy_version": loaded.policy.version,
+                "policy_hash": loaded.hash, "estimator": inputs.context.estimator,
+                "config_hash": inputs.context.config_hash}
+    n = len(columns["rule_id"])
+    arrays = {name: pa.array(np.full(n, value, dtype=object), pa.string())
+              for name, value in constant.items()}
+    for name, values in columns.items():
+        arrays[name] = _to_arrow(name, values)
+    return pa.table([arrays[f.name] for f in RESULT_SCHEMA], schema=RESULT_SCHEMA)
+
+
+_CHUNK_COLUMNS = ("rule_id", "severity", "behaviour", "stage_id", "metric", "comparator",
+                  "threshold", "observed", "outcome", "reason", "waiver_owner", "waiver_reason",
+                  "waiver_expiry")
+
+
+def _to_arrow(name: str, values: np.ndarray) -> pa.Array:
+    kind = RESULT_SCHEMA.field(name).type
+    if kind == pa.float64():
+        floats = values.astype(float)
+        return pa.array(floats, kind, mask=np.isnan(floats))
+    return pa.array(values, kind, from_pandas=True)
+
+
+def _rule_chunks(rule: Rule, policy: Policy, inputs: Inputs, today: date) -> list[Chunk]:
+    problem = requirement_problem(policy.requirement(rule), inputs.context)
+    if problem:
+        return [_single(rule, None, "indeterminate", problem)]
+    directions = inputs.directions
+    names = selected_behaviours(rule, directions)
+    if not names:
+        return [_single(rule, None, "indeterminate", f"no {rule.direction} behaviour is scored "
+                        f"for {inputs.context.key} {_under(inputs.context)}")]
+    chunks = [_single(rule, name, "indeterminate", unscored_reason(name, inputs.context))
+              for name in names if name not in directions]
+    chunks.extend(_stage_rows(rule, policy, inputs, [n for n in names if n in directions],
+                              today))
+    return chunks
+
+
+def _under(context: ScoreContext) -> str:
+    if context.estimator is None:
+        return "(no scores at all)"
+    return f"under {context.estimator}/{context.config_hash}"
+
+
+def unscored_reason(name: str, context: ScoreContext) -> str:
+    reason = f"behaviour {name!r} is not scored for {context.key} {_under(context)}"
+    others = context.elsewhere.get(name)
+    return f"{reason}; scored only under another configuration: {', '.join(others)}" \
+        if others else reason
+
+
+def requirement_problem(requirement: Requirement | None, context: ScoreContext) -> str | None:
+    if requirement is None or context.estimator is None:
+        return None
+    if requirement.estimators and context.estimator not in requirement.estimators:
+        return (f"scores come from estimator {context.estimator!r}; the rule accepts "
+                f"{', '.join(requirement.estimators)}")
+    if requirement.fidelity == "passed" and not context.fidelity_passed:
+        return (f"no passed replay fidelity check of {context.estimator}/{context.config_hash} "
+                f"for {context.key}")
+    return None
+
+
+def _stage_rows(rule: Rule, policy: Policy, inputs: Inputs, names: list[str],
+                today: date) -> list[Chunk]:
+    if not names:
+        return []
+    m = inputs.columns
+    rows = np.isin(m["behaviour"], np.array(names, dtype=object)) & stage_mask(
+        rule.stages, m["stage_id"], m["stage_kind"], inputs.tags)
+    covered = set(m["behaviour"][rows].tolist())
+    chunks = [_single(rule, name, "pass", "no stage matches the rule's stage selector")
+              for name in names if name not in covered]
+    if rows.any():
+        chunk = _decide(rule, {name: values[rows] for name, values in m.items()},
+                        inputs.context.previous)
+        chunks.append(apply_waivers(chunk, rule, policy.waivers, inputs.context.key, today))
+    return chunks
+
+
+def _decide(rule: Rule, m: dict[str, np.ndarray], previous: str | None) -> Chunk:
+    observed = m[_METRIC_COLUMN[rule.metric]].astype(float)
+    undecided = undecidable(rule, m, observed)
+    immaterial = ~undecided & (m["total_harm"] <= rule.materiality) if rule.materiality > 0 \
+        else np.zeros(len(observed), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        fired = ~undecided & ~immaterial & COMPARE[rule.comparator](observed, rule.threshold)
+    outcome = np.select([undecided, fired], ["indeterminate", FIRED[rule.severity]], "pass")
+    reason = np.select(
+        [undecided, immaterial, fired],
+        [_undecided_reason(rule, previous),
+         f"total harm of the behaviour at or below the materiality floor {rule.materiality:g}",
+         f"{rule.metric} {rule.comparator} {rule.threshold:g}"], "")
+    return _chunk(rule, m["behaviour"], m["stage_id"], np.where(undecided, np.nan, observed),
+                  outcome.astype(object), reason.astype(object))
+
+
+def undecidable(rule: Rule, m: dict[str, np.ndarray], observed: np.ndarray) -> np.ndarray:
+    """Rows whose observed value cannot be trusted (NaN effects, no previous scores)."""
+    bad = np.isnan(observed)
+    if rule.metric in ("share", "rank") or rule.materiality > 0:
+        bad |= m["behaviour_nan"] | np.isnan(m["total_harm"])
+    return bad
+
+
+def _undecided_reason(rule: Rule, previous: str | None) -> str:
+    if rule.metric == "delta_vs_previous":
+        return (f"effect is NaN, or the behaviour is not scored in the previous audited "
+                f"version {previous}")
+    if rule.metric in ("share", "rank") or rule.materiality > 0:
+        return "a stage effect of the behaviour is NaN or missing"
+    return "the stage effect is NaN or missing"
+
+
+def _single(rule: Rule, behaviour: str | None, outcome: str, reason: str) -> Chunk:
+    one = np.array([behaviour], dtype=object)
+    return _chunk(rule, one, np.array([None], dtype=object), np.array([np.nan]),
+                  np.array([outcome], dtype=object), np.array([reason], dtype=object))
+
+
+def _chunk(rule: Rule, behaviour: np.ndarray, stage_id: np.ndarray, observed: np.ndarray,
+           outcome: np.ndarray, reason: np.ndarray) -> Chunk:
+    n = len(outcome)
+
+    def full(value: Any) -> np.ndarray:
+        return np.full(n, value, dtype=object)
+
+    return {"rule_id": full(rule.id), "severity": full(rule.severity), "behaviour": behaviour,
+            "stage_id": stage_id, "metric": full(rule.metric),
+            "comparator": full(rule.comparator), "threshold": np.full(n, rule.threshold),
+            "observed": observed, "outcome": outcome, "reason": reason,
+            "waiver_owner": full(None), "waiver_reason": full(None), "waiver_expiry": full(None)}
+
+
+def waiver_covers(waiver: Waiver, rule: Rule, key: str) -> bool:
+    return waiver.rule == rule.id and waiver.version in (None, key)
+
+
+def apply_waivers(chunk: Chunk, rule: Rule, waivers: list[Waiver], key: str,
+                  today: date) -> Chunk:
+    """A waiver turns a fired row of its rule (and version/stage) into ``waived``; an expired
+    one does not apply and says so in the reason. Unexpired waivers win over expired ones."""
+    fired = np.isin(chunk["outcome"], np.array(["fail", "warn", "info"], dtype=object))
+    mine = sorted((w for w in waivers if waiver_covers(w, rule, key)),
+                  key=lambda w: w.expires >= today)  # expired first, so valid ones win
+    for waiver in mine:
+        hit = fired & ((chunk["stage_id"] == waiver.stage) if waiver.stage else True)
+        if waiver.expires < today:
+            chunk["reason"] = np.where(hit, chunk["reason"] + f"; waiver by {waiver.owner} "
+                                       f"expired {waiver.expires.isoformat()}", chunk["reason"])
+            continue
+        chunk["outcome"] = np.where(hit, "waived", chunk["outcome"]).astype(object)
+        for column, value in (("waiver_owner", waiver.owner), ("waiver_reason", waiver.reason),
+                              ("waiver_expiry", waiver.expires)):
+            chunk[column] = np.where(hit, value, chunk[column]).astype(object)
+    return chunk
+
+
+def expired_waivers(policy: Policy, key: str, today: date) -> tuple[dict[str, Any], ...]:
+    return tuple(w.model_dump(mode="json") for w in policy.waivers
+                 if w.version in (None, key) and w.expires < today)
