@@ -134,7 +134,7 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
     zero = top + height - (0.0 - low) / (high - low) * height
     body.append(f"<line x1='{left}' y1='{zero:.1f}' x2='{left + width}' y2='{zero:.1f}' "
                 "stroke='#888' stroke-dasharray='3 3'/>")
-    for k, (name, values) in enumerate(series.items()):
+    for k, values in enumerate(series.values()):
         coords = [(left + i * step, top + height - (v - low) / (high - low) * height)
                   for i, v in enumerate(values) if v is not None]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
