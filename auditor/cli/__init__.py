@@ -14,6 +14,7 @@ import typer
 from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
 from auditor.cli import remediate as remediate_cli
+from auditor.cli import report as report_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
 
@@ -39,6 +40,9 @@ def _root(
 app.add_typer(lineage_cli.app, name="lineage")
 app.add_typer(log_cli.app, name="log")
 app.command("remediate")(remediate_cli.remediate)
+app.command("report")(report_cli.report)
+app.command("verify")(report_cli.verify)
+app.add_typer(report_cli.keys_app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> int:
