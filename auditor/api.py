@@ -208,3 +208,55 @@ def check_policy(path: str | Path):
     from auditor.policy.load import load_policy
 
     return load_policy(path)
+
+
+# --- signed reports and their verification (auditor/report) --------------------------------
+def _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url):
+    from auditor.report.sign import SignerSettings
+
+    if p12 is None and key is None and cert is None:
+        return None
+    return SignerSettings(p12=Path(p12) if p12 else None, key=Path(key) if key else None,
+                          cert=Path(cert) if cert else None,
+                          chain=tuple(Path(c) for c in chain or ()),
+                          passphrase_env=passphrase_env,
+                          passphrase_file=Path(passphrase_file) if passphrase_file else None,
+                          tsa_url=tsa_url)
+
+
+def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = None,
+                period: str | None = None, p12: str | Path | None = None,
+                key: str | Path | None = None, cert: str | Path | None = None,
+                chain: tuple[str | Path, ...] = (), passphrase_env: str | None = None,
+                passphrase_file: str | Path | None = None, tsa_url: str | None = None,
+                html: bool = True, policy_file: str | Path | None = None, wait: float = 0.0):
+    """Render the release-gate report of ``version`` or the quarterly report of ``period``
+    (PDF/A-3b with embedded evidence, plus an HTML twin), sign it when a key is given, and record
+    it in the store. Returns a ``ReportResult(pdf, html, sha256, ...)``."""
+    from auditor.report.make import make_report as make
+
+    signing = _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url)
+    with open_store(db, wait=wait) as store:
+        return make(store, out_dir, version=version, period=period, signing=signing,
+                    write_html=html, policy_file=policy_file)
+
+
+def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
+                  db: str | Path | None = None):
+    """Check a report's signature (intact, valid, trusted, whole file), its embedded files
+    against the cover, and with ``db`` its evidence against the store. Returns a
+    ``VerificationResult`` (``.valid``, ``.checks``)."""
+    from auditor.report.verify import verify_report as verify
+
+    return verify(pdf, trust=trust, db=db)
+
+
+def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor signer",
+              organisation: str = "auditor", passphrase: bytes | None = None,
+              force: bool = False):
+    """Create a self-signed CA (root.pem) and a signing identity (signer.pem, signer.key.pem,
+    signer.p12) in ``folder``; ``demo`` marks a throwaway identity."""
+    from auditor.report.keys import init_keys as init
+
+    return init(folder, demo=demo, name=name, organisation=organisation, passphrase=passphrase,
+                overwrite=force)

@@ -16,6 +16,7 @@ from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
 from auditor.cli import policy as policy_cli
 from auditor.cli import remediate as remediate_cli
+from auditor.cli import report as report_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
 
@@ -45,6 +46,9 @@ app.command("attribute")(audit_cli.attribute)
 app.command("audit")(audit_cli.audit)
 app.add_typer(policy_cli.app, name="policy")
 app.command("gate")(policy_cli.gate)
+app.command("report")(report_cli.report)
+app.command("verify")(report_cli.verify)
+app.add_typer(report_cli.keys_app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,85 @@
+"""auditor report | verify | keys init: signed PDF reports and their independent check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from auditor import api
+from auditor.cli.common import console, db_option, wait_option
+
+keys_app = typer.Typer(help="Signing keys for reports.", no_args_is_help=True)
+
+
+def report(
+    version: str = typer.Option(None, "--version", help="MODEL@VERSION: a release-gate report."),
+    period: str = typer.Option(None, "--period", help="2026-Q4 (or 2026, 2026-11): a quarterly "
+                                                       "report of every version created in it."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Folder for the PDF and HTML."),
+    p12: Path = typer.Option(None, "--p12", help="PKCS#12 file with the signing key and chain."),
+    key: Path = typer.Option(None, "--key", help="PEM private key (with --cert)."),
+    cert: Path = typer.Option(None, "--cert", help="PEM signing certificate (with --key)."),
+    chain: list[Path] = typer.Option(None, "--chain", help="PEM CA certificate(s) of the chain."),
+    passphrase_env: str = typer.Option(None, "--passphrase-env", metavar="VAR",
+                                       help="Read the key passphrase from this env variable."),
+    passphrase_file: Path = typer.Option(None, "--passphrase-file",
+                                         help="Read the key passphrase from this file."),
+    tsa_url: str = typer.Option(None, "--tsa-url", help="RFC 3161 timestamp authority URL."),
+    policy_file: Path = typer.Option(None, "--policy", help="Policy file to embed (default: the "
+                                                            "one stored with the policy run)."),
+    html: bool = typer.Option(True, "--html/--no-html", help="Also write the HTML twin."),
+    db: Path = db_option(),
+    wait: float = wait_option(),
+) -> None:
+    """Render a signed PDF/A-3b report with its evidence embedded, and record it in the store."""
+    result = api.make_report(db=db, out_dir=out, version=version, period=period, p12=p12,
+                             key=key, cert=cert, chain=tuple(chain or ()),
+                             passphrase_env=passphrase_env, passphrase_file=passphrase_file,
+                             tsa_url=tsa_url, html=html, policy_file=policy_file, wait=wait)
+    console.print(f"report {result.report_id}: {result.verdict}", soft_wrap=True)
+    console.print(f"  pdf  {result.pdf} (sha256 {result.sha256})", soft_wrap=True)
+    if result.html:
+        console.print(f"  html {result.html}", soft_wrap=True)
+    console.print(f"  signed by {result.signer}" if result.signed else
+                  "  UNSIGNED: pass --p12 or --key/--cert to sign", soft_wrap=True)
+
+
+def verify(
+    pdf: Path = typer.Argument(..., help="The report PDF."),
+    trust: Path = typer.Option(None, "--trust", help="PEM root certificate to trust."),
+    db: Path = typer.Option(None, "--db", help="Also check the evidence against this store."),
+) -> None:
+    """Check signature, embedded files and (with --db) the store. Exit 0 valid, 1 invalid."""
+    result = api.verify_report(pdf, trust=trust, db=db)
+    for check in result.checks:
+        mark = "ok  " if check.ok else "FAIL"
+        console.print(f"{mark} {check.name}: {check.detail}", markup=False, soft_wrap=True)
+    if result.signer:
+        console.print(f"signer: {result.signer}{' (DEMO identity)' if result.demo else ''}",
+                      markup=False, soft_wrap=True)
+    if not result.trust_checked:
+        console.print("note: no --trust given, so the signer's identity was not checked",
+                      soft_wrap=True)
+    console.print(f"{pdf}: {'VALID' if result.valid else 'INVALID'}", soft_wrap=True)
+    raise typer.Exit(0 if result.valid else 1)
+
+
+@keys_app.command("init")
+def keys_init(
+    folder: Path = typer.Argument(Path("keys"), help="Where to write the keys."),
+    demo: bool = typer.Option(False, "--demo", help="A throwaway identity; its reports say DEMO."),
+    name: str = typer.Option("auditor signer", "--name", help="Signer common name."),
+    organisation: str = typer.Option("auditor", "--org", help="Organisation name."),
+    passphrase_env: str = typer.Option(None, "--passphrase-env", metavar="VAR",
+                                       help="Encrypt the key with the passphrase in VAR."),
+    force: bool = typer.Option(False, "--force", help="Replace existing keys."),
+) -> None:
+    """Create a self-signed CA (root.pem) and a signing identity (signer.pem/.key.pem/.p12)."""
+    from auditor.report.sign import SignerSettings
+
+    passphrase = SignerSettings(passphrase_env=passphrase_env).passphrase()
+    files = api.init_keys(folder, demo=demo, name=name, organisation=organisation,
+                          passphrase=passphrase, force=force)
+    console.print(f"wrote {files.root} (give to verifiers as --trust), {files.cert}, "
+                  f"{files.key}, {files.p12}{' [DEMO]' if demo else ''}", soft_wrap=True)

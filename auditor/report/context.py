@@ -1,0 +1,192 @@
+"""The report context: everything a report prints, read from the store in one place.
+
+``build_context(store, version=...)`` builds a release-gate report of one version;
+``build_context(store, period=...)`` a quarterly report of every version created in the period.
+Templates only format what is here; nothing in a template queries anything.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from auditor.errors import ReportError
+from auditor.lineage.prov import to_prov_json
+from auditor.report.environment import environment
+from auditor.report.evidence import evidence_runs, plain, version_evidence
+from auditor.report.results import behaviour_results, policy_view, remediation_advice, trends
+from auditor.report.stages import stage_view, version_diff
+from auditor.store.versions import split_key
+
+if TYPE_CHECKING:
+    from auditor.store import Store
+
+GATE, QUARTERLY = "release-gate", "quarterly"
+
+
+@dataclass
+class VersionReport:
+    key: str
+    info: dict[str, Any]
+    stages: list[dict[str, Any]]
+    behaviours: list[dict[str, Any]]
+    policy: dict[str, Any]
+    fidelity: list[dict[str, Any]]
+    previous: str | None
+    changes: list[str]
+    remediation: list[str]
+    runs: list[dict[str, Any]]
+    runs_by_table: dict[str, list[str]]
+    evidence: dict[str, list[dict[str, Any]]]
+    prov: dict[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        return self.policy["verdict"]
+
+    @property
+    def failing(self) -> bool:
+        return self.verdict in ("FAIL", "INDETERMINATE")
+
+
+@dataclass
+class ReportContext:
+    report_id: str
+    kind: str
+    subject: str
+    period: str | None
+    generated_at: str
+    tool: dict[str, str]
+    versions: list[VersionReport]
+    behaviour_defs: list[dict[str, Any]]
+    log_head: dict[str, Any]
+    environment: dict[str, Any]
+    demo: bool = False
+    signer: str = "unsigned"
+    attachments: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        verdicts = {v.verdict for v in self.versions}
+        for worst in ("FAIL", "INDETERMINATE", "PASS-WITH-WAIVERS", "NOT EVALUATED"):
+            if worst in verdicts:
+                return worst
+        return "PASS" if verdicts else "NOT EVALUATED"
+
+    @property
+    def failing_versions(self) -> list[VersionReport]:
+        return [v for v in self.versions if v.failing]
+
+    @property
+    def trends(self) -> dict[str, Any]:
+        return trends(self.versions)
+
+    def evidence(self) -> dict[str, Any]:
+        """The document embedded as evidence.json."""
+        return {"report_id": self.report_id, "kind": self.kind, "subject": self.subject,
+                "period": self.period, "generated_at": self.generated_at, "tool": self.tool,
+                "verdict": self.verdict, "event_log": self.log_head,
+                "versions": [{"key": v.key, "verdict": v.verdict, "runs": v.runs_by_table,
+                              "thresholds": v.policy["thresholds"], **v.evidence}
+                             for v in self.versions]}
+
+
+def _info(store: Store, key: str) -> dict[str, Any]:
+    model, version = split_key(key)
+    rows = store.query("SELECT model, version, created_at, task, parameters, description, "
+                       "licence, parent, stage_count, lineage_sha256, source FROM versions "
+                       "WHERE model = ? AND version = ?", [model, version])
+    if not rows:
+        raise ReportError(f"version {key} is not in the store {store.path}")
+    return {name: plain(value) for name, value in rows[0].items()} | {"key": key}
+
+
+def _runs(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
+    if not run_ids:
+        return []
+    marks = ", ".join("?" for _ in run_ids)
+    rows = store.query(f"SELECT run_id, kind, config_hash, config_json, actor, started_at, "
+                       f"finished_at FROM runs WHERE run_id IN ({marks}) ORDER BY started_at",
+                       run_ids)
+    return [{k: plain(v) for k, v in r.items()} | {"config": json.loads(r["config_json"])}
+            for r in rows]
+
+
+def _previous(store: Store, key: str, scores: list[dict[str, Any]]) -> str | None:
+    if not scores:
+        return None
+    first = scores[0]
+    try:
+        previous = store.previous_version(key, first["estimator"], first["config_hash"])
+    except Exception:  # a version without created_at has no predecessor
+        return None
+    return previous.key if previous else None
+
+
+def version_report(store: Store, key: str) -> VersionReport:
+    model, version = split_key(key)
+    lineage = store.get_version(key)
+    runs = evidence_runs(store, model, version)
+    evidence = version_evidence(store, model, version, runs)
+    previous = _previous(store, key, evidence["stage_scores"])
+    previous_scores = []
+    if previous:
+        prev_runs = evidence_runs(store, *split_key(previous))
+        previous_scores = version_evidence(store, *split_key(previous), prev_runs)["stage_scores"]
+    policy = policy_view(evidence["policy_results"], evidence["verdicts"])
+    behaviours = behaviour_results(evidence["stage_scores"], previous_scores,
+                                   evidence["policy_results"])
+    run_ids = sorted({r for ids in runs.values() for r in ids})
+    return VersionReport(
+        key=key, info=_info(store, key),
+        stages=[stage_view(i, s) for i, s in enumerate(lineage.stages)],
+        behaviours=behaviours, policy=policy, fidelity=evidence["fidelity_checks"],
+        previous=previous,
+        changes=version_diff(store.get_version(previous) if previous else None, lineage),
+        remediation=remediation_advice(key, behaviours, policy, _remediations(store, key)),
+        runs=_runs(store, run_ids), runs_by_table=runs, evidence=evidence,
+        prov=to_prov_json(lineage))
+
+
+def _remediations(store: Store, key: str) -> list[dict[str, Any]]:
+    rows = store.query("SELECT config_json FROM runs WHERE kind = 'remediation' AND "
+                       "status = 'complete' ORDER BY started_at")
+    configs = [json.loads(r["config_json"]) for r in rows]
+    return [c for c in configs if c.get("from") == key]
+
+
+def _keys(store: Store, version: str | None, period: str | None) -> tuple[str, str, list[str]]:
+    if (version is None) == (period is None):
+        raise ReportError("give exactly one of a version (model@version) or a period (2026-Q4)")
+    if version is not None:
+        split_key(version)
+        return GATE, version, [version]
+    keys = [info.key for info in store.list_versions(period=period)]
+    if not keys:
+        raise ReportError(f"no version in {store.path} was created in {period}")
+    return QUARTERLY, period, keys
+
+
+def build_context(store: Store, *, version: str | None = None, period: str | None = None,
+                  demo: bool = False) -> ReportContext:
+    kind, subject, keys = _keys(store, version, period)
+    seq, head_hash = _log_head(store)
+    from auditor import __version__
+    env = environment()
+    return ReportContext(
+        report_id=uuid.uuid4().hex, kind=kind, subject=subject, period=period,
+        generated_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        tool={"name": "auditor", "version": __version__, "commit": env["auditor_commit"]},
+        versions=[version_report(store, key) for key in keys],
+        behaviour_defs=[{k: plain(v) for k, v in b.items()} for b in store.behaviours()],
+        log_head={"seq": seq, "hash": head_hash, "verified": store.verify_log().ok,
+                  "store": str(store.path)},
+        environment=env, demo=demo)
+
+
+def _log_head(store: Store) -> tuple[int, str]:
+    events = store.events(limit=1)
+    return (events[-1].seq, events[-1].hash) if events else (0, store.head_hash())

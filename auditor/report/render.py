@@ -1,0 +1,147 @@
+"""Render a report context to HTML (Jinja2) and to PDF/A-3b (WeasyPrint) with the evidence
+embedded as attachments, whose SHA-256 the cover prints.
+
+Attachments are embedded *before* signing: anything added afterwards breaks the signature.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.errors import ReportError
+from auditor.hashing import sha256_bytes
+from auditor.paths import templates_dir
+from auditor.report import charts
+from auditor.report.context import ReportContext
+
+ATTACHMENTS_META = "auditor-attachments"
+REPORT_ID_META = "auditor-report-id"
+_SCORE_COLUMNS = ("run_id", "model", "version", "stage_index", "stage_id", "stage_kind",
+                  "behaviour", "direction", "estimator", "estimator_version", "convention",
+                  "config_hash", "effect", "share", "metric_value")
+
+
+@dataclass(frozen=True)
+class EmbeddedFile:
+    name: str
+    data: bytes
+    description: str
+    mime: str
+
+    @property
+    def sha256(self) -> str:
+        return sha256_bytes(self.data)
+
+
+def _json_bytes(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def _scores_csv(context: ReportContext) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_SCORE_COLUMNS, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for version in context.versions:
+        writer.writerows(version.evidence["stage_scores"])
+    return out.getvalue().encode()
+
+
+def _lineage(context: ReportContext) -> dict[str, Any]:
+    if len(context.versions) == 1:
+        return context.versions[0].prov
+    return {v.key: v.prov for v in context.versions}
+
+
+def _policy_from_rules(context: ReportContext) -> bytes:
+    """No policy file was given or stored: the rules as evaluated, one document per policy."""
+    policies: dict[str, Any] = {}
+    for version in context.versions:
+        view = version.policy
+        if view["policy_hash"]:
+            policies.setdefault(view["policy_hash"], {
+                "id": view["policy_id"], "version": view["policy_version"],
+                "hash": view["policy_hash"], "rules": view["thresholds"],
+                "note": "reconstructed from the stored policy results"})
+    return _json_bytes(list(policies.values()))
+
+
+def policy_file(context: ReportContext, policy: tuple[str, bytes] | None) -> EmbeddedFile:
+    if policy is not None:
+        name, data = policy
+        return EmbeddedFile(name, data, "the policy file the versions were gated on",
+                            "application/yaml" if name.endswith((".yaml", ".yml")) else
+                            "application/octet-stream")
+    for version in context.versions:
+        for run in version.runs:
+            text = run["config"].get("policy_text")
+            if isinstance(text, str):
+                return EmbeddedFile("policy.yaml", text.encode(), "the policy file, as stored "
+                                    "with the policy run", "application/yaml")
+    return EmbeddedFile("policy.json", _policy_from_rules(context),
+                        "the policy rules as evaluated", "application/json")
+
+
+def embedded_files(context: ReportContext,
+                   policy: tuple[str, bytes] | None = None) -> list[EmbeddedFile]:
+    return [
+        EmbeddedFile("evidence.json", _json_bytes(context.evidence()),
+                     "verdicts, scores, policy results and thresholds", "application/json"),
+        EmbeddedFile("lineage.prov.json", _json_bytes(_lineage(context)),
+                     "development lineage as W3C PROV-JSON", "application/json"),
+        policy_file(context, policy),
+        EmbeddedFile("scores.csv", _scores_csv(context), "stage scores", "text/csv"),
+        EmbeddedFile("environment.json", _json_bytes(context.environment),
+                     "package versions and platform", "application/json"),
+    ]
+
+
+def _jinja():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             autoescape=jinja2.select_autoescape(("html", "j2")),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.globals.update(heatmap=charts.heatmap, bars=charts.bars, trend=charts.trend)
+    env.filters["num"] = _num
+    env.filters["short"] = lambda text, n=12: (text or "-")[:n]
+    return env
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def render_html(context: ReportContext, files: list[EmbeddedFile]) -> str:
+    context.attachments = [{"name": f.name, "sha256": f.sha256, "description": f.description,
+                            "size": str(len(f.data))} for f in files]
+    manifest = ";".join(f"{f.name}={f.sha256}" for f in files)
+    try:
+        template = _jinja().get_template("report.html.j2")
+        return template.render(ctx=context, manifest=manifest, meta_name=ATTACHMENTS_META,
+                               id_meta=REPORT_ID_META)
+    except Exception as exc:  # jinja2.TemplateError and errors raised inside filters
+        raise ReportError(f"cannot render the report template: {exc}") from exc
+
+
+def html_to_pdf(html: str, files: list[EmbeddedFile], report_id: str) -> bytes:
+    """PDF/A-3b bytes with ``files`` embedded as associated files."""
+    from weasyprint import HTML, Attachment
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    attachments = [Attachment(string=f.data, name=f.name, description=f.description,
+                              relationship="Data") for f in files]
+    return HTML(string=html, base_url=str(templates_dir())).write_pdf(
+        pdf_variant="pdf/a-3b", pdf_identifier=report_id.encode(), attachments=attachments,
+        custom_metadata=True, uncompressed_pdf=False)

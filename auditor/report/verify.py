@@ -1,0 +1,212 @@
+"""Verify a signed report: the signature (intact, valid, trusted, covering the whole file), the
+embedded files against the hashes printed on the cover, and optionally the evidence against the
+store's event log and rows.
+
+Outcomes are data (``VerificationResult``); only an unreadable input or store raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auditor.errors import ReportError
+from auditor.report.render import ATTACHMENTS_META, REPORT_ID_META
+from auditor.report.sign import DEMO_MARK
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerificationResult:
+    path: Path
+    checks: list[Check] = field(default_factory=list)
+    signer: str | None = None
+    report_id: str | None = None
+    demo: bool = False
+    trust_checked: bool = False
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> bool:
+        self.checks.append(Check(name, bool(ok), detail))
+        return bool(ok)
+
+
+@contextmanager
+def _quiet():
+    """pyHanko logs tracebacks for untrusted or broken signatures; the result says it all."""
+    loggers = [logging.getLogger(n) for n in ("pyhanko", "pyhanko_certvalidator")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _reader(data: bytes):
+    import io
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    return PdfFileReader(io.BytesIO(data), strict=False)
+
+
+def _context(trust: Path | None):
+    from pyhanko.keys import load_cert_from_pemder
+    from pyhanko_certvalidator import ValidationContext
+
+    if trust is None:
+        return ValidationContext(trust_roots=[], allow_fetching=False)
+    try:
+        root = load_cert_from_pemder(str(trust))
+    except Exception as exc:
+        raise ReportError(f"cannot read the trust root {trust}: {exc}") from None
+    return ValidationContext(trust_roots=[root], allow_fetching=False)
+
+
+def _check_signature(result: VerificationResult, reader, trust: Path | None) -> None:
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko.sign.validation.status import SignatureCoverageLevel
+
+    signatures = reader.embedded_signatures
+    if not result.add("signed", len(signatures) == 1,
+                      f"{len(signatures)} signature(s); a report carries exactly one"):
+        return
+    try:
+        status = validate_pdf_signature(signatures[0], _context(trust))
+    except ReportError:
+        raise
+    except Exception as exc:
+        result.add("signature intact", False, f"signature cannot be validated: {exc}")
+        return
+    result.signer = status.signing_cert.subject.human_friendly
+    result.demo = DEMO_MARK in result.signer.lower()
+    result.add("signature intact", status.intact, "the signed bytes hash to the signed digest")
+    result.add("signature valid", status.valid, "the signature verifies with the certificate")
+    if trust is not None:
+        result.trust_checked = True
+        result.add("signer trusted", status.trusted, f"chain to {trust}")
+    result.add("covers whole file", status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
+               f"coverage {status.coverage.name}: nothing may follow the signed revision")
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def embedded_files(reader) -> dict[str, bytes]:
+    """Name → content of the files in the document's EmbeddedFiles name tree."""
+    names = reader.root["/Names"] if "/Names" in reader.root else {}
+    if "/EmbeddedFiles" not in names:
+        return {}
+    tree = names["/EmbeddedFiles"]
+    nodes = [tree, *[kid.get_object() for kid in tree["/Kids"]]] if "/Kids" in tree else [tree]
+    files: dict[str, bytes] = {}
+    for node in nodes:
+        pairs = list(node["/Names"]) if "/Names" in node else []
+        for name, spec in zip(pairs[::2], pairs[1::2]):
+            files[str(name)] = spec.get_object()["/EF"]["/F"].data
+    return files
+
+
+def _info(reader) -> dict[str, str]:
+    """The document information dictionary, keys normalised the way WeasyPrint writes custom
+    metadata (lower case, letters and digits only)."""
+    if "/Info" not in reader.trailer_view:
+        return {}
+    info = reader.trailer_view["/Info"]
+    return {_key(str(k)): str(info[k]) for k in info}
+
+
+def _manifest(reader) -> tuple[dict[str, str], str | None]:
+    info = _info(reader)
+    text = info.get(_key(ATTACHMENTS_META), "")
+    pairs = [item.split("=", 1) for item in text.split(";") if "=" in item]
+    return {name: digest for name, digest in pairs}, info.get(_key(REPORT_ID_META))
+
+
+def _check_files(result: VerificationResult, reader) -> dict[str, bytes]:
+    import hashlib
+
+    try:
+        manifest, result.report_id = _manifest(reader)
+        files = embedded_files(reader)
+    except Exception as exc:
+        result.add("embedded files", False, f"cannot read the embedded files: {exc}")
+        return {}
+    if not result.add("embedded files listed", bool(manifest), f"{len(manifest)} on the cover"):
+        return files
+    actual = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    bad = sorted(n for n in set(manifest) | set(actual) if manifest.get(n) != actual.get(n))
+    result.add("embedded files match cover", not bad,
+               "all SHA-256 match" if not bad else f"mismatch: {', '.join(bad)}")
+    return files
+
+
+def _normal(doc: Any) -> Any:
+    return json.loads(json.dumps(doc, sort_keys=True, default=str))
+
+
+def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path) -> None:
+    from auditor.report.evidence import version_evidence
+    from auditor.store import Store
+    from auditor.store.versions import split_key
+
+    with Store.open(db, read_only=True) as store:
+        head = evidence.get("event_log", {})
+        rows = store.query("SELECT hash FROM events WHERE seq = ?", [head.get("seq", -1)])
+        result.add("event log holds the report's head", bool(rows) and
+                   rows[0]["hash"] == head.get("hash"), f"event #{head.get('seq')}")
+        log = store.verify_log()
+        result.add("event log verifies", log.ok, "; ".join(log.problems[:3]) or
+                   f"{log.events} events chained")
+        stale = [v["key"] for v in evidence.get("versions", []) if _normal(version_evidence(
+            store, *split_key(v["key"]), v["runs"])) != _normal({t: v[t] for t in (
+                "stage_scores", "policy_results", "verdicts", "fidelity_checks")})]
+        result.add("evidence matches store rows", not stale,
+                   "all cited rows equal" if not stale else f"differs for {', '.join(stale)}")
+
+
+def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
+                  db: str | Path | None = None) -> VerificationResult:
+    path = Path(pdf)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    result = VerificationResult(path)
+    try:
+        with _quiet():
+            reader = _reader(data)
+            _check_signature(result, reader, Path(trust) if trust else None)
+            files = _check_files(result, reader)
+    except ReportError:
+        raise
+    except Exception as exc:  # a damaged file: that is an invalid report, not a tool error
+        result.add("readable PDF", False, f"{type(exc).__name__}: {exc}")
+        return result
+    if db is not None:
+        if not Path(db).is_file():
+            raise ReportError(f"store {db} does not exist")
+        try:
+            evidence = json.loads(files.get("evidence.json", b"{}"))
+        except ValueError:
+            evidence = {}
+        if result.add("evidence.json present", bool(evidence), "embedded evidence readable"):
+            _check_store(result, evidence, Path(db))
+    return result
