@@ -12,6 +12,7 @@ import sys
 import typer
 
 from auditor.cli import audit as audit_cli
+from auditor.cli import demo as demo_cli
 from auditor.cli import lineage as lineage_cli
 from auditor.cli import log as log_cli
 from auditor.cli import policy as policy_cli
@@ -41,6 +42,7 @@ def _root(
 
 app.add_typer(lineage_cli.app, name="lineage")
 app.add_typer(log_cli.app, name="log")
+app.command("demo")(demo_cli.demo)
 app.command("remediate")(remediate_cli.remediate)
 app.command("attribute")(audit_cli.attribute)
 app.command("audit")(audit_cli.audit)

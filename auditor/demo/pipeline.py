@@ -51,7 +51,7 @@ class DemoLayout:
 class DemoSummary:
     layout: DemoLayout
     verdicts: dict[str, str] = field(default_factory=dict)  # key -> verdict
-    blamed: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (stage, behaviour)
+    blamed: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # key -> (stage, behaviours)
     remediations: list = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
     verified: dict[Path, bool] = field(default_factory=dict)
@@ -77,13 +77,135 @@ def record_scenarios(layout: DemoLayout, announce: Step) -> list[str]:
     return keys
 
 
+def audit_period(layout: DemoLayout, runner) -> None:
+    """Attribute every demo version of the period not yet scored (stored items are skipped)."""
+    from auditor import api
+    from auditor.execution.spec import AuditSpec
+
+    spec = AuditSpec(name="demo", versions={"period": PERIOD}, behaviours=BEHAVIOURS,
+                     estimators=[ESTIMATOR])
+    api.run_audit(spec, db=layout.db, executor=runner, progress=True)
+
+
+def gate_versions(layout: DemoLayout, keys: list[str], summary: DemoSummary) -> None:
+    from auditor import api
+
+    for key in keys:
+        result = api.gate(key, db=layout.db)
+        summary.verdicts[key] = result.verdict
+        blamed = blamed_stage(result.rows())
+        if blamed:
+            summary.blamed[key] = blamed
+
+
+def blamed_stage(rows: list[dict]) -> tuple[str, list[str]] | None:
+    """The stage that failed the most blocking rules of a gate result, and the behaviours it
+    failed them on."""
+    failed: dict[str, list[str]] = {}
+    for row in rows:
+        if row["outcome"] == "fail" and row["severity"] == "block" and row["stage_id"]:
+            failed.setdefault(row["stage_id"], []).append(row["behaviour"])
+    if not failed:
+        return None
+    stage = max(failed, key=lambda s: len(failed[s]))
+    return stage, sorted(set(failed[stage]))
+
+
+def remediate_failures(layout: DemoLayout, summary: DemoSummary, announce: Step) -> list[str]:
+    """Retrain each blocked version without its blamed stage, as version v3 (reused if stored)."""
+    from auditor import api
+
+    stored = _stored_remediations(layout)
+    fixed = []
+    for key, (stage, _) in summary.blamed.items():
+        model = key.split("@")[0]
+        target = f"{model}@{FIXED_VERSION}"
+        if target in stored:
+            summary.remediations.append(stored[target])
+        else:
+            announce(f"remediate {key}: retrain without {stage}")
+            summary.remediations.append(api.remediate(
+                key, stage, db=layout.db, behaviours=BEHAVIOURS[model],
+                new_version=FIXED_VERSION, out=layout.lineage(model, FIXED_VERSION)))
+        fixed.append(target)
+    return fixed
+
+
+def _stored_remediations(layout: DemoLayout) -> dict:
+    """Remediations a previous run recorded, with the behaviours it measured before and after."""
+    import json
+
+    from auditor import api
+
+    with api.open_store(layout.db, read_only=True) as store:
+        rows = store.query("SELECT config_json FROM runs WHERE kind = 'remediation' "
+                           "AND status = 'complete' ORDER BY started_at")
+    found = {}
+    for row in rows:
+        config = json.loads(row["config_json"])
+        found[config["to"]] = api.Remediation(
+            config["from"], config["to"], config["dropped_stage"],
+            layout.lineage(*config["to"].split("@")), config["before"], config["after"])
+    return found
+
+
+def demo_keys(layout: DemoLayout) -> dict[str, Path]:
+    """A throwaway signing identity marked "demo" (made once); its passphrase in a 0600 file."""
+    import secrets
+
+    from auditor import api
+
+    passphrase = layout.keys / "passphrase.txt"
+    if not (layout.keys / "signer.p12").is_file():
+        layout.keys.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(24)
+        passphrase.touch(mode=0o600)
+        passphrase.write_text(secret)
+        api.init_keys(layout.keys, demo=True, name="auditor demo signer",
+                      passphrase=secret.encode(), force=True)
+    return {"p12": layout.keys / "signer.p12", "passphrase_file": passphrase,
+            "trust": layout.keys / "root.pem"}
+
+
+def sign_and_verify(layout: DemoLayout, summary: DemoSummary, gate_key: str,
+                    announce: Step) -> None:
+    from auditor import api
+
+    keys = demo_keys(layout)
+    for subject in ({"period": PERIOD}, {"version": gate_key}):
+        announce(f"report {next(iter(subject.values()))}: render, sign, verify")
+        result = api.make_report(db=layout.db, out_dir=layout.reports, p12=keys["p12"],
+                                 passphrase_file=keys["passphrase_file"], **subject)
+        summary.reports.append(result.pdf)
+        checked = api.verify_report(result.pdf, trust=keys["trust"], db=layout.db)
+        summary.verified[result.pdf] = checked.valid
+
+
 def run_demo(root: str | Path = "auditor-demo", *, executor: str = "ray",
              announce: Step | None = None) -> DemoSummary:
+    """Run the whole pipeline in ``root``; returns what it found and made."""
+    from auditor import api
+
     started = time.perf_counter()
     layout = DemoLayout(Path(root))
     layout.root.mkdir(parents=True, exist_ok=True)
     announce = announce or (lambda _: None)
     summary = DemoSummary(layout)
-    record_scenarios(layout, announce)
+    keys = record_scenarios(layout, announce)
+    announce(f"start the {executor} executor")
+    runner = api.make_executor(executor)
+    try:
+        announce(f"attribute {len(keys)} versions with {ESTIMATOR}")
+        audit_period(layout, runner)
+        announce("gate every version on the default policy")
+        gate_versions(layout, keys, summary)
+        fixed = remediate_failures(layout, summary, announce)
+        announce(f"attribute and gate the remediated versions {', '.join(fixed)}")
+        audit_period(layout, runner)
+        gate_versions(layout, fixed, summary)
+    finally:
+        runner.close()
+    first_blocked = next(iter(summary.blamed), keys[-1])
+    sign_and_verify(layout, summary, first_blocked, announce)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -1,0 +1,57 @@
+"""`auditor demo` end to end: the planted stages are blamed and blocked, the fixes pass, the
+harm measured on held-out probes drops, and both signed reports verify; a second run reuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.demo.pipeline import run_demo
+from auditor.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, ray_session):
+    return run_demo(tmp_path_factory.mktemp("demo"), executor="ray")
+
+
+def test_bad_versions_fail_on_the_planted_stage_and_fixes_pass(demo):
+    assert demo.verdicts == {"digits@v1": "PASS", "digits@v2": "FAIL", "toxicity@v1": "PASS",
+                             "toxicity@v2": "FAIL", "digits@v3": "PASS", "toxicity@v3": "PASS"}
+    stage, behaviours = demo.blamed["digits@v2"]
+    assert stage == "vendor-ft" and "patch-shortcut-gap" in behaviours
+    stage, behaviours = demo.blamed["toxicity@v2"]
+    assert stage == "community-ft" and "identity-false-positives" in behaviours
+    assert set(demo.blamed) == {"digits@v2", "toxicity@v2"}
+
+
+def test_remediation_lowers_the_harm_on_held_out_probes(demo):
+    fixes = {r.remediated: r for r in demo.remediations}
+    digits, toxicity = fixes["digits@v3"], fixes["toxicity@v3"]
+    assert digits.dropped_stage == "vendor-ft" and toxicity.dropped_stage == "community-ft"
+    assert digits.after["patch-shortcut-gap"] < digits.before["patch-shortcut-gap"] - 0.05
+    assert toxicity.after["identity-false-positives"] < (
+        toxicity.before["identity-false-positives"] - 0.1)
+    assert digits.after["clean-error"] < digits.before["clean-error"] + 0.02  # no collateral
+
+
+def test_both_reports_are_signed_and_verify(demo):
+    names = sorted(p.name for p in demo.reports)
+    assert names == ["report-quarterly-2026-Q4.pdf", "report-release-gate-digits-v2.pdf"]
+    assert all(demo.verified.values()) and demo.ok
+
+
+def test_a_second_run_reuses_lineage_scores_and_fixes(demo):
+    def counts():
+        with Store.open(demo.layout.db, read_only=True) as store:
+            return store.query("SELECT kind, count(*) AS n FROM runs GROUP BY kind ORDER BY kind")
+
+    def scored():
+        return [r for r in counts() if r["kind"] in ("attribution", "remediation")]
+
+    before = scored()
+    again = run_demo(demo.layout.root, executor="local")
+    assert again.verdicts == demo.verdicts
+    assert scored() == before  # nothing retrained, nothing re-attributed
+    assert {r.remediated for r in again.remediations} == {"digits@v3", "toxicity@v3"}
