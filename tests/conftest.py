@@ -1,5 +1,50 @@
+"""Fixtures shared by every room's tests, and tests/ helpers on sys.path."""
+
+from __future__ import annotations
+
+import logging
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 # tests/ helpers (tinytask.py) importable as top-level modules, also from subprocesses.
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(TESTS))
+
+# Ray workers must import this worktree's auditor and the tests' tiny task modules.
+WORKER_PATH = os.pathsep.join([str(ROOT), str(TESTS), str(TESTS / "execution")])
+
+
+@dataclass(frozen=True)
+class RaySession:
+    address: str
+    hooks: Path  # AUDITOR_TEST_HOOKS folder: "crash-once" and "delay" files
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    import ray
+
+    from auditor.execution.worker import HOOKS_ENV
+
+    hooks = tmp_path_factory.mktemp("hooks")
+    saved = {name: os.environ.get(name) for name in ("RAY_ADDRESS", "HOME", "PYTHONPATH",
+                                                      HOOKS_ENV)}
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.update({"HOME": str(tmp_path_factory.mktemp("home")), HOOKS_ENV: str(hooks),
+                       "PYTHONPATH": WORKER_PATH})
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             object_store_memory=150 * 1024 * 1024, logging_level=logging.WARNING)
+    try:
+        yield RaySession(ray.get_runtime_context().gcs_address, hooks)
+    finally:
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
