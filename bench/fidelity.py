@@ -25,12 +25,12 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
-
 from auditor.demo.record import record_version  # noqa: E402
 from auditor.estimators import attribute  # noqa: E402
+from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
 
-ESTIMATORS = ["aa", "naive", "tracin", "aa-hessian", "aa-ggn"]
+ESTIMATORS = ["aa", "naive", "tracin", "aa-hessian", "aa-ggn", "aa+plugin", "aa-hessian+plugin",
+              "aa-ggn+plugin"]
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,7 +41,11 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def timed(version, root, task, behaviours, name):
     started = time.perf_counter()
-    effects = attribute(version, root, task, behaviours, name)
+    base, _, variant = name.partition("+")
+    settings = {"plugin": {"plugin": True}, "jac": {"adam": "jacobian"},
+                "shift": {"adam": "jacobian+shift"},
+                "shift+plugin": {"adam": "jacobian+shift", "plugin": True}}.get(variant, {})
+    effects = attribute(version, root, task, behaviours, base, **settings)
     return effects, time.perf_counter() - started
 
 

@@ -34,6 +34,7 @@ from auditor.estimators.dynamics import (
 )
 from auditor.estimators.gradients import score_by_gradients
 from auditor.estimators.layout import ParamLayout, load_flat, stage_displacements
+from auditor.estimators.plugin import score_by_plugin
 from auditor.estimators.trajectory import all_coefficients
 from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
@@ -42,12 +43,18 @@ TAIL_CUTOFF = 1e-12
 
 
 class AAEstimator:
+    """``plugin=True`` scores f(θ_T) − f(θ_T − e_k) instead of ∇f(θ_T)·e_k."""
+
     name: ClassVar[str] = "aa"
     version: ClassVar[str] = "1"
 
+    def __init__(self, plugin: bool = False):
+        self.plugin = bool(plugin)
+
     @property
     def config_hash(self) -> str:
-        return settings_hash(self.name, self.version, {"tail_cutoff": TAIL_CUTOFF})
+        return settings_hash(self.name, self.version,
+                             {"tail_cutoff": TAIL_CUTOFF, "plugin": self.plugin})
 
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
@@ -58,6 +65,8 @@ class AAEstimator:
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:
+        if self.plugin:
+            return score_by_plugin(embeddings, behaviours, model)
         return score_by_gradients(embeddings, behaviours, model)
 
 

@@ -1,6 +1,7 @@
 """Curvature-vector products of one training step's loss, with ``torch.func``.
 
-``hessian_operator``: exact H_t v by forward-over-reverse (jvp of grad).
+``hessian_operator``: exact H_t v by double backward; ``hessian_operator_func`` the same by
+``torch.func`` forward-over-reverse (jvp of grad).
 ``fisher_operator``: empirical Fisher G_t v = |B|⁻¹ Jᵀ(J v), J the per-example loss Jacobian
 (one jvp and one vjp; positive semi-definite, so the propagation contracts).
 Both re-seed torch before every forward pass so dropout masks are the factual ones.
@@ -49,6 +50,32 @@ def _seeded(seed: int | None) -> None:
 
 
 def hessian_operator(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
+                     seed: int | None, layout: ParamLayout) -> Operator:
+    """Exact H v by double backward: one forward and one graph-keeping backward per step, then
+    one backward-of-backward per vector (cheaper than ``hessian_operator_func`` for several
+    vectors at the same step; the two agree to rounding)."""
+    leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+    _seeded(seed)
+    with torch.enable_grad():
+        loss = functional_call(module, _prefixed(leaves), (batch,))
+        grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
+                                    allow_unused=True)
+    used = [(name, g) for name, g in zip(leaves, grads) if g is not None and g.requires_grad]
+
+    def apply(vector: torch.Tensor) -> torch.Tensor:
+        if not used:
+            return torch.zeros_like(vector)
+        tangent = layout.unflatten(vector, like=params)
+        with torch.enable_grad():
+            hv = torch.autograd.grad([g for _, g in used], list(leaves.values()),
+                                     grad_outputs=[tangent[name] for name, _ in used],
+                                     retain_graph=True, allow_unused=True)
+        return layout.flatten({n: h for n, h in zip(leaves, hv) if h is not None})
+
+    return apply
+
+
+def hessian_operator_func(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
                      seed: int | None, layout: ParamLayout) -> Operator:
     primals = _prefixed(params)
 

@@ -27,7 +27,8 @@ from auditor.lineage.models import Stage
 Curvature = Callable[[torch.Tensor], torch.Tensor] | None
 
 _NEUTRAL = {"eta": 0.0, "lam_c": 0.0, "lam_d": 0.0, "mu": 1.0, "c": 0.0, "na": 0.0,
-            "nm": 0.0, "beta1": 1.0, "c1": 1.0, "c2": 1.0, "eps": 1.0, "active": 0.0}
+            "nm": 0.0, "beta1": 1.0, "c1": 1.0, "c2": 1.0, "eps": 1.0, "active": 0.0,
+            "beta2": 1.0, "count": 1.0}
 
 
 @dataclass
@@ -85,7 +86,7 @@ def _step_row(kind: str, nesterov: bool, steps, t: int, groups: int,
     b2 = steps.beta2[t]
     count = steps.adam_step[t] if steps.adam_step else [t + 1] * groups
     row["lam_c" if kind == "adam" else "lam_d"] = list(wd)
-    row["beta1"] = list(b1)
+    row["beta1"], row["beta2"], row["count"] = list(b1), list(b2), [float(c) for c in count]
     row["c1"] = [1.0 - b ** s for b, s in zip(b1, count)]
     row["c2"] = [1.0 - b ** s for b, s in zip(b2, count)]
     row["eps"] = list(steps.eps[t])

@@ -42,10 +42,18 @@ def embedding_matrix(embeddings: StageEmbeddings,
     return torch.stack(rows)
 
 
-def flat_gradient(value: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+def flat_gradient(value: torch.Tensor, params: dict[str, torch.Tensor],
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """∇value over ``params`` as one flat vector (written into ``out`` when given)."""
     grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).to("cpu")
-                      for p, g in zip(params.values(), grads)]).double()
+    parts = [(torch.zeros_like(p) if g is None else g).reshape(-1)
+             for p, g in zip(params.values(), grads)]
+    if out is None:
+        return torch.cat(parts).to("cpu", torch.float64)
+    return torch.cat(parts, out=out)
+
+
+CHUNK = 64  # gradients gathered before one (K × P) @ (P × chunk) product
 
 
 def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
@@ -55,6 +63,10 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
     model.eval()
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     matrix = embedding_matrix(embeddings, params)
+    first = next(iter(params.values()), None)
+    dtype = first.dtype if first is not None else torch.float64
+    buffer = torch.empty((min(CHUNK, max(1, len(behaviours))), matrix.shape[1]), dtype=dtype,
+                         device=first.device if first is not None else "cpu")
     effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
     metrics = []
     for q, behaviour in enumerate(behaviours):
@@ -62,7 +74,11 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
         if not torch.is_tensor(value) or value.numel() != 1:
             raise EstimatorError(
                 f"behaviour {behaviour.name!r}: surrogate must return a scalar tensor")
-        effects[:, q] = (matrix @ flat_gradient(value, params)).numpy()
+        flat_gradient(value, params, out=buffer[q % CHUNK])
+        if q % CHUNK == CHUNK - 1 or q == len(behaviours) - 1:
+            rows = q % CHUNK + 1
+            block = buffer[:rows].to("cpu", torch.float64)
+            effects[:, q - rows + 1:q + 1] = (matrix @ block.T).numpy()
         metrics.append(float(value.detach()) if behaviour.metric is None
                        else behaviour.measure(model))
     return StageEffects(

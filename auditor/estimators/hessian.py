@@ -1,10 +1,15 @@
 """``aa-hessian``: the curvature-aware unrolled estimator (docs/estimators.md §4.2), exact HVPs.
 
 The displacement of stage k is propagated through every later step with the linearised step
-map, H_t v computed exactly by ``torch.func`` at the factual θ_t (replayed from the boundary
-checkpoints). Forward mode yields stage embeddings (Σ_k (T − e_k) HVPs, shared by all behaviours);
-reverse mode runs one adjoint sweep per behaviour (T HVPs each). ``mode="auto"`` takes reverse
-when fewer behaviours than stages are asked for. Adam's preconditioner is the factual p_t.
+map, H_t v computed exactly (double backward; ``torch.func`` variant in ``curvature``) at the
+factual θ_t (replayed from the boundary checkpoints). Forward mode yields stage embeddings
+(Σ_k (T − e_k) HVPs, shared by all behaviours); reverse mode runs one adjoint sweep per behaviour
+(T HVPs each). ``mode="auto"`` takes reverse when fewer behaviours than stages are asked for.
+
+Adam/AdamW (``adam``): ``fixed`` freezes the factual preconditioner p_t (forward or reverse);
+``jacobian`` also propagates the second-moment difference δv; ``jacobian+shift`` (default,
+measured best in bench/fidelity.py) adds the bias-correction step shift of ``carry``. The last two
+run in forward mode. ``plugin=True`` scores f(θ_T) − f(θ_T − e_k).
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import torch
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
+from auditor.estimators.adamexact import propagate_forward_adam
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
 from auditor.estimators.curvature import hessian_operator
 from auditor.estimators.gradients import behaviour_gradient, score_by_gradients
 from auditor.estimators.layout import ParamLayout, stage_displacements
+from auditor.estimators.plugin import score_by_plugin
 from auditor.estimators.trajectory import all_coefficients
 from auditor.estimators.unrolled import (
     OperatorFactory,
@@ -35,6 +42,8 @@ from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
 
 Mode = Literal["auto", "forward", "reverse"]
+AdamForm = Literal["fixed", "jacobian", "jacobian+shift"]
+ADAM_FORMS = ("fixed", "jacobian", "jacobian+shift")
 
 
 class UnrolledEstimator:
@@ -45,24 +54,38 @@ class UnrolledEstimator:
     operator: ClassVar[OperatorFactory] = staticmethod(hessian_operator)
     reduction: ClassVar[str] = "mean"
 
-    def __init__(self, mode: Mode = "auto", queries: int | None = None):
+    def __init__(self, mode: Mode = "auto", queries: int | None = None, plugin: bool = False,
+                 adam: AdamForm = "jacobian+shift"):
         if mode not in ("auto", "forward", "reverse"):
             raise EstimatorError(f"{self.name}: mode must be auto, forward or reverse, not {mode!r}")
+        if plugin and mode == "reverse":
+            raise EstimatorError(f"{self.name}: the plug-in form needs embeddings (forward mode)")
+        if adam not in ADAM_FORMS:
+            raise EstimatorError(f"{self.name}: adam must be one of {', '.join(ADAM_FORMS)}")
         self.mode = mode
         self.queries = queries
+        self.plugin = bool(plugin)
+        self.adam = adam
 
     @property
     def config_hash(self) -> str:  # the mode changes cost, not the numbers
-        return settings_hash(self.name, self.version, {})
+        settings = {"plugin": self.plugin, "adam": self.adam}
+        return settings_hash(self.name, self.version, settings)
 
     def plan_for(self, queries: int) -> None:
         """Called by ``attribute`` with the number of behaviours (decides ``auto``)."""
         self.queries = queries
 
-    def chosen_mode(self, stages: int) -> str:
-        if self.mode != "auto":
-            return self.mode
-        return "reverse" if self.queries is not None and self.queries < stages - 1 else "forward"
+    def chosen_mode(self, version: ModelVersion) -> str:
+        adam = any(s.optimizer.kind != "sgd" for s in version.stages[1:])
+        needs_forward = self.plugin or (adam and self.adam != "fixed")
+        if self.mode == "reverse" and needs_forward:
+            raise EstimatorError(f"{self.name}: reverse mode needs plugin=False and, for Adam "
+                                 "stages, adam='fixed'")
+        if self.mode != "auto" or needs_forward:
+            return "forward" if needs_forward else self.mode
+        few = self.queries is not None and self.queries < len(version.stages) - 1
+        return "reverse" if few else "forward"
 
     def problem(self, version: ModelVersion, root: str | Path, task: TrainingTask) -> Problem:
         layout = ParamLayout.of(task.build_model())
@@ -74,9 +97,10 @@ class UnrolledEstimator:
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
         problem = self.problem(version, root, task)
-        mode = self.chosen_mode(len(version.stages))
+        mode = self.chosen_mode(version)
         if mode == "forward":
-            flats = propagate_forward(problem)
+            flats = (propagate_forward(problem) if self.adam == "fixed" else
+                     propagate_forward_adam(problem, shift=self.adam == "jacobian+shift"))
             return embeddings_from_flat(self, version, problem.layout, flats, started,
                                         {"mode": "forward"})
         trajectory = record_trajectory(problem)
@@ -86,6 +110,8 @@ class UnrolledEstimator:
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:
+        if self.plugin:
+            return score_by_plugin(embeddings, behaviours, model)
         if embeddings.extra.get("mode") != "reverse":
             return score_by_gradients(embeddings, behaviours, model)
         return _score_reverse(embeddings, behaviours, model)

@@ -76,6 +76,14 @@ def propagate_forward(problem: Problem) -> list[torch.Tensor]:
     return [tangents[k][0] for k in range(last)] + [disp.changes[last].clone()]
 
 
+def _ensure_module(problem: Problem, model: nn.Module) -> LossModule:
+    cached = getattr(problem, "_module", None)
+    if cached is None or cached.inner is not model:
+        cached = LossModule(model, problem.task, problem.reduction)
+        problem._module = cached
+    return cached
+
+
 def _precond(coeffs: StageCoefficients, step: FactualStep, model, optimizer,
              layout: ParamLayout) -> torch.Tensor | None:
     if coeffs.kind == "sgd":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from recorded import record_adamw, record_sgd
 
 from auditor.behaviours.library import example_losses
@@ -14,8 +15,10 @@ from auditor.estimators import attribute
 def test_forward_and_reverse_modes_agree(tmp_path, record):
     task, rec = record(tmp_path)
     behaviours = example_losses("ex", task.x[:3], task.y[:3])
-    forward = attribute(rec.lineage, tmp_path, task, behaviours, "aa-hessian", mode="forward")
-    reverse = attribute(rec.lineage, tmp_path, task, behaviours, "aa-hessian", mode="reverse")
+    forward = attribute(rec.lineage, tmp_path, task, behaviours, "aa-hessian", mode="forward",
+                        adam="fixed")
+    reverse = attribute(rec.lineage, tmp_path, task, behaviours, "aa-hessian", mode="reverse",
+                        adam="fixed")
     scale = np.abs(forward.effects).max()
     assert np.abs(forward.effects - reverse.effects).max() <= 1e-6 * scale
 
@@ -41,3 +44,30 @@ def test_tracin_runs_and_is_deterministic(tmp_path):
     second = attribute(rec.lineage, tmp_path, task, behaviours, "tracin", checkpoints=2)
     assert np.array_equal(first.effects, second.effects)
     assert np.abs(first.effects).max() > 0
+
+
+def test_adam_forms_and_hvp_implementations(tmp_path):
+    from auditor.errors import EstimatorError
+    from auditor.estimators.curvature import LossModule, hessian_operator, hessian_operator_func
+    from auditor.estimators.layout import ParamLayout
+    from auditor.estimators.registry import final_model
+
+    task, rec = record_adamw(tmp_path)
+    behaviours = example_losses("ex", task.x[:8], task.y[:8])
+    truth = attribute(rec.lineage, tmp_path, task, behaviours, "replay").effects
+    errors = {}
+    for form in ("fixed", "jacobian", "jacobian+shift"):
+        estimate = attribute(rec.lineage, tmp_path, task, behaviours, "aa-hessian", adam=form)
+        errors[form] = np.abs(estimate.effects - truth).max()
+    assert len(set(errors.values())) == 3  # the options change the numbers
+    with pytest.raises(EstimatorError, match="reverse"):
+        attribute(rec.lineage, tmp_path, task, behaviours, "aa-hessian", mode="reverse")
+    model = final_model(rec.lineage, tmp_path, task).train()
+    layout = ParamLayout.of(model)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    batch = task.batch("", list(range(8)))
+    vector = torch.randn(layout.total, dtype=torch.float64)
+    module = LossModule(model, task)
+    by_autograd = hessian_operator(module, params, batch, 5, layout)(vector)
+    by_func = hessian_operator_func(module, params, batch, 5, layout)(vector)
+    assert torch.allclose(by_autograd, by_func, rtol=1e-4, atol=1e-6)

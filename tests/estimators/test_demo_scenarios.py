@@ -26,4 +26,4 @@ def test_aa_names_the_planted_stage_in_seconds(tmp_path, plan, scenario, behavio
     column = effects.behaviours.index(behaviour)
     assert effects.stages[int(np.argmax(effects.effects[:, column]))] == planted
     assert effects.share[effects.stages.index(planted), column] > 0.5
-    assert elapsed < 3.0
+    assert elapsed < 15.0  # ~0.05 s on an idle core; generous for a shared, loaded machine
