@@ -125,9 +125,13 @@ def _rule_chunks(rule: Rule, policy: Policy, inputs: Inputs, today: date) -> lis
 
 
 def _under(context: ScoreContext) -> str:
+    if context.config_hash is not None:
+        return f"under {context.estimator}/{context.config_hash}"
     if context.estimator is None:
         return "(no scores at all)"
-    return f"under {context.estimator}/{context.config_hash}"
+    others = sorted({c for configs in context.elsewhere.values() for c in configs})
+    found = f"; scores exist under {', '.join(others)}" if others else ""
+    return f"(no scores from estimator {context.estimator!r}{found})"
 
 
 def unscored_reason(name: str, context: ScoreContext) -> str:
