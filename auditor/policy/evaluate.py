@@ -9,7 +9,7 @@ the reason.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -17,7 +17,15 @@ import numpy as np
 import pyarrow as pa
 
 from auditor.policy.load import LoadedPolicy
-from auditor.policy.metrics import ScoreContext, as_columns, metric_table, score_context, stage_tags
+from auditor.policy.metrics import (
+    CODED,
+    ScoreContext,
+    as_columns,
+    metric_table,
+    score_context,
+    scored_elsewhere,
+    stage_tags,
+)
 from auditor.policy.model import Policy, Requirement, Rule, Waiver
 from auditor.policy.outcomes import RESULT_SCHEMA, GateResult, verdict_of
 from auditor.policy.selectors import selected_behaviours, stage_mask
@@ -35,17 +43,34 @@ class Inputs:
     """Everything rules are evaluated on, read from the store."""
 
     context: ScoreContext
-    columns: dict[str, np.ndarray]  # metric table (see auditor.policy.metrics)
+    columns: dict[str, np.ndarray]  # metric table rows (see auditor.policy.metrics)
+    names: dict[str, np.ndarray]  # distinct behaviours / stage ids, indexed by the row codes
     tags: dict[str, set[str]]  # dataset tags per stage id
-
-    @property
-    def directions(self) -> dict[str, str]:
-        return dict(zip(self.columns["behaviour"].tolist(), self.columns["direction"].tolist()))
+    directions: dict[str, str]  # scored behaviour -> harm | benefit
 
 
-def read_inputs(store: Store, key: str, estimator: str | None = None) -> Inputs:
+def read_inputs(store: Store, key: str, estimator: str | None = None,
+                named: list[str] | None = None) -> Inputs:
+    """Metrics of ``key``; for the ``named`` behaviours left unscored, where they were scored."""
     context = score_context(store, key, estimator)
-    return Inputs(context, as_columns(metric_table(store, context)), stage_tags(store, key))
+    columns = as_columns(metric_table(store, context))
+    names = {name: columns.pop(f"{name}_names") for name in CODED}
+    directions = dict(zip(names["behaviour"].tolist(),
+                          _first_per_code(columns, "behaviour", "direction")))
+    missing = sorted(set(named or []) - set(directions))
+    context = replace(context, elsewhere=scored_elsewhere(store, context, missing))
+    return Inputs(context, columns, names, stage_tags(store, key), directions)
+
+
+def _first_per_code(columns: dict[str, np.ndarray], coded: str, column: str) -> list:
+    values = np.empty(int(columns[f"{coded}_code"].max()) + 1 if len(columns[column]) else 0,
+                      dtype=object)
+    values[columns[f"{coded}_code"]] = columns[column]
+    return values.tolist()
+
+
+def named_behaviours(policy: Policy) -> list[str]:
+    return sorted({name for rule in policy.rules for name in rule.behaviours or []})
 
 
 def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None = None,
@@ -54,7 +79,8 @@ def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None 
     """Evaluate ``loaded`` on version ``key``; with ``write`` the results and the verdict are
     recorded as one run in one transaction."""
     today = today or datetime.now(timezone.utc).date()
-    inputs = read_inputs(store, key, estimator or loaded.policy.estimator)
+    inputs = read_inputs(store, key, estimator or loaded.policy.estimator,
+                         named_behaviours(loaded.policy))
     results = evaluate_rules(loaded, inputs, today)
     verdict = verdict_of(results)
     run_id = _record(store, loaded, inputs.context, results, verdict, today) if write else None
@@ -125,9 +151,12 @@ def _rule_chunks(rule: Rule, policy: Policy, inputs: Inputs, today: date) -> lis
 
 
 def _under(context: ScoreContext) -> str:
+    if context.config_hash is not None:
+        return f"under {context.estimator}/{context.config_hash}"
     if context.estimator is None:
         return "(no scores at all)"
-    return f"under {context.estimator}/{context.config_hash}"
+    found = f"; scores exist under {', '.join(context.configs)}" if context.configs else ""
+    return f"(no scores from estimator {context.estimator!r}{found})"
 
 
 def unscored_reason(name: str, context: ScoreContext) -> str:
@@ -151,19 +180,34 @@ def requirement_problem(requirement: Requirement | None, context: ScoreContext) 
 
 def _stage_rows(rule: Rule, policy: Policy, inputs: Inputs, names: list[str],
                 today: date) -> list[Chunk]:
+    """Rows of the selected behaviours x stages, found by integer lookups on the row codes."""
     if not names:
         return []
-    m = inputs.columns
-    rows = np.isin(m["behaviour"], np.array(names, dtype=object)) & stage_mask(
-        rule.stages, m["stage_id"], m["stage_kind"], inputs.tags)
-    covered = set(m["behaviour"][rows].tolist())
-    chunks = [_single(rule, name, "pass", "no stage matches the rule's stage selector")
-              for name in names if name not in covered]
+    m, distinct = inputs.columns, inputs.names
+    named = set(names)
+    wanted = np.fromiter((b in named for b in distinct["behaviour"].tolist()), dtype=bool,
+                         count=len(distinct["behaviour"]))
+    stages = stage_mask(rule.stages, distinct["stage_id"], _kinds(inputs), inputs.tags)
+    rows = wanted[m["behaviour_code"]] & stages[m["stage_id_code"]]
+    covered = np.zeros(len(wanted), dtype=bool)
+    covered[m["behaviour_code"][rows]] = True
+    uncovered = distinct["behaviour"][wanted & ~covered]
+    chunks = [_singles(rule, uncovered, "pass", "no stage matches the rule's stage selector")] \
+        if len(uncovered) else []
     if rows.any():
-        chunk = _decide(rule, {name: values[rows] for name, values in m.items()},
+        needed = ("behaviour", "stage_id", _METRIC_COLUMN[rule.metric], "total_harm",
+                  "behaviour_nan")
+        chunk = _decide(rule, {name: m[name][rows] for name in needed},
                         inputs.context.previous)
         chunks.append(apply_waivers(chunk, rule, policy.waivers, inputs.context.key, today))
     return chunks
+
+
+def _kinds(inputs: Inputs) -> np.ndarray:
+    """The kind of each distinct stage id."""
+    kinds = np.empty(len(inputs.names["stage_id"]), dtype=object)
+    kinds[inputs.columns["stage_id_code"]] = inputs.columns["stage_kind"]
+    return kinds
 
 
 def _decide(rule: Rule, m: dict[str, np.ndarray], previous: str | None) -> Chunk:
@@ -201,9 +245,14 @@ def _undecided_reason(rule: Rule, previous: str | None) -> str:
 
 
 def _single(rule: Rule, behaviour: str | None, outcome: str, reason: str) -> Chunk:
-    one = np.array([behaviour], dtype=object)
-    return _chunk(rule, one, np.array([None], dtype=object), np.array([np.nan]),
-                  np.array([outcome], dtype=object), np.array([reason], dtype=object))
+    return _singles(rule, np.array([behaviour], dtype=object), outcome, reason)
+
+
+def _singles(rule: Rule, behaviours: np.ndarray, outcome: str, reason: str) -> Chunk:
+    """One row per behaviour that is about no particular stage."""
+    n = len(behaviours)
+    return _chunk(rule, behaviours, np.full(n, None, dtype=object), np.full(n, np.nan),
+                  np.full(n, outcome, dtype=object), np.full(n, reason, dtype=object))
 
 
 def _chunk(rule: Rule, behaviour: np.ndarray, stage_id: np.ndarray, observed: np.ndarray,
@@ -228,9 +277,11 @@ def apply_waivers(chunk: Chunk, rule: Rule, waivers: list[Waiver], key: str,
                   today: date) -> Chunk:
     """A waiver turns a fired row of its rule (and version/stage) into ``waived``; an expired
     one does not apply and says so in the reason. Unexpired waivers win over expired ones."""
-    fired = np.isin(chunk["outcome"], np.array(["fail", "warn", "info"], dtype=object))
     mine = sorted((w for w in waivers if waiver_covers(w, rule, key)),
                   key=lambda w: w.expires >= today)  # expired first, so valid ones win
+    if not mine:
+        return chunk
+    fired = np.isin(chunk["outcome"].astype(str), ["fail", "warn", "info"])
     for waiver in mine:
         hit = fired & ((chunk["stage_id"] == waiver.stage) if waiver.stage else True)
         if waiver.expires < today:

@@ -16,37 +16,45 @@ from datetime import datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor.errors import StoreError
 from auditor.store import Store
 from auditor.store.versions import split_key
 
 _CATALOGUE = """
-SELECT s.version, s.estimator, s.config_hash, max(r.started_at) AS last_run,
-       list(DISTINCT s.behaviour) FILTER (WHERE s.version = $version) AS behaviours
-FROM stage_scores s JOIN runs r USING (run_id)
-WHERE r.status = 'complete' AND s.model = $model
-GROUP BY ALL
+SELECT s.version, s.estimator, s.config_hash, s.run_id, r.started_at
+FROM (SELECT DISTINCT version, estimator, config_hash, run_id FROM stage_scores
+      WHERE model = $model) s
+JOIN runs r USING (run_id) WHERE r.status = 'complete'
 """
+
+# Rows of the chosen runs; when a version was scored by several runs under the same
+# configuration, each behaviour's rows come from its latest run.
+_LATEST_RUN = """
+  QUALIFY dense_rank() OVER (PARTITION BY s.version, s.behaviour
+                             ORDER BY r.started_at DESC, s.run_id DESC) = 1"""
 
 _METRICS = """
 WITH picked AS (
   SELECT s.version, s.stage_index, s.stage_id, s.stage_kind, s.behaviour, s.direction, s.effect
   FROM stage_scores s JOIN runs r USING (run_id)
-  WHERE r.status = 'complete' AND s.model = $model AND s.version IN ($version, $previous)
-    AND s.estimator = $estimator AND s.config_hash = $config
-  QUALIFY dense_rank() OVER (PARTITION BY s.version, s.behaviour
-                             ORDER BY r.started_at DESC, s.run_id DESC) = 1
-), signed AS (
-  SELECT *, CASE WHEN direction = 'harm' THEN effect ELSE -effect END AS harm FROM picked
+  WHERE s.model = $model AND s.version IN ($version, $previous)
+    AND s.estimator = $estimator AND s.config_hash = $config AND list_contains($runs, s.run_id)
+  {latest_run}
+), current AS (
+  SELECT *, CASE WHEN direction = 'harm' THEN effect ELSE -effect END AS harm
+  FROM picked WHERE version = $version
 ), windowed AS (
   SELECT *,
     sum(greatest(harm, 0)) OVER per AS total_harm,
-    rank() OVER (PARTITION BY version, behaviour ORDER BY harm DESC) AS rank,
+    rank() OVER (PARTITION BY behaviour ORDER BY harm DESC) AS rank,
     bool_or(effect IS NULL OR isnan(effect)) OVER per AS behaviour_nan
-  FROM signed WINDOW per AS (PARTITION BY version, behaviour)
+  FROM current WINDOW per AS (PARTITION BY behaviour)
+), previous AS (
+  SELECT stage_id, behaviour, effect FROM picked WHERE version = $previous
 ), previous_behaviours AS (
-  SELECT DISTINCT behaviour FROM picked WHERE version = $previous
+  SELECT DISTINCT behaviour FROM previous
 )
 SELECT c.stage_index, c.stage_id, c.stage_kind, c.behaviour, c.direction, c.effect,
   c.total_harm,
@@ -56,11 +64,17 @@ SELECT c.stage_index, c.stage_id, c.stage_kind, c.behaviour, c.direction, c.effe
        WHEN pb.behaviour IS NULL THEN NULL
        ELSE c.effect - coalesce(p.effect, 0.0) END AS delta
 FROM windowed c
-LEFT JOIN windowed p ON p.version = $previous AND p.stage_id = c.stage_id
-  AND p.behaviour = c.behaviour
+LEFT JOIN previous p ON p.stage_id = c.stage_id AND p.behaviour = c.behaviour
 LEFT JOIN previous_behaviours pb ON pb.behaviour = c.behaviour
-WHERE c.version = $version
 ORDER BY c.behaviour, c.stage_index
+"""
+
+_ELSEWHERE = """
+SELECT DISTINCT s.behaviour, s.estimator || '/' || s.config_hash AS config FROM stage_scores s
+JOIN runs r USING (run_id)
+WHERE r.status = 'complete' AND s.model = $model AND s.version = $version
+  AND list_contains($names, s.behaviour)
+ORDER BY ALL
 """
 
 _TAGS = """
@@ -77,9 +91,11 @@ class ScoreContext:
     estimator: str | None
     config_hash: str | None
     previous: str | None  # the previous audited version (same model, estimator, config)
-    scored: frozenset[str]  # behaviours scored for the version under that configuration
-    elsewhere: dict[str, list[str]] = field(default_factory=dict)  # behaviour → other configs
+    runs: tuple[str, ...] = ()  # complete runs holding those scores (version and previous)
+    several_runs: bool = False  # a version scored by more than one of them
+    configs: tuple[str, ...] = ()  # every estimator/config the version is scored under
     fidelity_passed: bool = False
+    elsewhere: dict[str, list[str]] = field(default_factory=dict)  # unscored name -> configs
 
     @property
     def model(self) -> str:
@@ -97,15 +113,18 @@ def score_context(store: Store, key: str, estimator: str | None = None) -> Score
     created = _created_at(store, model)
     if version not in created:
         raise StoreError(f"version {key} is not in the store {store.path}")
-    catalogue = _arrow(store, _CATALOGUE, {"model": model, "version": version}).to_pylist()
+    catalogue = _arrow(store, _CATALOGUE, {"model": model}).to_pylist()
     own = [row for row in catalogue if row["version"] == version]
+    configs = tuple(sorted({f"{r['estimator']}/{r['config_hash']}" for r in own}))
     chosen = _latest(own, estimator)
     if chosen is None:
-        return ScoreContext(key, estimator, None, None, frozenset(), _elsewhere(own, None))
+        return ScoreContext(key, estimator, None, None, configs=configs)
     config = (chosen["estimator"], chosen["config_hash"])
     previous = _previous(catalogue, created, version, config)
-    return ScoreContext(key, config[0], config[1], previous, frozenset(chosen["behaviours"]),
-                        _elsewhere(own, config),
+    runs = [r["run_id"] for r in catalogue if (r["estimator"], r["config_hash"]) == config
+            and r["version"] in (version, previous)]
+    return ScoreContext(key, config[0], config[1], previous, tuple(sorted(runs)),
+                        len(runs) > (2 if previous else 1), configs,
                         _fidelity_passed(store, model, version, *config))
 
 
@@ -118,7 +137,7 @@ def _latest(rows: list[dict], estimator: str | None) -> dict | None:
     candidates = [r for r in rows if estimator is None or r["estimator"] == estimator]
     if not candidates:
         return None
-    return max(candidates, key=lambda r: (r["last_run"], r["config_hash"]))
+    return max(candidates, key=lambda r: (r["started_at"], r["run_id"]))
 
 
 def _previous(catalogue: list[dict], created: dict, version: str,
@@ -134,13 +153,17 @@ def _previous(catalogue: list[dict], created: dict, version: str,
     return max(earlier, key=lambda v: (created[v], v))
 
 
-def _elsewhere(rows: list[dict], config: tuple[str, str] | None) -> dict[str, list[str]]:
+def scored_elsewhere(store: Store, context: ScoreContext,
+                     names: list[str]) -> dict[str, list[str]]:
+    """For behaviours the chosen configuration did not score: the configurations that did."""
+    if not names:
+        return {}
     found: dict[str, list[str]] = {}
+    rows = _arrow(store, _ELSEWHERE, {"model": context.model, "version": context.version,
+                                      "names": names}).to_pylist()
     for row in rows:
-        if (row["estimator"], row["config_hash"]) != config:
-            for name in row["behaviours"] or []:
-                found.setdefault(name, []).append(f"{row['estimator']}/{row['config_hash']}")
-    return {name: sorted(configs) for name, configs in found.items()}
+        found.setdefault(row["behaviour"], []).append(row["config"])
+    return found
 
 
 def _fidelity_passed(store: Store, model: str, version: str, estimator: str,
@@ -151,10 +174,11 @@ def _fidelity_passed(store: Store, model: str, version: str, estimator: str,
 
 def metric_table(store: Store, context: ScoreContext) -> pa.Table:
     """One row per (behaviour, stage) of the gated version with every metric (see module doc)."""
-    return _arrow(store, _METRICS, {"model": context.model, "version": context.version,
-                                    "previous": context.previous,
-                                    "estimator": context.estimator or "",
-                                    "config": context.config_hash or ""})
+    sql = _METRICS.format(latest_run=_LATEST_RUN if context.several_runs else "")
+    return _arrow(store, sql, {"model": context.model, "version": context.version,
+                               "previous": context.previous,
+                               "estimator": context.estimator or "",
+                               "config": context.config_hash or "", "runs": list(context.runs)})
 
 
 def _arrow(store: Store, sql: str, params: dict) -> pa.Table:
@@ -172,10 +196,12 @@ def stage_tags(store: Store, key: str) -> dict[str, set[str]]:
 
 
 def as_columns(table: pa.Table) -> dict[str, np.ndarray]:
-    """The metric table as numpy columns (floats with NaN for NULL)."""
+    """The metric table as numpy columns (floats with NaN for NULL). Text columns named in
+    ``CODED`` also come as integer codes (``<name>_code``) into ``<name>_names``, so that rules
+    select rows by integer lookups, not string comparisons."""
     columns: dict[str, np.ndarray] = {}
     for name in table.column_names:
-        column = table.column(name)
+        column = table.column(name).combine_chunks()
         if pa.types.is_floating(column.type):
             columns[name] = column.to_numpy(zero_copy_only=False).astype(float)
         elif pa.types.is_boolean(column.type):
@@ -183,4 +209,11 @@ def as_columns(table: pa.Table) -> dict[str, np.ndarray]:
                                        dtype=bool)
         else:
             columns[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+        if name in CODED:
+            encoded = pc.dictionary_encode(column)
+            columns[f"{name}_code"] = encoded.indices.to_numpy(zero_copy_only=False)
+            columns[f"{name}_names"] = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     return columns
+
+
+CODED = ("behaviour", "stage_id")

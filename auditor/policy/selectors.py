@@ -23,11 +23,10 @@ def stage_matches(selector: StageSelector, stage_id: str, kind: str | None,
 
 def stage_mask(selector: StageSelector, stage_ids: np.ndarray, kinds: np.ndarray,
                tags: dict[str, set[str]]) -> np.ndarray:
-    """Decided once per distinct stage (ids are unique within a version), spread over rows."""
-    stages = dict(zip(stage_ids.tolist(), kinds.tolist()))
-    chosen = [stage for stage, kind in stages.items()
-              if stage_matches(selector, stage, kind, tags.get(stage, set()))]
-    return np.isin(stage_ids, np.array(chosen, dtype=object))
+    """Which of the (distinct) stages ``stage_ids``, of kinds ``kinds``, the selector picks."""
+    return np.fromiter((stage_matches(selector, stage, kind, tags.get(stage, set()))
+                        for stage, kind in zip(stage_ids.tolist(), kinds.tolist())),
+                       dtype=bool, count=len(stage_ids))
 
 
 def selected_behaviours(rule: Rule, scored: dict[str, str]) -> list[str]:

@@ -180,3 +180,16 @@ def test_results_and_verdict_are_written_in_one_run(scored, write_policy):
 def test_dry_evaluation_writes_nothing(scored, write_policy):
     result = gate(scored, "m@v1", write_policy(one_rule(BLOCK)), today=TODAY, write=False)
     assert result.run_id is None and scored.policy_results().num_rows == 0
+
+
+def test_a_rescored_version_is_read_from_its_latest_run(store, write_policy):
+    version = tagged_version()
+    add_scored(store, version, {"tox": [0.0, 0.9, 0.0], "bias": [0.5, 0.0, 0.0]})
+    store.record_run("audit", {}, scores=_scores(version, {"tox": [0.0, 0.1, 0.0]}, "cfg-a"))
+    text = one_rule("behaviours: [tox, bias]\nmetric: contribution\ncomparator: '>'\n"
+                    "threshold: 0.3", behaviours=DECLARED)
+    result = gate(store, "m@v1", write_policy(text), today=TODAY)
+    assert result.results.num_rows == 6  # no duplicated rows
+    assert outcomes(result) == {("tox", "s0"): "pass", ("tox", "s1"): "pass",
+                                ("tox", "s2"): "pass", ("bias", "s0"): "fail",
+                                ("bias", "s1"): "pass", ("bias", "s2"): "pass"}
