@@ -3,6 +3,7 @@ versions (the report's lineage and change-log sections)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from auditor.lineage.models import ModelVersion, Stage, StepLog
@@ -43,11 +44,18 @@ def hyperparameters(stage: Stage) -> dict[str, str]:
     return params
 
 
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
 def stage_view(index: int, stage: Stage) -> dict[str, Any]:
     return {
         "index": index, "id": stage.id, "kind": stage.kind,
-        "started_at": stage.started_at.isoformat() if stage.started_at else "-",
-        "ended_at": stage.ended_at.isoformat() if stage.ended_at else "-",
+        "started_at": _when(stage.started_at), "ended_at": _when(stage.ended_at),
         "theta_start": stage.theta_start.sha256, "theta_end": stage.theta_end.sha256,
         "code_commit": stage.code_commit or "-", "config_hash": stage.config_hash or "-",
         "replayable": stage.replayable, "hyperparameters": hyperparameters(stage),

@@ -1,0 +1,101 @@
+"""keys init (CLI), timestamped signing, and the SVG charts."""
+
+from __future__ import annotations
+
+import re
+import stat
+
+import pytest
+from cryptography import x509
+
+from auditor.cli import main
+from auditor.report import charts
+
+
+def test_keys_init_writes_a_ca_and_signer(tmp_path, capsys):
+    folder = tmp_path / "keys"
+    assert main(["keys", "init", str(folder), "--demo", "--name", "CI signer"]) == 0
+    assert "DEMO" in capsys.readouterr().out
+    cert = x509.load_pem_x509_certificate((folder / "signer.pem").read_bytes())
+    root = x509.load_pem_x509_certificate((folder / "root.pem").read_bytes())
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.content_commitment and not usage.key_cert_sign
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert cert.issuer == root.subject and "demo identity" in cert.subject.rfc4514_string()
+    assert stat.S_IMODE((folder / "signer.key.pem").stat().st_mode) == 0o600
+    assert main(["keys", "init", str(folder)]) == 2  # never overwrite silently
+
+
+def test_timestamped_signature_validates(tmp_path):
+    from weasyprint import HTML
+
+    from auditor import api
+    from auditor.report.sign import SignerSettings, load_signer, sign_pdf
+    from auditor.report.verify import verify_report
+
+    keys = api.init_keys(tmp_path / "k")
+    stamper = _dummy_timestamper(keys)
+    pdf = HTML(string="<p>hello</p>").write_pdf()
+    signed = sign_pdf(pdf, load_signer(SignerSettings(p12=keys.p12)), timestamper=stamper)
+    path = tmp_path / "stamped.pdf"
+    path.write_bytes(signed)
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    with open(path, "rb") as handle:
+        attrs = PdfFileReader(handle).embedded_signatures[0].signer_info["unsigned_attrs"]
+        assert "signature_time_stamp_token" in [a["type"].native for a in attrs]
+    result = verify_report(path, trust=keys.root)
+    assert [c.ok for c in result.checks[:5]] == [True] * 5
+
+
+def _dummy_timestamper(keys):
+    """A self-signed TSA and pyHanko's DummyTimeStamper: a timestamp without a network."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from pyhanko.keys import load_cert_from_pemder, load_private_key_from_pemder_data
+    from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name.from_rfc4514_string("CN=test TSA")
+    now = datetime.now(timezone.utc) - timedelta(minutes=5)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.TIME_STAMPING]), True)
+            .sign(key, hashes.SHA256()))
+    path = keys.folder / "tsa.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tsa_key = load_private_key_from_pemder_data(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()), passphrase=None)
+    return DummyTimeStamper(tsa_cert=load_cert_from_pemder(str(path)), tsa_key=tsa_key)
+
+
+BEHAVIOUR = {"name": "toxicity", "threshold": {"metric": "share", "value": 0.6,
+                                               "rule": "r1", "comparator": "<="},
+             "stages": [{"stage_id": "s0", "stage_kind": "pretrain", "effect": 0.2,
+                         "share": 0.25, "harm": 0.2},
+                        {"stage_id": "s1", "stage_kind": "alignment", "effect": 0.6,
+                         "share": 0.75, "harm": 0.6}]}
+
+
+def test_heatmap_has_a_cell_per_stage_and_behaviour():
+    svg = charts.heatmap([BEHAVIOUR, BEHAVIOUR | {"name": "bias"}])
+    assert svg.count("<rect") == 4 and ">0.6<" in svg and "s1 (alignment)" in svg
+
+
+def test_bars_draw_the_threshold_where_it_belongs():
+    svg = charts.bars(BEHAVIOUR)
+    lines = re.findall(r"<line x1='([\d.]+)'[^>]*stroke-dasharray", svg)
+    zero = 140 + 300 / 2
+    assert len(lines) == 1
+    assert float(lines[0]) == pytest.approx(zero + 0.6 / 0.75 * 150, abs=0.1)
+    assert "threshold &lt;= 0.6 (r1)" in svg
+
+
+def test_trend_draws_a_line_per_series():
+    svg = charts.trend("t", ["m@v1", "m@v2", "m@v3"], {"a": [1.0, 2.0, None], "b": [0.0, -1, 3]})
+    assert svg.count("<polyline") == 2 and ">v3<" in svg and svg.count("<circle") == 5
+    assert charts.trend("t", [], {}) == ""
