@@ -105,3 +105,12 @@ def test_policy_check_of_shipped_policies(capsys):
     for path in sorted(policies_dir().glob("*.yaml")):
         assert main(["policy", "check", str(path)]) == 0
     assert "valid policy strict" in capsys.readouterr().out
+
+
+def test_every_gate_option_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    for option in ("--version", "--policy", "--json", "--junit", "--allow-indeterminate",
+                   "--estimator", "--db", "--wait", "auditor policy check"):
+        assert option in doc, option
