@@ -49,6 +49,9 @@ def test_exit_codes_pass_fail_error(db, policy, capsys):
     assert gate(db, "m@missing", path) == 2
     assert "not in the store" in capsys.readouterr().err
     assert gate(db, "no-at-sign", path) == 2
+    missing_db = db.parent / "none.duckdb"
+    assert main(["gate", "--version", "m@good", "--db", str(missing_db)]) == 2
+    assert not missing_db.exists() and "no store" in capsys.readouterr().err
 
 
 def test_indeterminate_fails_unless_allowed(db, policy, capsys):
