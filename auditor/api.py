@@ -194,10 +194,13 @@ def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
     """Evaluate a policy (a path, a LoadedPolicy, or None for the shipped default) on version
     ``key``; the results and the verdict are recorded in the store in one transaction.
     Returns a ``GateResult`` (``.verdict``, ``.rows()``, ``.exit_code``)."""
+    from auditor.errors import StoreError
     from auditor.policy.evaluate import gate as evaluate_gate
     from auditor.policy.load import LoadedPolicy, load_policy
 
     loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+    if not Path(db).expanduser().is_file():
+        raise StoreError(f"no store at {db}: audit the version first")
     with open_store(db, wait=wait) as store:
         return evaluate_gate(store, key, loaded, estimator=estimator,
                              allow_indeterminate=allow_indeterminate, today=today)

@@ -23,6 +23,7 @@ _STYLE = {"PASS": "green", "PASS-WITH-WAIVERS": "yellow", "FAIL": "red", "INDETE
           "pass": "green", "fail": "red", "warn": "yellow", "info": "cyan",
           "indeterminate": "magenta", "waived": "yellow"}
 _ORDER = ("fail", "indeterminate", "waived", "warn", "info", "pass")
+SHOWN_ROWS = 40  # rows of the detail table; --json has them all
 
 
 @app.command("check")
@@ -64,9 +65,12 @@ def gate(
 
 def print_gate(result: GateResult) -> None:
     console.print(rule_table(result))
-    details = [r for r in result.rows() if r["outcome"] not in ("pass",)]
+    details = sorted((r for r in result.rows() if r["outcome"] != "pass"),
+                     key=lambda r: _ORDER.index(r["outcome"]))
     if details:
-        console.print(detail_table(details))
+        console.print(detail_table(details[:SHOWN_ROWS]))
+    if len(details) > SHOWN_ROWS:
+        console.print(f"… {len(details) - SHOWN_ROWS} more rows (use --json for all)")
     for waiver in result.expired_waivers:
         console.print(f"expired waiver (not applied): rule {waiver['rule']}, owner "
                       f"{waiver['owner']}, expired {waiver['expires']}", markup=False)
@@ -97,7 +101,7 @@ def detail_table(rows: list[dict]) -> Table:
     table = Table(title="rows that did not simply pass")
     for column in ("rule", "behaviour", "stage", "observed", "outcome", "reason"):
         table.add_column(column, overflow="fold")
-    for row in sorted(rows, key=lambda r: _ORDER.index(r["outcome"])):
+    for row in rows:
         observed = "n/a" if row["observed"] is None else f"{row['observed']:.4g}"
         outcome = row["outcome"]
         reason = row["reason"] or ""

@@ -21,6 +21,7 @@ from auditor.policy.metrics import (
     CODED,
     ScoreContext,
     as_columns,
+    lineage_kinds,
     metric_table,
     score_context,
     scored_elsewhere,
@@ -47,6 +48,7 @@ class Inputs:
     names: dict[str, np.ndarray]  # distinct behaviours / stage ids, indexed by the row codes
     tags: dict[str, set[str]]  # dataset tags per stage id
     directions: dict[str, str]  # scored behaviour -> harm | benefit
+    kinds: np.ndarray  # kind of each distinct stage id (names["stage_id"])
 
 
 def read_inputs(store: Store, key: str, estimator: str | None = None,
@@ -59,7 +61,8 @@ def read_inputs(store: Store, key: str, estimator: str | None = None,
                           _first_per_code(columns, "behaviour", "direction")))
     missing = sorted(set(named or []) - set(directions))
     context = replace(context, elsewhere=scored_elsewhere(store, context, missing))
-    return Inputs(context, columns, names, stage_tags(store, key), directions)
+    kinds = _stage_kinds(columns, names["stage_id"], lineage_kinds(store, key))
+    return Inputs(context, columns, names, stage_tags(store, key), directions, kinds)
 
 
 def _first_per_code(columns: dict[str, np.ndarray], coded: str, column: str) -> list:
@@ -187,7 +190,7 @@ def _stage_rows(rule: Rule, policy: Policy, inputs: Inputs, names: list[str],
     named = set(names)
     wanted = np.fromiter((b in named for b in distinct["behaviour"].tolist()), dtype=bool,
                          count=len(distinct["behaviour"]))
-    stages = stage_mask(rule.stages, distinct["stage_id"], _kinds(inputs), inputs.tags)
+    stages = stage_mask(rule.stages, distinct["stage_id"], inputs.kinds, inputs.tags)
     rows = wanted[m["behaviour_code"]] & stages[m["stage_id_code"]]
     covered = np.zeros(len(wanted), dtype=bool)
     covered[m["behaviour_code"][rows]] = True
@@ -203,11 +206,13 @@ def _stage_rows(rule: Rule, policy: Policy, inputs: Inputs, names: list[str],
     return chunks
 
 
-def _kinds(inputs: Inputs) -> np.ndarray:
-    """The kind of each distinct stage id."""
-    kinds = np.empty(len(inputs.names["stage_id"]), dtype=object)
-    kinds[inputs.columns["stage_id_code"]] = inputs.columns["stage_kind"]
-    return kinds
+def _stage_kinds(columns: dict[str, np.ndarray], stage_ids: np.ndarray,
+                 recorded: dict[str, str]) -> np.ndarray:
+    """The kind of each distinct stage id: the score rows', else the lineage's."""
+    kinds = np.empty(len(stage_ids), dtype=object)
+    kinds[columns["stage_id_code"]] = columns["stage_kind"]
+    return np.array([kind if kind is not None else recorded.get(stage)
+                     for stage, kind in zip(stage_ids.tolist(), kinds.tolist())], dtype=object)
 
 
 def _decide(rule: Rule, m: dict[str, np.ndarray], previous: str | None) -> Chunk:

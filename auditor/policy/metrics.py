@@ -188,6 +188,13 @@ def _arrow(store: Store, sql: str, params: dict) -> pa.Table:
         raise StoreError(f"cannot read scores from {store.path}: {exc}") from exc
 
 
+def lineage_kinds(store: Store, key: str) -> dict[str, str]:
+    """Stage kinds as the lineage records them (for score rows that lack one)."""
+    model, version = split_key(key)
+    return {row["stage_id"]: row["kind"] for row in store.query(
+        "SELECT stage_id, kind FROM stages WHERE model = ? AND version = ?", [model, version])}
+
+
 def stage_tags(store: Store, key: str) -> dict[str, set[str]]:
     """Dataset tags of each stage of a version."""
     model, version = split_key(key)

@@ -66,9 +66,6 @@ class GateResult:
     def rows(self) -> list[dict[str, Any]]:
         return self.results.to_pylist()
 
-    def failing(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows() if r["outcome"] in ("fail", "indeterminate", "warn")]
-
     def to_json(self) -> dict[str, Any]:
         """The machine-readable verdict (``auditor gate --json``)."""
         rows = [{k: (str(v) if k == "waiver_expiry" and v is not None else v)

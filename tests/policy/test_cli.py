@@ -49,6 +49,9 @@ def test_exit_codes_pass_fail_error(db, policy, capsys):
     assert gate(db, "m@missing", path) == 2
     assert "not in the store" in capsys.readouterr().err
     assert gate(db, "no-at-sign", path) == 2
+    missing_db = db.parent / "none.duckdb"
+    assert main(["gate", "--version", "m@good", "--db", str(missing_db)]) == 2
+    assert not missing_db.exists() and "no store" in capsys.readouterr().err
 
 
 def test_indeterminate_fails_unless_allowed(db, policy, capsys):
@@ -105,3 +108,12 @@ def test_policy_check_of_shipped_policies(capsys):
     for path in sorted(policies_dir().glob("*.yaml")):
         assert main(["policy", "check", str(path)]) == 0
     assert "valid policy strict" in capsys.readouterr().out
+
+
+def test_every_gate_option_is_documented():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    for option in ("--version", "--policy", "--json", "--junit", "--allow-indeterminate",
+                   "--estimator", "--db", "--wait", "auditor policy check"):
+        assert option in doc, option

@@ -16,8 +16,6 @@ from auditor.lineage.remediate import drop_stage
 from auditor.paths import policies_dir
 from auditor.store import Store
 
-pytestmark = pytest.mark.slow
-
 PLANTED = {"digits": ("vendor-ft", "patch-shortcut-gap"),
            "toxicity": ("community-ft", "identity-false-positives")}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pyarrow as pa
 import pytest
 from gatehelpers import add_scored, one_rule, tagged_version
 
@@ -136,3 +137,18 @@ def test_behaviour_selection_by_direction(scored, write_policy):
                  "comparator: '<'\nthreshold: -0.05")
     assert {r["behaviour"] for r in result.rows()} == {"acc"}
     assert fired(result) == {("acc", "s1")}
+
+
+def test_kind_selector_falls_back_to_the_lineage_when_scores_lack_kinds(store, write_policy):
+    from gatehelpers import score_table
+
+    version = tagged_version()
+    with store.transaction():
+        store.add_version(version)
+    table = score_table(version, TOX)
+    table = table.set_column(table.schema.get_field_index("stage_kind"), "stage_kind",
+                             pa.nulls(table.num_rows, pa.string()))
+    store.record_run("audit", {}, scores=table)
+    result = run(store, write_policy, "direction: harm\nmetric: contribution\ncomparator: '>'\n"
+                 "threshold: -10\nstages: {kinds: [fine-tune]}")
+    assert set(by_stage(result)) == {"s1"}
