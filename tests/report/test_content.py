@@ -138,3 +138,14 @@ def test_unaudited_version_renders_as_not_evaluated(store_db, tmp_path):
     assert "No stage scores are stored for other@v0" in html
     assert "No policy was evaluated for other@v0" in html
     assert "first audited version" in html
+
+
+def test_waivers_are_printed_as_approvals(gate, quarterly, store_db):
+    with api.open_store(store_db[0], read_only=True) as store:
+        waived = [r for r in store.policy_results().to_pylist() if r["outcome"] == "waived"]
+    assert waived, "the fixture data holds at least one waiver"
+    text = _flat(gate.text) + _flat(quarterly.text)
+    for row in waived:
+        line = f"waiver of {row['rule_id']}"
+        assert line in text and row["waiver_owner"] in text
+        assert row["waiver_reason"] in text and row["waiver_expiry"].isoformat() in text
