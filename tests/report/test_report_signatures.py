@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import PASSPHRASE
+from report_data import PASSPHRASE
 
 from auditor import api
 from auditor.cli import main

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from factories import fake_sha, make_version
 
+PASSPHRASE = "correct horse battery staple 42"
 BEHAVIOURS = (("toxicity", "harm"), ("accuracy", "benefit"))
 ESTIMATOR, CONFIG = "sgd-tracin", "cfg0123456789abc"
 POLICY = {"id": "release-policy", "version": "3", "hash": fake_sha("release-policy-3")}
