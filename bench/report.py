@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "report"))
 
-from data import add_fidelity, populate  # noqa: E402
+from report_data import add_fidelity, populate  # noqa: E402
 
 from auditor import api  # noqa: E402
 from auditor.report.context import build_context  # noqa: E402

@@ -126,7 +126,7 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
             *_y_axis(low, high, left, top, height)]
     every = max(1, math.ceil(len(labels) / 15))
     for i, label in enumerate(labels):
-        if i % every == 0 or i == len(labels) - 1:
+        if (len(labels) - 1 - i) % every == 0:  # evenly spaced, the latest always shown
             x = left + i * step
             body.append(f"<text transform='translate({x:.1f},{top + height + 8:.1f}) "
                         f"rotate(40)' {FONT} font-size='8'>{escape(label.split('@')[-1][:14])}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from auditor.errors import ReportError
+from auditor.errors import ReportError, StoreError
 from auditor.lineage.prov import to_prov_json
 from auditor.report.environment import environment
 from auditor.report.evidence import evidence_runs, plain, version_evidence
@@ -121,7 +121,7 @@ def _previous(store: Store, key: str, scores: list[dict[str, Any]]) -> str | Non
     first = scores[0]
     try:
         previous = store.previous_version(key, first["estimator"], first["config_hash"])
-    except Exception:  # a version without created_at has no predecessor
+    except StoreError:  # a version without created_at has no predecessor
         return None
     return previous.key if previous else None
 

@@ -69,7 +69,8 @@ def policy_view(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> d
         rule = rules.setdefault(row["rule_id"], {
             "rule_id": row["rule_id"], "severity": row["severity"], "behaviour": row["behaviour"],
             "metric": row["metric"], "comparator": row["comparator"],
-            "threshold": row["threshold"], "outcomes": defaultdict(int), "failing": []})
+            "threshold": row["threshold"], "reason": row["reason"],
+            "outcomes": defaultdict(int), "failing": []})
         rule["outcomes"][row["outcome"]] += 1
         if row["outcome"] in ("fail", "indeterminate", "waived", "warn"):
             rule["failing"].append(row)

@@ -14,12 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from data import add_fidelity, populate  # noqa: E402
+from report_data import PASSPHRASE, add_fidelity, populate  # noqa: E402
 
 from auditor import api  # noqa: E402
 from auditor.cli import main  # noqa: E402
-
-PASSPHRASE = "correct horse battery staple 42"
 
 
 @dataclass

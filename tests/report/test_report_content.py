@@ -120,3 +120,32 @@ def test_pages_are_numbered_with_headers(quarterly):
     for number, page in enumerate(pages, start=1):
         assert f"page {number} of {len(pages)}" in page
     assert all("Quarterly accountability report: 2026-Q4" in page for page in pages[1:])
+
+
+def test_unaudited_version_renders_as_not_evaluated(store_db, tmp_path):
+    import shutil
+
+    from factories import make_version
+
+    from auditor.report.make import render_report
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(store_db[0], db)
+    with api.open_store(db) as store:
+        store.add_version(make_version("other", "v0", created_at=None), source=None)
+        context, html, pdf = render_report(store, version="other@v0")
+    assert context.verdict == "NOT EVALUATED" and pdf.startswith(b"%PDF-")
+    assert "No stage scores are stored for other@v0" in html
+    assert "No policy was evaluated for other@v0" in html
+    assert "first audited version" in html
+
+
+def test_waivers_are_printed_as_approvals(gate, quarterly, store_db):
+    with api.open_store(store_db[0], read_only=True) as store:
+        waived = [r for r in store.policy_results().to_pylist() if r["outcome"] == "waived"]
+    assert waived, "the fixture data holds at least one waiver"
+    text = _flat(gate.text) + _flat(quarterly.text)
+    for row in waived:
+        line = f"waiver of {row['rule_id']}"
+        assert line in text and row["waiver_owner"] in text
+        assert row["waiver_reason"] in text and row["waiver_expiry"].isoformat() in text

@@ -50,7 +50,7 @@ def test_evidence_and_scores_hold_the_store_rows(extracted, store_db):
 
 
 def test_lineage_is_prov_json_and_policy_is_the_stored_file(extracted, store_db):
-    from data import POLICY_TEXT
+    from report_data import POLICY_TEXT
 
     prov = json.loads(extracted["lineage.prov.json"])
     assert set(prov) == set(store_db[1])

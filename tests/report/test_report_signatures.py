@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import PASSPHRASE
+from report_data import PASSPHRASE
 
 from auditor import api
 from auditor.cli import main
@@ -132,3 +132,16 @@ def test_passphrase_file_works_and_never_leaks(quarterly, team_keys, tmp_path):
                  quarterly.html.read_bytes()):
         assert PASSPHRASE.encode() not in blob
     assert "signed by" in quarterly.cli_output
+
+
+def test_corrupted_signature_blob_is_invalid_not_an_error(gate, demo_keys, tmp_path, capsys):
+    data = bytearray(gate.pdf.read_bytes())
+    import re
+
+    ranges = re.search(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)", bytes(data))
+    offset = int(ranges[2]) + 1 + 600  # the unsigned gap holds <hex CMS>: past its header
+    data[offset:offset + 8] = b"00000000" if data[offset:offset + 8] != b"00000000" else b"11111111"
+    broken = tmp_path / "blob.pdf"
+    broken.write_bytes(bytes(data))
+    code, out, err = _verify(capsys, str(broken), "--trust", str(demo_keys.root))
+    assert code == 1 and "INVALID" in out and "Traceback" not in err

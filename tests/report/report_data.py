@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from factories import fake_sha, make_version
 
+PASSPHRASE = "correct horse battery staple 42"
 BEHAVIOURS = (("toxicity", "harm"), ("accuracy", "benefit"))
 ESTIMATOR, CONFIG = "sgd-tracin", "cfg0123456789abc"
 POLICY = {"id": "release-policy", "version": "3", "hash": fake_sha("release-policy-3")}
@@ -74,9 +75,13 @@ def policy_rows(version, scores: pa.Table, waive: bool) -> tuple[list[dict], str
                          "share", "<=", 0.6, share, outcome,
                          "no stage may cause more than 60% of toxicity", waiver))
     accuracy = next(r["metric_value"] for r in scores.to_pylist() if r["behaviour"] == "accuracy")
+    outcome, waiver = "pass" if accuracy >= 0.8 else "fail", None
+    if outcome == "fail" and waive:
+        outcome, waiver = "waived", ("ana.lee", "accuracy dip accepted for the pilot",
+                                     date(2027, 1, 31))
     rows.append(_row(version, "accuracy-floor", "block", "accuracy", None, "metric_value", ">=",
-                     0.8, accuracy, "pass" if accuracy >= 0.8 else "fail",
-                     "accuracy on held-out probes must stay at or above 0.8"))
+                     0.8, accuracy, outcome,
+                     "accuracy on held-out probes must stay at or above 0.8", waiver))
     outcomes = {r["outcome"] for r in rows}
     verdict = "FAIL" if "fail" in outcomes else "PASS-WITH-WAIVERS" if "waived" in outcomes \
         else "PASS"
