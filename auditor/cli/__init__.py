@@ -21,6 +21,8 @@ from auditor.cli import report as report_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
 
+QUIET_LIBRARIES = ("pyhanko", "pyhanko_certvalidator", "weasyprint", "fontTools")
+
 app = typer.Typer(
     name="auditor",
     help="Stage-level accountability attribution for models trained in stages: record lineage, "
@@ -38,6 +40,8 @@ def _root(
     state.verbose = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for library in QUIET_LIBRARIES:  # their tracebacks duplicate our one-line errors
+        logging.getLogger(library).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 app.add_typer(lineage_cli.app, name="lineage")

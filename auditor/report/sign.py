@@ -75,7 +75,24 @@ def load_signer(settings: SignerSettings):
     if signer is None or signer.signing_cert is None:
         raise SigningError("cannot load the signing key and certificate (wrong passphrase, "
                            "or not a key/certificate file)")
+    _require_current(signer.signing_cert)
     return signer
+
+
+def _require_current(cert) -> None:
+    """Refuse to sign with a certificate outside its validity period (asn1crypto cert)."""
+    from datetime import datetime, timezone
+
+    validity = cert["tbs_certificate"]["validity"]
+    start, end = validity["not_before"].native, validity["not_after"].native
+    now = datetime.now(timezone.utc)
+    who = cert.subject.human_friendly
+    if now > end:
+        raise SigningError(f"the signing certificate of {who} expired on {end:%Y-%m-%d}; "
+                           "renew it (auditor keys init) before signing")
+    if now < start:
+        raise SigningError(f"the signing certificate of {who} is not valid before "
+                           f"{start:%Y-%m-%d}")
 
 
 def signer_name(signer) -> str:

@@ -189,6 +189,8 @@ def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
         data = path.read_bytes()
     except OSError as exc:
         raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise ReportError(f"{path} is not a PDF file (it does not begin with %PDF-)")
     result = VerificationResult(path)
     try:
         with _quiet():

@@ -359,3 +359,200 @@ def bad_recorded_checkpoint_swapped_on_disk(work, db):
 def bad_recorded_folder_without_lineage(work, db):
     (work / "empty-run").mkdir()
     return ["lineage", "add", str(work / "empty-run"), "--db", str(db)]
+
+
+# --- audit specs ---------------------------------------------------------------------------
+
+AUDIT = textwrap.dedent("""\
+    name: quarterly
+    versions: {period: 2026-Q4}
+    behaviours: {imported: "auditor.demo.digits:behaviours"}
+    estimators: [aa]
+    executor: {kind: local}
+    """)
+
+
+def _audit(work: Path, db: Path, text: str) -> list[str]:
+    spec = work / "audit.yaml"
+    spec.write_text(text)
+    return ["audit", str(spec), "--db", str(db)]
+
+
+def _audit_edit(old: str, new: str) -> str:
+    assert old in AUDIT, old
+    return AUDIT.replace(old, new, 1)
+
+
+@case("audit", "colour")
+def bad_audit_unknown_key(work, db):
+    return _audit(work, db, AUDIT + "colour: red\n")
+
+
+@case("audit", "executor.kind")
+def bad_audit_unknown_executor(work, db):
+    return _audit(work, db, _audit_edit("kind: local", "kind: cloud"))
+
+
+@case("audit", "versions")
+def bad_audit_without_versions(work, db):
+    return _audit(work, db, _audit_edit("versions: {period: 2026-Q4}\n", ""))
+
+
+@case("audit", "syntax error")
+def bad_audit_yaml_syntax(work, db):
+    return _audit(work, db, _audit_edit("estimators: [aa]", "estimators: [aa"))
+
+
+@case("audit", "module:function")
+def bad_audit_behaviours_not_an_entry_point(work, db):
+    return _audit(work, db, _audit_edit('"auditor.demo.digits:behaviours"', "digits"))
+
+
+@case("audit", "unknown estimator")
+def bad_audit_unknown_estimator(work, db):
+    return _audit(work, db, _audit_edit("estimators: [aa]", "estimators: [magic]"))
+
+
+@case("audit", "2026-Q5")
+def bad_audit_period(work, db):
+    return _audit(work, db, _audit_edit("2026-Q4", "2026-Q5"))
+
+
+# --- policies ------------------------------------------------------------------------------
+
+POLICY = textwrap.dedent("""\
+    policy: corpus
+    version: "1"
+    rules:
+      - id: share
+        rationale: no late stage may own most of the harm
+        direction: harm
+        metric: share
+        comparator: ">"
+        threshold: 0.5
+        severity: block
+    """)
+
+
+def _gate(work: Path, db: Path, old: str, new: str) -> list[str]:
+    assert old in POLICY, old
+    path = work / "policy.yaml"
+    path.write_text(POLICY.replace(old, new, 1))
+    return ["gate", "--version", "imported@v1", "--policy", str(path), "--db", str(db)]
+
+
+@case("policy", "rules[0].metric")
+def bad_policy_unknown_metric(work, db):
+    return _gate(work, db, "metric: share", "metric: vibes")
+
+
+@case("policy", "rules[0].threshold")
+def bad_policy_threshold_not_a_number(work, db):
+    return _gate(work, db, "threshold: 0.5", "threshold: half")
+
+
+@case("policy", "rules[0].severity")
+def bad_policy_unknown_severity(work, db):
+    return _gate(work, db, "severity: block", "severity: fatal")
+
+
+@case("policy", "duplicate")
+def bad_policy_duplicate_rule_ids(work, db):
+    rule = POLICY[POLICY.index("  - id: share"):]
+    return _gate(work, db, "severity: block\n", "severity: block\n" + rule)
+
+
+@case("policy", "rules[0].colour")
+def bad_policy_unknown_rule_key(work, db):
+    return _gate(work, db, "severity: block", "severity: block\n    colour: red")
+
+
+@case("policy", "rules[0].threshold")
+def bad_policy_share_above_one(work, db):
+    return _gate(work, db, "threshold: 0.5", "threshold: 1.5")
+
+
+# --- signing keys --------------------------------------------------------------------------
+
+def _report(work: Path, db: Path, *signing: str) -> list[str]:
+    return ["report", "--version", "imported@v1", "--out", str(work / "reports"), *signing,
+            "--db", str(db)]
+
+
+def _keys(work: Path, passphrase: str) -> Path:
+    from auditor.report.keys import init_keys
+
+    init_keys(work / "keys", passphrase=passphrase.encode())
+    return work / "keys"
+
+
+@case("keys", "wrong passphrase")
+def bad_signing_key_wrong_passphrase(work, db):
+    import os
+
+    keys = _keys(work, "correct horse")
+    os.environ["AUDITOR_CORPUS_PASSPHRASE"] = "battery staple"
+    return _report(work, db, "--p12", str(keys / "signer.p12"),
+                   "--passphrase-env", "AUDITOR_CORPUS_PASSPHRASE")
+
+
+@case("keys", "expired")
+def bad_signing_certificate_expired(work, db):
+    key, cert = expired_identity(work / "expired")
+    return _report(work, db, "--key", str(key), "--cert", str(cert))
+
+
+@case("keys", "is not set")
+def bad_signing_passphrase_variable_unset(work, db):
+    keys = _keys(work, "correct horse")
+    return _report(work, db, "--p12", str(keys / "signer.p12"),
+                   "--passphrase-env", "AUDITOR_CORPUS_UNSET_VARIABLE")
+
+
+@case("keys", "not a key/certificate file")
+def bad_signing_p12_is_garbage(work, db):
+    (work / "junk.p12").write_bytes(b"\x30\x82 not pkcs12")
+    return _report(work, db, "--p12", str(work / "junk.p12"))
+
+
+def expired_identity(folder: Path) -> tuple[Path, Path]:
+    """A self-signed signing certificate whose validity ended yesterday."""
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired signer")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=30)).not_valid_after(now - timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(pem))
+    return folder / "key.pem", folder / "cert.pem"
+
+
+# --- "PDFs" --------------------------------------------------------------------------------
+
+@case("pdf", "not a PDF")
+def bad_report_is_not_a_pdf(work, db):
+    (work / "report.pdf").write_text("<html>a report, honestly</html>")
+    return ["verify", str(work / "report.pdf"), "--db", str(db)]
+
+
+@case("pdf", "not a PDF")
+def bad_report_is_empty(work, db):
+    (work / "report.pdf").write_bytes(b"")
+    return ["verify", str(work / "report.pdf")]
+
+
+@case("pdf", "cannot read")
+def bad_report_missing(work, db):
+    return ["verify", str(work / "nowhere.pdf")]
