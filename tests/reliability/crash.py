@@ -50,7 +50,12 @@ def make_fixture(folder: Path, versions: int = 6) -> tuple[Path, Path]:
     record_many(folder / "versions", versions, db)
     spec = folder / "audit.yaml"
     spec.write_text(yaml.safe_dump(spec_dict(estimator="aa")))
+    (folder / "hooks").mkdir()
+    (folder / "hooks" / "delay").write_text(str(ITEM_DELAY_S))
     return db, spec
+
+
+ITEM_DELAY_S = 0.25  # each item sleeps first, so kills also land between and inside items
 
 
 def audit_command(spec: Path, db: Path) -> list[str]:
@@ -61,7 +66,7 @@ def audit_command(spec: Path, db: Path) -> list[str]:
 def run_audit(spec: Path, db: Path) -> float:
     """An uninterrupted audit in a fresh process; returns its wall time."""
     started = time.perf_counter()
-    subprocess.run(audit_command(spec, db), check=True, env=_env(), capture_output=True,
+    subprocess.run(audit_command(spec, db), check=True, env=_env(spec), capture_output=True,
                    timeout=300)
     return time.perf_counter() - started
 
@@ -92,7 +97,7 @@ def crash_trial(seed: int, template: Path, spec: Path, work: Path, reference: li
     kill_after = random.Random(seed).uniform(0.0, longest_s)
     db = work / f"trial-{seed}.duckdb"
     shutil.copy(template, db)
-    process = subprocess.Popen(audit_command(spec, db), env=_env(),
+    process = subprocess.Popen(audit_command(spec, db), env=_env(spec),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(kill_after)
     process.send_signal(signal.SIGKILL)
@@ -119,5 +124,7 @@ def _inspect(db: Path) -> tuple[bool, bool, bool, int]:
     return True, intact, counts.get("running", 0) == 0, counts.get("complete", 0)
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": ENV_PATH}
+def _env(spec: Path) -> dict[str, str]:
+    from auditor.execution.worker import HOOKS_ENV
+
+    return {**os.environ, "PYTHONPATH": ENV_PATH, HOOKS_ENV: str(spec.parent / "hooks")}
