@@ -24,7 +24,7 @@ from auditor.behaviours.base import Behaviour  # noqa: E402
 from auditor.demo import digits  # noqa: E402
 from auditor.demo.record import record_version  # noqa: E402
 from auditor.estimators import get_estimator  # noqa: E402
-from auditor.estimators.aa import _Propagator  # noqa: E402
+from auditor.estimators.aa import H0Propagator  # noqa: E402
 from auditor.estimators.embeddings import load_embeddings, save_embeddings  # noqa: E402
 from auditor.estimators.gradients import score_by_gradients  # noqa: E402
 from auditor.estimators.layout import ParamLayout, stage_displacements  # noqa: E402
@@ -64,7 +64,7 @@ def aa_floats(version, root, task) -> tuple[int, int]:
     layout = ParamLayout.of(task.build_model())
     coefficients = all_coefficients(version, root, layout)
     disp = stage_displacements(version, root, layout)
-    propagator = _Propagator(version, root, layout, coefficients)
+    propagator = H0Propagator(version, root, layout, coefficients)
     flats = [propagator.run(k, disp.changes[k], disp.momenta[k])
              for k in range(len(version.stages))]
     held = sum(t.numel() for t in disp.theta + disp.changes + disp.momenta + flats)

@@ -74,12 +74,12 @@ def stage_embeddings_h0(version: ModelVersion, root: str | Path,
                         layout: ParamLayout) -> list[torch.Tensor]:
     coefficients = all_coefficients(version, root, layout)
     disp = stage_displacements(version, root, layout)
-    propagator = _Propagator(version, root, layout, coefficients)
+    propagator = H0Propagator(version, root, layout, coefficients)
     return [propagator.run(k, disp.changes[k], disp.momenta[k])
             for k in range(len(version.stages))]
 
 
-class _Propagator:
+class H0Propagator:
     def __init__(self, version: ModelVersion, root, layout: ParamLayout,
                  coefficients: list[StageCoefficients]):
         self.version, self.root, self.layout = version, root, layout

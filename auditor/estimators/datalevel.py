@@ -21,7 +21,7 @@ from torch.func import functional_call, jvp
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
-from auditor.estimators.aa import _Propagator
+from auditor.estimators.aa import H0Propagator
 from auditor.estimators.curvature import LossModule
 from auditor.estimators.dynamics import adam_preconditioner, adjoint_parts, step_vectors
 from auditor.estimators.gradients import behaviour_gradient
@@ -121,7 +121,7 @@ def example_attribution(version: ModelVersion, root: str | Path, task: TrainingT
     k = stage if isinstance(stage, int) else [s.id for s in version.stages].index(stage)
     layout = ParamLayout.of(task.build_model())
     coefficients = all_coefficients(version, root, layout)
-    propagator = _Propagator(version, root, layout, coefficients)
+    propagator = H0Propagator(version, root, layout, coefficients)
     ones, zeros = torch.ones(layout.total, dtype=torch.float64), torch.zeros(layout.total,
                                                                              dtype=torch.float64)
     factor_d, factor_m = propagator.run(k, ones, zeros), propagator.run(k, zeros, ones)
