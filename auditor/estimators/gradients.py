@@ -49,12 +49,9 @@ def flat_gradient(value: torch.Tensor, params: dict[str, torch.Tensor],
     if out is None:
         return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
                           for p, g in zip(params.values(), grads)]).to("cpu", torch.float64)
-    start = 0
-    for p, g in zip(params.values(), grads):  # one copy each, also for non-contiguous grads
-        piece = out[start:start + p.numel()].view(p.shape)
-        piece.zero_() if g is None else piece.copy_(g)
-        start += p.numel()
-    return out
+    if any(g is None for g in grads):
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
+    return torch.cat([g.reshape(-1) for g in grads], out=out)
 
 
 CHUNK = 64  # gradients gathered before one (K × P) @ (P × chunk) product
@@ -84,8 +81,7 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
             rows = q % CHUNK + 1
             block = buffer[:rows].to("cpu")
             effects[:, q - rows + 1:q + 1] = (matrix @ block.T).double().numpy()
-        metrics.append(float(value.detach()) if behaviour.metric is None
-                       else behaviour.measure(model))
+        metrics.append(value.item() if behaviour.metric is None else behaviour.measure(model))
     return StageEffects(
         model=embeddings.model, version=embeddings.version, stages=embeddings.stages,
         stage_kinds=embeddings.stage_kinds, behaviours=tuple(b.name for b in behaviours),
