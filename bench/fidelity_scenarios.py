@@ -129,7 +129,7 @@ def wide_task() -> WideDigitsTask:
     return WideDigitsTask()
 
 
-def long_plan(scale: int = 5) -> VersionPlan:
+def long_plan(scale: int = 20) -> VersionPlan:
     stages = [StagePlan("pretrain", "pretrain", steps=150 * scale, lr=0.1),
               StagePlan("vendor-ft", "fine-tune", steps=80 * scale, lr=0.05,
                         fresh_optimizer=False),

@@ -74,19 +74,17 @@ def stage_embeddings_h0(version: ModelVersion, root: str | Path,
                         layout: ParamLayout) -> list[torch.Tensor]:
     coefficients = all_coefficients(version, root, layout)
     disp = stage_displacements(version, root, layout)
-    propagator = _Propagator(version, root, layout, coefficients)
+    propagator = H0Propagator(version, root, layout, coefficients)
     return [propagator.run(k, disp.changes[k], disp.momenta[k])
             for k in range(len(version.stages))]
 
 
-class _Propagator:
+class H0Propagator:
     def __init__(self, version: ModelVersion, root, layout: ParamLayout,
                  coefficients: list[StageCoefficients]):
         self.version, self.root, self.layout = version, root, layout
         self.coefficients = coefficients
-        signature = torch.stack([c.group_index for c in coefficients])  # (K, P)
-        classes, self.class_of = torch.unique(signature, dim=1, return_inverse=True)
-        self.class_groups = classes  # (K, C): the group of each class in each stage
+        self.class_of, self.class_groups = _group_classes(coefficients)
         self._products: dict[int, torch.Tensor] = {}
         self._v_ref: dict[int, torch.Tensor] = {}
 
@@ -103,18 +101,14 @@ class _Propagator:
     # -- stages whose maps are scalars per group: one 2×2 product per class ---------------
 
     def stage_product(self, j: int) -> torch.Tensor:
-        """(C, 2, 2): the map of stage j on (δ, δm) for every group class."""
+        """(C, 2, 2): the map of stage j on (δ, δm) for every group class (scalar loop)."""
         if j not in self._products:
             coeffs = self.coefficients[j]
-            compressed = StageCoefficients(coeffs.kind, coeffs.reset, coeffs.table, coeffs.clip,
-                                           self.class_groups[j])
-            classes = self.class_groups.shape[1]
-            d = torch.tensor([[1.0], [0.0]], dtype=torch.float64).expand(2, classes).clone()
-            dm = 1.0 - d
-            ones = torch.ones(classes, dtype=torch.float64)
-            for t in range(coeffs.steps):
-                d, dm = forward_step(step_vectors(compressed, t, ones), d, dm, None)
-            self._products[j] = torch.stack([d, dm], dim=1).permute(2, 1, 0)  # [c, out, in]
+            groups = self.class_groups[j].tolist()
+            columns = {k: v.T.tolist() for k, v in coeffs.table.items()}  # [group][step]
+            self._products[j] = torch.tensor(
+                [_scalar_product(coeffs.kind, coeffs.reset, columns, g) for g in groups],
+                dtype=torch.float64)
         return self._products[j]
 
     def _apply_product(self, j: int, d: torch.Tensor, dm: torch.Tensor):
@@ -147,6 +141,44 @@ class _Propagator:
             ref = stage.optimizer_start if stage.convention == "carry" else stage.optimizer_end
             self._v_ref[j] = load_flat(self.layout, ref, self.root, ".exp_avg_sq")
         return self._v_ref[j]
+
+
+def _group_classes(coefficients: list[StageCoefficients]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates with the same group in every stage share one class: (class per coordinate,
+    (K, C) group of each class in each stage)."""
+    class_of = torch.zeros_like(coefficients[0].group_index)
+    for coeffs in coefficients:  # re-numbered after every stage: no overflow for long lineages
+        code = class_of * (int(coeffs.group_index.max()) + 1) + coeffs.group_index
+        _, class_of = torch.unique(code, return_inverse=True)
+    count = int(class_of.max()) + 1
+    # any coordinate of a class represents it (they share every stage's group)
+    first = torch.zeros(count, dtype=torch.long).scatter_(0, class_of, torch.arange(len(class_of)))
+    groups = torch.stack([c.group_index[first] for c in coefficients])
+    return class_of, groups
+
+
+def _scalar_product(kind: str, reset: bool, columns: dict, g: int) -> list[list[float]]:
+    """The H = 0 step maps of one group over a stage, multiplied: [[δ←δ, δ←δm], [δm←δ, δm←δm]].
+
+    The same formulas as ``dynamics.forward_step`` (with p = 1, used only where δm = 0 for Adam),
+    on Python floats: O(steps) scalar work per group class.
+    """
+    col = {k: v[g] for k, v in columns.items()}
+    result = []
+    for d, dm in ((1.0, 0.0), (0.0, 1.0)):
+        for t in range(len(col["eta"])):
+            if reset and t == 0:
+                dm = 0.0
+            a = col["active"][t] * (col["lam_c"][t] * d)
+            if kind == "sgd":
+                dm = col["mu"][t] * dm + col["c"][t] * a
+                d = d - col["eta"][t] * (col["na"][t] * a + col["nm"][t] * dm)
+            else:
+                dm = col["beta1"][t] * dm + (1.0 - col["beta1"][t]) * a
+                d = (1.0 - col["eta"][t] * col["lam_d"][t]) * d - col["eta"][t] / col["c1"][t] * dm
+        result.append((d, dm))
+    (dd, mdd), (ddm, mdm) = result
+    return [[dd, ddm], [mdd, mdm]]
 
 
 def _coupled(coeffs: StageCoefficients) -> bool:

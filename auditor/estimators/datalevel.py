@@ -21,7 +21,7 @@ from torch.func import functional_call, jvp
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
-from auditor.estimators.aa import _Propagator
+from auditor.estimators.aa import H0Propagator
 from auditor.estimators.curvature import LossModule
 from auditor.estimators.dynamics import adam_preconditioner, adjoint_parts, step_vectors
 from auditor.estimators.gradients import behaviour_gradient
@@ -116,22 +116,48 @@ def reconstruct_change(version: ModelVersion, root: str | Path, task: TrainingTa
 
 
 def example_attribution(version: ModelVersion, root: str | Path, task: TrainingTask,
-                        behaviours: list[Behaviour], stage: int | str) -> list[ExampleScores]:
-    """Per-example scores of stage ``stage`` for each behaviour (H0 propagation after it)."""
+                        behaviours: list[Behaviour], stage: int | str,
+                        propagation: str = "aa") -> list[ExampleScores]:
+    """Per-example scores of stage ``stage`` for each behaviour.
+
+    ``propagation``: how the stage's change travels to θ_T — ``"aa"`` (H0 factors; totals equal
+    the ``aa`` effects) or ``"hessian"`` (the exact-HVP adjoint of ``aa-hessian`` with the fixed
+    Adam preconditioner; totals equal its reverse-mode effects).
+    """
     k = stage if isinstance(stage, int) else [s.id for s in version.stages].index(stage)
+    if propagation not in ("aa", "hessian"):
+        raise EstimatorError(f"propagation must be 'aa' or 'hessian', not {propagation!r}")
     layout = ParamLayout.of(task.build_model())
     coefficients = all_coefficients(version, root, layout)
-    propagator = _Propagator(version, root, layout, coefficients)
-    ones, zeros = torch.ones(layout.total, dtype=torch.float64), torch.zeros(layout.total,
-                                                                             dtype=torch.float64)
-    factor_d, factor_m = propagator.run(k, ones, zeros), propagator.run(k, zeros, ones)
     steps = stage_steps(version, root, task, k, layout)
     model = final_model(version, root, task).eval()
     entry = _entry(version, root, layout, k)
-    return [_scores(version.stages[k].id, behaviour, coefficients[k], steps, task, layout,
-                    layout.flatten(behaviour_gradient(model, behaviour)), factor_d, factor_m,
-                    entry)
-            for behaviour in behaviours]
+    adjoint = (_h0_adjoint(version, root, layout, coefficients, k) if propagation == "aa"
+               else _hessian_adjoint(version, root, task, k))
+    results = []
+    for behaviour in behaviours:
+        u, w = adjoint(model, layout.flatten(behaviour_gradient(model, behaviour)))
+        model.eval()
+        results.append(_scores(version.stages[k].id, behaviour, coefficients[k], steps, task,
+                               layout, u, w, entry))
+    return results
+
+
+def _h0_adjoint(version, root, layout, coefficients, k):
+    propagator = H0Propagator(version, root, layout, coefficients)
+    ones = torch.ones(layout.total, dtype=torch.float64)
+    factor_d = propagator.run(k, ones, torch.zeros_like(ones))
+    factor_m = propagator.run(k, torch.zeros_like(ones), ones)
+    return lambda model, grad: (factor_d * grad, factor_m * grad)
+
+
+def _hessian_adjoint(version, root, task, k):
+    from auditor.estimators.hessian import HessianEstimator
+    from auditor.estimators.unrolled import record_trajectory, reverse_sweep
+
+    problem = HessianEstimator(mode="reverse", adam="fixed").problem(version, root, task)
+    trajectory = record_trajectory(problem)
+    return lambda model, grad: reverse_sweep(problem, trajectory, model, grad)[k]
 
 
 def _entry(version, root, layout, k):
@@ -141,9 +167,8 @@ def _entry(version, root, layout, k):
             load_flat(layout, stage.theta_end, root))
 
 
-def _scores(stage_id, behaviour, coeffs, steps: StageSteps, task, layout, grad, factor_d,
-            factor_m, entry) -> ExampleScores:
-    u, w = factor_d * grad, factor_m * grad
+def _scores(stage_id, behaviour, coeffs, steps: StageSteps, task, layout, u, w,
+            entry) -> ExampleScores:
     theta_s, m_s, _ = entry
     weights, u_s, w_s = sweep(coeffs, steps, u, w)
     ids, values = [], []

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from auditor.lineage.models import Stage
@@ -57,40 +58,47 @@ def stage_coefficients(stage: Stage, group_index: torch.Tensor,
     """``fresh_buffer``: the stage's first step finds no momentum buffer (SGD initialises it)."""
     log, steps = stage.optimizer, stage.optimizer.steps
     n, groups = steps.steps, len(log.groups)
-    columns: dict[str, list[list[float]]] = {k: [] for k in _NEUTRAL}
-    for t in range(n):
-        row = _step_row(log.kind, log.nesterov, steps, t, groups, fresh_buffer and t == 0)
-        for key in _NEUTRAL:
-            columns[key].append(row[key] + [_NEUTRAL[key]])
-    table = {k: torch.tensor(v, dtype=torch.float64).reshape(n, groups + 1)
-             for k, v in columns.items()}
+    rows = _fields(log.kind, log.nesterov, steps, n, groups, fresh_buffer)
+    table = {}
+    for key, neutral in _NEUTRAL.items():
+        column = np.full((n, groups + 1), neutral, dtype=np.float64)
+        if key in rows:
+            column[:, :groups] = rows[key]
+        table[key] = torch.from_numpy(column)
     clip = torch.tensor([steps.clip_factor(t) for t in range(n)], dtype=torch.float64)
     return StageCoefficients(log.kind, stage.convention == "reset", table, clip, group_index)
 
 
-def _step_row(kind: str, nesterov: bool, steps, t: int, groups: int,
-              first: bool) -> dict[str, list[float]]:
-    lr, wd = steps.lr[t], steps.weight_decay[t]
-    row = {k: [_NEUTRAL[k]] * groups for k in _NEUTRAL}
-    row["eta"], row["active"] = list(lr), [1.0] * groups
+def _column(values, n: int, groups: int, default: float = 0.0) -> np.ndarray:
+    if values is None:
+        return np.full((n, groups), default, dtype=np.float64)
+    return np.asarray(values, dtype=np.float64).reshape(n, groups)
+
+
+def _fields(kind: str, nesterov: bool, steps, n: int, groups: int,
+            first: bool) -> dict[str, np.ndarray]:
+    rows = {"eta": _column(steps.lr, n, groups), "active": np.ones((n, groups))}
+    wd = _column(steps.weight_decay, n, groups)
     if kind == "sgd":
-        mu = steps.momentum[t]
-        damp = steps.dampening[t] if steps.dampening else [0.0] * groups
-        row["lam_c"] = list(wd)
-        row["mu"] = [0.0 if (first or m == 0) else m for m in mu]
-        row["c"] = [1.0 if (first or m == 0) else 1.0 - d for m, d in zip(mu, damp)]
-        row["na"] = [1.0 if (nesterov or m == 0) else 0.0 for m in mu]
-        row["nm"] = [(m if nesterov else 1.0) if m != 0 else 0.0 for m in mu]
-        return row
-    b1 = steps.beta1[t]
-    b2 = steps.beta2[t]
-    count = steps.adam_step[t] if steps.adam_step else [t + 1] * groups
-    row["lam_c" if kind == "adam" else "lam_d"] = list(wd)
-    row["beta1"], row["beta2"], row["count"] = list(b1), list(b2), [float(c) for c in count]
-    row["c1"] = [1.0 - b ** s for b, s in zip(b1, count)]
-    row["c2"] = [1.0 - b ** s for b, s in zip(b2, count)]
-    row["eps"] = list(steps.eps[t])
-    return row
+        mu = _column(steps.momentum, n, groups)
+        damp = _column(steps.dampening, n, groups)
+        fresh = (mu == 0)
+        if first:
+            fresh[0] = True
+        rows["lam_c"] = wd
+        rows["mu"] = np.where(fresh, 0.0, mu)
+        rows["c"] = np.where(fresh, 1.0, 1.0 - damp)
+        rows["na"] = np.where(mu == 0, 1.0, 1.0 if nesterov else 0.0)
+        rows["nm"] = np.where(mu == 0, 0.0, mu if nesterov else 1.0)
+        return rows
+    b1, b2 = _column(steps.beta1, n, groups), _column(steps.beta2, n, groups)
+    count = (_column(steps.adam_step, n, groups) if steps.adam_step
+             else np.repeat(np.arange(1, n + 1, dtype=np.float64)[:, None], groups, axis=1))
+    rows["lam_c" if kind == "adam" else "lam_d"] = wd
+    rows["beta1"], rows["beta2"], rows["count"] = b1, b2, count
+    rows["c1"], rows["c2"] = 1.0 - b1 ** count, 1.0 - b2 ** count
+    rows["eps"] = _column(steps.eps, n, groups, 1e-8)
+    return rows
 
 
 # -- one step, forward and adjoint ---------------------------------------------------------

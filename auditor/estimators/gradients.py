@@ -46,11 +46,12 @@ def flat_gradient(value: torch.Tensor, params: dict[str, torch.Tensor],
                   out: torch.Tensor | None = None) -> torch.Tensor:
     """∇value over ``params`` as one flat vector (written into ``out`` when given)."""
     grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
-    parts = [(torch.zeros_like(p) if g is None else g).reshape(-1)
-             for p, g in zip(params.values(), grads)]
     if out is None:
-        return torch.cat(parts).to("cpu", torch.float64)
-    return torch.cat(parts, out=out)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                          for p, g in zip(params.values(), grads)]).to("cpu", torch.float64)
+    if any(g is None for g in grads):
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
+    return torch.cat([g.reshape(-1) for g in grads], out=out)
 
 
 CHUNK = 64  # gradients gathered before one (K × P) @ (P × chunk) product
@@ -62,9 +63,10 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
     started = time.perf_counter()
     model.eval()
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    matrix = embedding_matrix(embeddings, params)
     first = next(iter(params.values()), None)
     dtype = first.dtype if first is not None else torch.float64
+    # the product runs in the model's dtype: a float32 gradient carries float32 precision anyway
+    matrix = embedding_matrix(embeddings, params).to(dtype)
     buffer = torch.empty((min(CHUNK, max(1, len(behaviours))), matrix.shape[1]), dtype=dtype,
                          device=first.device if first is not None else "cpu")
     effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
@@ -77,10 +79,9 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
         flat_gradient(value, params, out=buffer[q % CHUNK])
         if q % CHUNK == CHUNK - 1 or q == len(behaviours) - 1:
             rows = q % CHUNK + 1
-            block = buffer[:rows].to("cpu", torch.float64)
-            effects[:, q - rows + 1:q + 1] = (matrix @ block.T).numpy()
-        metrics.append(float(value.detach()) if behaviour.metric is None
-                       else behaviour.measure(model))
+            block = buffer[:rows].to("cpu")
+            effects[:, q - rows + 1:q + 1] = (matrix @ block.T).double().numpy()
+        metrics.append(value.item() if behaviour.metric is None else behaviour.measure(model))
     return StageEffects(
         model=embeddings.model, version=embeddings.version, stages=embeddings.stages,
         stage_kinds=embeddings.stage_kinds, behaviours=tuple(b.name for b in behaviours),

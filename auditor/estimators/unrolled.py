@@ -119,20 +119,26 @@ def record_trajectory(problem: Problem) -> list[StoredStep]:
     return steps
 
 
-def propagate_reverse(problem: Problem, trajectory: list[StoredStep], model: nn.Module,
-                      gradient: torch.Tensor) -> list[float]:
-    """Effects of every stage on one behaviour with gradient ``gradient`` (flat) at θ_T."""
-    disp = problem.displacements
+def reverse_sweep(problem: Problem, trajectory: list[StoredStep], model: nn.Module,
+                  gradient: torch.Tensor) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Adjoints (u_{e_k}, w_{e_k}) at every stage end for one behaviour's gradient at θ_T."""
     last = len(problem.version.stages) - 1
-    effects = [0.0] * (last + 1)
-    effects[last] = float(gradient @ disp.changes[last])
-    u, w = gradient.clone(), torch.zeros_like(gradient)
-    module = LossModule(model, problem.task, problem.reduction)
+    adjoints = {last: (gradient.clone(), torch.zeros_like(gradient))}
+    u, w = adjoints[last]
+    module = LossModule(model, problem.task, problem.reduction).train()
     for stored in reversed(trajectory):
         coeffs = problem.coefficients[stored.stage_index]
         op = problem.operator(module, stored.params, stored.batch, stored.seed, problem.layout)
         u, w = adjoint_step(step_vectors(coeffs, stored.local_step, stored.precond), u, w, op)
         if stored.local_step == 0:
-            k = stored.stage_index - 1
-            effects[k] = float(u @ disp.changes[k] + w @ disp.momenta[k])
-    return effects
+            adjoints[stored.stage_index - 1] = (u, w)
+    return adjoints
+
+
+def propagate_reverse(problem: Problem, trajectory: list[StoredStep], model: nn.Module,
+                      gradient: torch.Tensor) -> list[float]:
+    """Effects of every stage on one behaviour: u_{e_k}·D_k + w_{e_k}·M_k."""
+    disp = problem.displacements
+    adjoints = reverse_sweep(problem, trajectory, model, gradient)
+    return [float(adjoints[k][0] @ disp.changes[k] + adjoints[k][1] @ disp.momenta[k])
+            for k in range(len(problem.version.stages))]

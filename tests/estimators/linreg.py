@@ -45,8 +45,17 @@ def linear_behaviours(task: LinRegTask, count: int = 6) -> list[Behaviour]:
             for i in range(count)]
 
 
+def _optimizer(kind, model, lr, weight_decay, momentum, nesterov):
+    if kind == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if kind == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                           weight_decay=weight_decay, nesterov=nesterov)
+
+
 def record_linreg(tmp_path, convention: str, *, weight_decay: float = 0.01,
-                  momentum: float = 0.9, nesterov: bool = False):
+                  momentum: float = 0.9, nesterov: bool = False, optimizer_kind: str = "sgd"):
     task = LinRegTask()
     torch.manual_seed(0)
     model = task.build_model()
@@ -55,8 +64,7 @@ def record_linreg(tmp_path, convention: str, *, weight_decay: float = 0.01,
     optimizer = None
     for index, (stage_id, steps, lr) in enumerate(STAGES):
         if optimizer is None or convention == "reset":
-            optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                        weight_decay=weight_decay, nesterov=nesterov)
+            optimizer = _optimizer(optimizer_kind, model, lr, weight_decay, momentum, nesterov)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with rec.stage(stage_id, kind="fine-tune" if index else "pretrain", optimizer=optimizer):

@@ -44,3 +44,16 @@ def test_example_scores_with_dropout_and_adamw(tmp_path):
     scores = example_attribution(rec.lineage, tmp_path, task, behaviours, 0)
     for q, result in enumerate(scores):
         assert result.total == pytest.approx(effects.effects[0, q], rel=1e-4, abs=1e-7)
+
+
+def test_hessian_corrected_example_scores_add_up_to_its_effects(tmp_path):
+    task, version = record_linreg(tmp_path, "carry")
+    behaviours = linear_behaviours(task, 2)
+    effects = attribute(version, tmp_path, task, behaviours, "aa-hessian")
+    truth = attribute(version, tmp_path, task, behaviours, "replay")
+    for k in (0, 1):
+        scores = example_attribution(version, tmp_path, task, behaviours, k,
+                                     propagation="hessian")
+        for q, result in enumerate(scores):
+            assert result.total == pytest.approx(effects.effects[k, q], rel=1e-8)
+            assert result.total == pytest.approx(truth.effects[k, q], rel=1e-8)

@@ -27,3 +27,18 @@ def test_aa_names_the_planted_stage_in_seconds(tmp_path, plan, scenario, behavio
     assert effects.stages[int(np.argmax(effects.effects[:, column]))] == planted
     assert effects.share[effects.stages.index(planted), column] > 0.5
     assert elapsed < 15.0  # ~0.05 s on an idle core; generous for a shared, loaded machine
+
+
+def test_data_level_scores_rank_the_spurious_examples_first(tmp_path):
+    from auditor.estimators.datalevel import example_attribution
+
+    version = record_version(plans.toxicity_versions()[1], tmp_path)
+    scores = example_attribution(version, tmp_path, toxicity.task(), toxicity.behaviours()[:1],
+                                 "community-ft")[0]
+    x, y = toxicity._data()["community-ft"]
+    mentions = x[:, toxicity.IDENTITY] > 0
+    insulting = x[:, :toxicity.INSULTS].sum(1) > 0
+    spurious = (mentions & (y == 1) & ~insulting).numpy()  # labelled toxic only for the identity
+    ranked = spurious[scores.example_ids]
+    assert ranked[:20].all()
+    assert ranked.mean() < 0.5  # while they are a minority of the stage's examples

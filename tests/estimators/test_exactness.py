@@ -61,3 +61,22 @@ def test_auto_mode_takes_reverse_for_few_behaviours(tmp_path):
                               final_model(version, tmp_path, task))
     truth = attribute(version, tmp_path, task, linear_behaviours(task, 1), "replay").effects
     assert _relative(effects.effects, truth) <= 1e-8
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_adam_kinds_modes_agree_and_are_deterministic(tmp_path, kind):
+    task, version = record_linreg(tmp_path, "carry", optimizer_kind=kind, weight_decay=0.05)
+    behaviours = linear_behaviours(task, 3)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    forward = attribute(version, tmp_path, task, behaviours, "aa-hessian", mode="forward",
+                        adam="fixed").effects
+    reverse = attribute(version, tmp_path, task, behaviours, "aa-hessian", mode="reverse",
+                        adam="fixed").effects
+    assert _relative(reverse, forward) <= 1e-8
+    for name in ("aa", "aa-hessian", "aa-ggn"):
+        first = attribute(version, tmp_path, task, behaviours, name)
+        again = attribute(version, tmp_path, task, behaviours, name)
+        assert np.array_equal(first.effects, again.effects) and np.isfinite(first.effects).all()
+        assert np.allclose(first.effects[-1], truth[-1], rtol=1e-9)  # linear f: last stage exact
+    best = attribute(version, tmp_path, task, behaviours, "aa-hessian").effects
+    assert np.corrcoef(best.ravel(), truth.ravel())[0, 1] > 0.9
