@@ -134,7 +134,7 @@ def rss_child(address: str, template: str, count: int) -> None:  # in a fresh pr
 
 def breakdown(template: Path, keys: list[str]) -> dict[str, float]:
     """Mean milliseconds per item: checkpoint loading (hash + read), the estimator, the insert."""
-    from auditor.execution.planner import plan_audit
+    from auditor.execution.planner import plan_audit, with_lineage
     from auditor.execution.worker import run_item
     from auditor.lineage.checkpoints import load_tensors
     from auditor.store import Store
@@ -144,7 +144,7 @@ def breakdown(template: Path, keys: list[str]) -> dict[str, float]:
     torch.set_num_threads(1)
     load = total = insert = 0.0
     with Store.open(db) as store:
-        items = plan_audit(spec(keys[:8]), store).todo
+        items = list(with_lineage(plan_audit(spec(keys[:8]), store).todo, store))
         for item in items:
             version = api.ModelVersion.model_validate_json(item.version_json)
             root = Path(item.root_uri.removeprefix("file://"))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditor.execution.items import RUN_KIND, WorkItem
 from auditor.execution.outcome import Executor
-from auditor.execution.planner import Plan
+from auditor.execution.planner import Plan, with_lineage
 from auditor.execution.progress import AuditProgress
 from auditor.execution.worker import run_item
 
@@ -55,7 +55,7 @@ def execute(plan: Plan, executor: Executor, store: Store, *,
     """Run the plan's items; returns (item hash -> run id, item label -> error)."""
     written, failures = {}, {}
     with AuditProgress(len(plan.todo), enabled=progress) as bar:
-        for outcome in executor.map(run_item, plan.todo):
+        for outcome in executor.map(run_item, with_lineage(plan.todo, store)):
             if outcome.ok:
                 written[outcome.item.item_hash] = store.record_run(
                     RUN_KIND, outcome.item.run_config(), scores=outcome.rows)
