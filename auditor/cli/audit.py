@@ -76,15 +76,21 @@ def audit(
     _print_summary(summary, db)
 
 
+MAX_TABLE_ROWS = 60
+
+
 def _print_summary(summary, db: Path) -> None:
     table = Table(title="top-blamed stage per behaviour")
     for column in ("version", "estimator", "behaviour", "stage", "share", "effect"):
         table.add_column(column, justify="right" if column in ("share", "effect") else "left")
-    for row in summary.blame:
+    for row in summary.blame[:MAX_TABLE_ROWS]:
         table.add_row(row.version, row.estimator, row.behaviour, row.stage_id or "-",
                       "-" if row.share is None else f"{row.share:.0%}",
                       "-" if row.effect is None else f"{row.effect:+.4g}")
     console.print(table)
+    if len(summary.blame) > MAX_TABLE_ROWS:
+        console.print(f"… {len(summary.blame) - MAX_TABLE_ROWS} more rows: see the store "
+                      "(table stage_scores) or the report")
     console.print(f"items: {summary.planned} planned, {summary.skipped} already stored, "
                   f"{summary.done} done, {summary.failed} failed; audit run "
                   f"{summary.audit_run_id} in {db}")
