@@ -134,7 +134,7 @@ def rss_child(address: str, template: str, count: int) -> None:  # in a fresh pr
 
 def breakdown(template: Path, keys: list[str]) -> dict[str, float]:
     """Mean milliseconds per item: checkpoint loading (hash + read), the estimator, the insert."""
-    from auditor.execution.planner import plan_audit
+    from auditor.execution.planner import plan_audit, with_lineage
     from auditor.execution.worker import run_item
     from auditor.lineage.checkpoints import load_tensors
     from auditor.store import Store
@@ -144,7 +144,7 @@ def breakdown(template: Path, keys: list[str]) -> dict[str, float]:
     torch.set_num_threads(1)
     load = total = insert = 0.0
     with Store.open(db) as store:
-        items = plan_audit(spec(keys[:8]), store).todo
+        items = list(with_lineage(plan_audit(spec(keys[:8]), store).todo, store))
         for item in items:
             version = api.ModelVersion.model_validate_json(item.version_json)
             root = Path(item.root_uri.removeprefix("file://"))
@@ -165,6 +165,47 @@ def breakdown(template: Path, keys: list[str]) -> dict[str, float]:
             "rows_per_item": rows.num_rows}
 
 
+def io_rates(base: Path) -> dict[str, float]:
+    """MB/s of checkpoint hashing and safetensors reads on a 128 MB file (the loading path of a
+    worker), and driver insert ms for an item of 9 and of 480 score rows."""
+    from safetensors.torch import load_file, save_file
+
+    from auditor.hashing import sha256_file
+
+    path = base / "big.safetensors"
+    save_file({"w": torch.randn(32 * 1024 * 1024)}, str(path))
+    size = path.stat().st_size / 1e6
+    started = time.perf_counter()
+    sha256_file(path)
+    hashed = time.perf_counter() - started
+    started = time.perf_counter()
+    float(load_file(str(path))["w"].sum())  # safetensors maps the file: touch every byte
+    read = time.perf_counter() - started
+    path.unlink()
+    return {"sha256_MB_s": size / hashed, "safetensors_cached_read_MB_s": size / read,
+            **{f"insert_{n}_rows_ms": insert_ms(base, n) for n in (9, 480)}}
+
+
+def insert_ms(base: Path, rows: int, items: int = 20) -> float:
+    import pyarrow as pa
+
+    from auditor.execution.rows import SCORE_SCHEMA
+    from auditor.store import Store
+
+    row = {"model": "m", "version": "v", "stage_index": 0, "stage_id": "s", "stage_kind": "k",
+           "behaviour": "b", "direction": "harm", "estimator": "aa", "estimator_version": "1",
+           "convention": "reset", "config_hash": "c" * 16, "effect": 0.1, "share": 0.5,
+           "metric_value": 0.2}
+    table = pa.Table.from_pylist([row] * rows, schema=SCORE_SCHEMA)
+    db = base / f"insert-{rows}.duckdb"
+    with Store.open(db) as store:
+        store.record_run("attribution", {"warm": True}, scores=table)
+        started = time.perf_counter()
+        for index in range(items):
+            store.record_run("attribution", {"item": index}, scores=table)
+        return 1e3 * (time.perf_counter() - started) / items
+
+
 def main() -> None:
     os.environ["HOME"] = tempfile.mkdtemp(prefix="bench-home-")  # Ray writes ~/.ray here
     base = Path(tempfile.mkdtemp(prefix="scale-bench-"))
@@ -183,6 +224,7 @@ def main() -> None:
         threads = os.cpu_count() or 1
         local_all = local_round(template, keys, threads)
         parts = breakdown(template, keys)
+        parts.update(io_rates(base))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     report(best, local_all, threads, rss, parts, (load, os.getloadavg()[0]))
@@ -202,7 +244,7 @@ def report(best, local_all, threads, rss, parts, load) -> None:
     print(f"ray 1 CPU / local      : {local / ray1:.2f}x  (goal >= 0.80) "
           f"{'OK' if local / ray1 >= 0.8 else 'BELOW GOAL'}")
     print("driver peak RSS (MiB) : " + ", ".join(f"{k} versions {v}" for k, v in rss.items()))
-    print("per item (ms)         : " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    print("per item              : " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     overhead = ray1 / n - (parts["item_total_ms"] + parts["insert_ms"]) / 1e3
     print(f"ray overhead per task : {1e3 * overhead:.1f} ms (ray 1 CPU time per item less "
           "item + insert)")

@@ -50,9 +50,13 @@ def attribute(
 
 
 def audit(
-    spec: Path = typer.Argument(..., help="The audit spec (audit.yaml)."),
+    spec: Path = typer.Argument(None, help="The audit spec (audit.yaml); without it, give "
+                                "--period and --behaviours."),
     period: str = typer.Option(None, "--period", help="Audit the versions of this period "
                                "(e.g. 2026-Q4) instead of the spec's."),
+    behaviours: str = typer.Option(None, "--behaviours", help="module:function returning the "
+                                   "behaviours (when no spec is given)."),
+    estimator: str = typer.Option("aa", "--estimator", help="Estimator (when no spec is given)."),
     executor: str = _executor_option(None),
     address: str = _address_option(),
     num_gpus: float = _gpus_option(),
@@ -62,21 +66,31 @@ def audit(
     wait: float = wait_option(),
 ) -> None:
     """Attribute every version the spec selects; items already stored are skipped (resume)."""
+    if spec is None:
+        from auditor.execution.spec import spec_from_options
+
+        spec = spec_from_options(period, behaviours, estimator)
     summary = api.run_audit(spec, db=db, period=period, executor=executor, address=address,
                             num_gpus=num_gpus, max_retries=max_retries, wait=wait,
                             progress=not quiet)
     _print_summary(summary, db)
 
 
+MAX_TABLE_ROWS = 60
+
+
 def _print_summary(summary, db: Path) -> None:
     table = Table(title="top-blamed stage per behaviour")
     for column in ("version", "estimator", "behaviour", "stage", "share", "effect"):
         table.add_column(column, justify="right" if column in ("share", "effect") else "left")
-    for row in summary.blame:
+    for row in summary.blame[:MAX_TABLE_ROWS]:
         table.add_row(row.version, row.estimator, row.behaviour, row.stage_id or "-",
                       "-" if row.share is None else f"{row.share:.0%}",
                       "-" if row.effect is None else f"{row.effect:+.4g}")
     console.print(table)
+    if len(summary.blame) > MAX_TABLE_ROWS:
+        console.print(f"… {len(summary.blame) - MAX_TABLE_ROWS} more rows: see the store "
+                      "(table stage_scores) or the report")
     console.print(f"items: {summary.planned} planned, {summary.skipped} already stored, "
                   f"{summary.done} done, {summary.failed} failed; audit run "
                   f"{summary.audit_run_id} in {db}")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditor.execution.items import RUN_KIND, WorkItem
 from auditor.execution.outcome import Executor
-from auditor.execution.planner import Plan
+from auditor.execution.planner import Plan, with_lineage
 from auditor.execution.progress import AuditProgress
 from auditor.execution.worker import run_item
 
@@ -36,7 +36,7 @@ class AuditSummary:
     failed: int
     run_ids: list[str] = field(default_factory=list)
     audit_run_id: str | None = None
-    failures: dict[str, str] = field(default_factory=dict)  # item label -> error
+    failures: dict[str, str] = field(default_factory=dict)  # "label (hash)" -> error
     blame: list[Blame] = field(default_factory=list)
 
     @property
@@ -52,15 +52,15 @@ class AuditSummary:
 
 def execute(plan: Plan, executor: Executor, store: Store, *,
             progress: bool = True) -> tuple[dict[str, str], dict[str, str]]:
-    """Run the plan's items; returns (item hash -> run id, item label -> error)."""
+    """Run the plan's items; returns (item hash -> run id, "label (hash)" -> error)."""
     written, failures = {}, {}
     with AuditProgress(len(plan.todo), enabled=progress) as bar:
-        for outcome in executor.map(run_item, plan.todo):
+        for outcome in executor.map(run_item, with_lineage(plan.todo, store)):
             if outcome.ok:
                 written[outcome.item.item_hash] = store.record_run(
                     RUN_KIND, outcome.item.run_config(), scores=outcome.rows)
             else:
-                failures[outcome.item.label] = outcome.error or "failed"
+                failures[f"{outcome.item.label} ({outcome.item.item_hash[:8]})"] = outcome.error or "failed"
                 _record_failure(store, outcome.item)
             bar.advance(outcome)
     return written, failures

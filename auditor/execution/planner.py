@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from auditor.errors import InputError, StoreError
@@ -62,7 +63,15 @@ def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan
                 item = make_item(version, sources[key] or ".", task=task, behaviours=behaviours,
                                  estimator=name, estimator_config_hash=estimator_hash,
                                  settings=spec.estimator_settings.get(name, {}))
-                if item.item_hash not in seen:
+                if item.item_hash not in seen:  # the lineage JSON is fetched when it runs
                     seen.add(item.item_hash)
-                    (plan.skipped if item.item_hash in done else plan.todo).append(item)
+                    lean = replace(item, version_json="")
+                    (plan.skipped if item.item_hash in done else plan.todo).append(lean)
     return plan
+
+
+def with_lineage(items: list[WorkItem], store: Store) -> Iterator[WorkItem]:
+    """The items with their lineage JSON, read from the store as the executor asks for them: the
+    driver holds only the lineages in flight, however many versions the audit has."""
+    for item in items:
+        yield replace(item, version_json=store.get_version(item.key).model_dump_json())

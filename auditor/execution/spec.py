@@ -105,3 +105,15 @@ def load_spec(path: str | Path) -> AuditSpec:
     """Read and validate an audit.yaml; errors name the file, line and key."""
     data, lines = read_document(path)
     return validate(AuditSpec, data, path, lines)
+
+
+def spec_from_options(period: str | None, behaviours: str | None,
+                      estimator: str = DEFAULT_ESTIMATOR) -> AuditSpec:
+    """An audit of a period given on the command line (no audit.yaml)."""
+    if not period or not behaviours:
+        raise InputError("give an audit spec (audit.yaml), or --period and --behaviours")
+    try:
+        return AuditSpec(versions={"period": period}, behaviours=behaviours,
+                         estimators=[estimator])
+    except ValueError as exc:  # pydantic's ValidationError
+        raise InputError(f"bad audit options: {exc}") from None

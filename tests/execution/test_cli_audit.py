@@ -61,3 +61,12 @@ def test_help_lists_the_options(capsys):
     for option in ("--period", "--executor", "--address", "--num-gpus", "--max-retries", "--db",
                    "--wait"):
         assert option in text
+
+
+def test_audit_without_spec_takes_period_and_behaviours(tiny_store, capsys):
+    db, keys = tiny_store
+    code = main(["audit", "--period", "2026-Q4", "--behaviours", "tinyaudit:behaviours",
+                 "--estimator", "naive", "--db", str(db), "--quiet"])
+    assert code == 0 and f"{len(keys)} done, 0 failed" in capsys.readouterr().out
+    assert main(["audit", "--period", "2026-Q4", "--db", str(db)]) == 2
+    assert "--period and --behaviours" in capsys.readouterr().err

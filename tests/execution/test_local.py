@@ -27,6 +27,7 @@ def test_plan_is_versions_by_estimators_by_behaviour_sets(tiny_store):
     assert plan.planned == len(keys) * 2 and not plan.skipped  # the repeated set counts once
     assert len({item.item_hash for item in plan.todo}) == plan.planned
     item = plan.todo[0]
+    assert item.version_json == ""  # fetched when the item runs, not held by the plan
     assert item.root_uri.startswith("file://") and item.checkpoints
     assert all(len(sha) == 64 for _, sha in item.checkpoints)
 
