@@ -40,8 +40,9 @@ def add_version(version: ModelVersion, root: str | Path, *, db: str | Path,
 
 
 def record_lineage(folder: str | Path, *, db: str | Path, wait: float = 0.0) -> ModelVersion:
-    """Add a Recorder's output folder (lineage.json + checkpoints) to the store."""
-    from auditor.lineage.checkpoints import verify
+    """Add a Recorder's output folder (lineage.json + checkpoints) to the store, after checking
+    every checkpoint's hash and that it holds no NaN or Inf."""
+    from auditor.lineage.checkpoints import load_tensors
 
     folder = Path(folder)
     version = read_lineage_json(folder / LINEAGE_FILE)
@@ -49,7 +50,7 @@ def record_lineage(folder: str | Path, *, db: str | Path, wait: float = 0.0) -> 
         for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
                     stage.optimizer_end):
             if ref is not None:
-                verify(ref, folder)
+                load_tensors(ref, folder)
     add_version(version, folder, db=db, wait=wait)
     return version
 

@@ -35,7 +35,8 @@ def add(
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
-    """Add a lineage recorded in a training loop to the store (checkpoint hashes are checked)."""
+    """Add a lineage recorded in a training loop to the store (checkpoint hashes and NaN/Inf
+    are checked)."""
     version = api.record_lineage(folder, db=db, wait=wait)
     console.print(f"added [bold]{version.key}[/]: {len(version.stages)} stages -> {db}")
 

@@ -145,12 +145,12 @@ class Recorder:
         self._write()
 
     def _save_model(self) -> CheckpointRef:
-        return save_tensors(model_state(self.model), self.out_dir / "checkpoints", self.out_dir,
-                            prefix="model")
+        state = _finite_state(model_state(self.model), "model weights")
+        return save_tensors(state, self.out_dir / "checkpoints", self.out_dir, prefix="model")
 
     def _save_optimizer(self, optimizer: torch.optim.Optimizer) -> CheckpointRef:
-        return save_tensors(optimizer_state(optimizer, self.model), self.out_dir / "checkpoints",
-                            self.out_dir, prefix="optim")
+        state = _finite_state(optimizer_state(optimizer, self.model), "optimizer state")
+        return save_tensors(state, self.out_dir / "checkpoints", self.out_dir, prefix="optim")
 
     def _write(self) -> None:
         write_lineage_json(self.lineage, self.out_dir / LINEAGE_FILE)
@@ -164,6 +164,16 @@ class Recorder:
 class _ActiveStage:
     def __init__(self, **fields):
         self.__dict__.update(fields)
+
+
+def _finite_state(tensors: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """``tensors``, after refusing a checkpoint that holds NaN or Inf (a diverged run)."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise LineageError(
+                f"refusing to record a checkpoint: the {what} hold NaN or Inf in {name!r} "
+                "(training diverged; lower the learning rate or clip gradients)")
+    return tensors
 
 
 def _groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[ParamGroup]:

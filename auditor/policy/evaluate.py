@@ -2,7 +2,7 @@
 results and verdict written back in ONE transaction, returned as data.
 
 Missing or stale data never raises: a behaviour not scored, scores only under another estimator
-configuration, an unmet estimator requirement or a NaN effect make the row INDETERMINATE with
+configuration, an unmet estimator requirement or a NaN or infinite effect make the row INDETERMINATE with
 the reason.
 """
 
@@ -242,20 +242,21 @@ def _decide(rule: Rule, m: dict[str, np.ndarray], previous: str | None) -> Chunk
 
 
 def undecidable(rule: Rule, m: dict[str, np.ndarray], observed: np.ndarray) -> np.ndarray:
-    """Rows whose observed value cannot be trusted (NaN effects, no previous scores)."""
-    bad = np.isnan(observed)
+    """Rows whose observed value cannot be trusted (NaN or infinite effects, no previous
+    scores): a non-finite number never passes a rule, whatever its comparator."""
+    bad = ~np.isfinite(observed)
     if rule.metric in ("share", "rank") or rule.materiality > 0:
-        bad |= m["behaviour_nan"] | np.isnan(m["total_harm"])
+        bad |= m["behaviour_nan"] | ~np.isfinite(m["total_harm"])
     return bad
 
 
 def _undecided_reason(rule: Rule, previous: str | None) -> str:
     if rule.metric == "delta_vs_previous":
-        return (f"effect is NaN, or the behaviour is not scored in the previous audited "
+        return (f"effect is NaN or infinite, or the behaviour is not scored in the previous audited "
                 f"version {previous}")
     if rule.metric in ("share", "rank") or rule.materiality > 0:
-        return "a stage effect of the behaviour is NaN or missing"
-    return "the stage effect is NaN or missing"
+        return "a stage effect of the behaviour is NaN, infinite or missing"
+    return "the stage effect is NaN, infinite or missing"
 
 
 def _single(rule: Rule, behaviour: str | None, outcome: str, reason: str) -> Chunk:

@@ -49,7 +49,7 @@ WITH picked AS (
   SELECT *,
     sum(greatest(harm, 0)) OVER per AS total_harm,
     rank() OVER (PARTITION BY behaviour ORDER BY harm DESC) AS rank,
-    bool_or(effect IS NULL OR isnan(effect)) OVER per AS behaviour_nan
+    bool_or(effect IS NULL OR NOT isfinite(effect)) OVER per AS behaviour_nan
   FROM current WINDOW per AS (PARTITION BY behaviour)
 ), previous AS (
   SELECT stage_id, behaviour, effect FROM picked WHERE version = $previous

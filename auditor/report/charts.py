@@ -113,9 +113,14 @@ def _y_axis(low: float, high: float, left: float, top: float, height: float) -> 
     return items
 
 
+def _plottable(value: float | None) -> bool:
+    """A point the chart can place: NaN, ±Inf and missing values are left out."""
+    return value is not None and math.isfinite(value)
+
+
 def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) -> str:
     """One line per series across versions; x labels are the version names."""
-    points = [v for values in series.values() for v in values if v is not None]
+    points = [v for values in series.values() for v in values if _plottable(v)]
     if not points or not labels:
         return ""
     low, high = min(points + [0.0]), max(points + [0.0])
@@ -136,7 +141,7 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
                 "stroke='#888' stroke-dasharray='3 3'/>")
     for k, values in enumerate(series.values()):
         coords = [(left + i * step, top + height - (v - low) / (high - low) * height)
-                  for i, v in enumerate(values) if v is not None]
+                  for i, v in enumerate(values) if _plottable(v)]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         colour = PALETTE[k % len(PALETTE)]
         body.append(f"<polyline points='{path}' fill='none' stroke='{colour}' stroke-width='1.6'/>")

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,7 @@ def _jinja():
                              lstrip_blocks=True)
     env.globals.update(heatmap=charts.heatmap, bars=charts.bars, trend=charts.trend)
     env.filters["num"] = _num
+    env.filters["effect"] = _effect
     env.filters["short"] = lambda text, n=12: (text or "-")[:n]
     return env
 
@@ -120,6 +122,15 @@ def _num(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def _effect(value: Any, digits: int = 4) -> str:
+    """An effect or total, with NaN (``None`` in evidence rows) and ±Inf spelled out."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "NaN (not a number)"
+    if isinstance(value, float) and math.isinf(value):
+        return f"{'+' if value > 0 else '-'}Inf (not finite)"
+    return _num(value, digits)
 
 
 def render_html(context: ReportContext, files: list[EmbeddedFile]) -> str:

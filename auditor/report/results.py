@@ -3,6 +3,7 @@ remediation advice. Inputs are evidence rows (``auditor.report.evidence``)."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -12,6 +13,11 @@ _STAGE_METRICS = ("effect", "share")
 def _harm(row: dict[str, Any]) -> float:
     effect = row["effect"] or 0.0
     return effect if row["direction"] == "harm" else -effect
+
+
+def _is_finite(effect: float | None) -> bool:
+    """False for a NaN effect (``None`` in evidence rows) and for ±Inf."""
+    return effect is not None and math.isfinite(effect)
 
 
 def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,10 +49,11 @@ def behaviour_results(scores: list[dict[str, Any]], previous: list[dict[str, Any
         before[row["behaviour"]] += row["effect"] or 0.0
     results = []
     for name, rows in by_behaviour.items():
-        total = sum(r["effect"] or 0.0 for r in rows)
+        finite = all(_is_finite(r["effect"]) for r in rows)
+        total = sum(r["effect"] for r in rows) if finite else math.nan
         stages = _ranked(rows)
         top = [r for r in sorted(stages, key=lambda r: r["rank"]) if r["harm"] > 0][:2]
-        results.append({
+        results.append({"finite": finite,
             "name": name, "direction": rows[0]["direction"], "metric_value": rows[0]["metric_value"],
             "estimator": rows[0]["estimator"], "estimator_version": rows[0]["estimator_version"],
             "config_hash": rows[0]["config_hash"], "convention": rows[0]["convention"],
