@@ -86,6 +86,10 @@ def measure(estimate, truth, group: int, replay: tuple[float, float], seconds: f
         "pooled_spearman": float(spearmanr(est.ravel(), tru.ravel()).statistic),
         "sign": float(np.mean(np.sign(est) == np.sign(tru))),
         "per_stage": [pearson(est[k], tru[k]) for k in range(est.shape[0])],
+        "per_stage_spearman": [float(spearmanr(est[k], tru[k]).statistic)
+                               for k in range(est.shape[0])],
+        "per_stage_sign": [float(np.mean(np.sign(est[k]) == np.sign(tru[k])))
+                           for k in range(est.shape[0])],
         "top1_blamed": bool(np.argmax(estimate.effects[:, group])
                             == np.argmax(truth.effects[:, group])),
         "top1_credited": bool(np.argmin(estimate.effects[:, group])
@@ -127,17 +131,18 @@ def print_scenario(result: dict) -> None:
     print(f"\n## {result['scenario']}  (P={result['parameters']}, steps={result['steps']}, "
           f"Q={result['behaviours']}, replay {rows['replay']['seconds']:.2f}s, "
           f"replay blames {rows['replay']['blamed']}, planted {result['planted']})")
-    stage_cols = " ".join(f"{s[:10]:>10}" for s in stages)
+    stage_cols = " ".join(f"{s[:14]:>14}" for s in stages)
     print(f"{'estimator':<24} {'pearson':>7} {'spearman':>8} {'sign':>5} {'top1+':>5} "
-          f"{'top1-':>5} {'cost':>7} {'prep':>7}  per-stage r: {stage_cols}")
+          f"{'top1-':>5} {'cost':>7} {'prep':>7}  per-stage r/ρ/sign: {stage_cols}")
     for name, row in rows.items():
         if name == "replay":
             continue
-        per_stage = " ".join(f"{r:>10.3f}" for r in row["per_stage"])
+        per_stage = " ".join(f"{r:>4.2f}/{p:>4.2f}/{g:.2f}".rjust(14) for r, p, g in zip(
+            row["per_stage"], row["per_stage_spearman"], row["per_stage_sign"]))
         print(f"{name:<24} {row['pooled_pearson']:>7.3f} {row['pooled_spearman']:>8.3f} "
               f"{row['sign']:>5.2f} {'yes' if row['top1_blamed'] else 'NO':>5} "
               f"{'yes' if row['top1_credited'] else 'NO':>5} {row['cost_ratio']:>7.3f} "
-              f"{row['prepare_ratio']:>7.3f}  {'':>13}{per_stage}")
+              f"{row['prepare_ratio']:>7.3f}  {'':>19} {per_stage}")
 
 
 def main() -> None:

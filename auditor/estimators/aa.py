@@ -91,12 +91,15 @@ class H0Propagator:
     def run(self, k: int, d: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:
         d, dm = d.clone(), dm.clone()
         for j in range(k + 1, len(self.coefficients)):
-            coeffs = self.coefficients[j]
-            if coeffs.kind != "sgd" and (bool((dm != 0).any()) or _coupled(coeffs)):
-                d, dm = self._adam_steps(j, d, dm)
-            else:
-                d, dm = self._apply_product(j, d, dm)
+            d, dm = self.apply_stage(j, d, dm)
         return d
+
+    def apply_stage(self, j: int, d: torch.Tensor, dm: torch.Tensor):
+        """(δ, δm) through every step of stage j with H = 0."""
+        coeffs = self.coefficients[j]
+        if coeffs.kind != "sgd" and (bool((dm != 0).any()) or _coupled(coeffs)):
+            return self._adam_steps(j, d, dm)
+        return self._apply_product(j, d, dm)
 
     # -- stages whose maps are scalars per group: one 2×2 product per class ---------------
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
@@ -38,6 +40,13 @@ class FidelityCheck:
 
     def row(self) -> dict:
         return asdict(self)
+
+    def table(self, model: str, version: str, checked_at: datetime | None = None) -> pa.Table:
+        """One row for the store's ``fidelity_checks`` (``Store.insert_fidelity_checks`` or
+        ``record_run(..., fidelity_checks=...)`` add the run id)."""
+        row = {"model": model, "version": version, **self.row(),
+               "checked_at": checked_at or datetime.now(timezone.utc)}
+        return pa.Table.from_pylist([row])
 
 
 def stage_indices(version: ModelVersion, stages: Sequence[int | str] | None) -> list[int]:

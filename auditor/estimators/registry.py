@@ -13,6 +13,7 @@ from auditor.estimators.ggn import GGNEstimator
 from auditor.estimators.hessian import HessianEstimator
 from auditor.estimators.naive import NaiveEstimator
 from auditor.estimators.replay import ReplayEstimator
+from auditor.estimators.stationary import StationaryEstimator
 from auditor.estimators.tracin import TracInEstimator
 from auditor.lineage.checkpoints import load_model_state, load_tensors
 from auditor.lineage.models import ModelVersion
@@ -20,7 +21,7 @@ from auditor.task import TrainingTask
 
 ESTIMATORS: dict[str, type] = {
     cls.name: cls for cls in (ReplayEstimator, AAEstimator, HessianEstimator, GGNEstimator,
-                              NaiveEstimator, TracInEstimator)
+                              NaiveEstimator, TracInEstimator, StationaryEstimator)
 }
 DEFAULT = AAEstimator.name
 

@@ -87,3 +87,18 @@ def test_replay_of_chosen_stages_only(tmp_path):
     behaviours = example_losses("ex", task.x[:2], task.y[:2])
     partial = attribute(rec.lineage, tmp_path, task, behaviours, "replay", stages=[1])
     assert np.isnan(partial.effects[0]).all() and np.isfinite(partial.effects[1]).all()
+
+
+def test_fidelity_check_is_stored_and_read_back(tmp_path):
+    from auditor.store import Store
+
+    task, version = record_linreg(tmp_path, "reset")
+    behaviours = linear_behaviours(task, 3)
+    effects = attribute(version, tmp_path, task, behaviours, "aa")
+    check = verify_by_replay(version, tmp_path, task, behaviours, effects, stages=[2, 3])
+    with Store.open(tmp_path / "audit.duckdb") as store:
+        store.record_run("fidelity", {"estimator": "aa"},
+                         fidelity_checks=check.table(version.model, version.version))
+        rows = store.fidelity_checks(version.model, version.version, "aa").to_pylist()
+    assert len(rows) == 1 and rows[0]["passed"] == check.passed
+    assert rows[0]["config_hash"] == effects.config_hash and rows[0]["stages_checked"] == 2

@@ -80,3 +80,19 @@ def test_adam_kinds_modes_agree_and_are_deterministic(tmp_path, kind):
         assert np.allclose(first.effects[-1], truth[-1], rtol=1e-9)  # linear f: last stage exact
     best = attribute(version, tmp_path, task, behaviours, "aa-hessian").effects
     assert np.corrcoef(best.ravel(), truth.ravel())[0, 1] > 0.9
+
+
+def test_stationary_curvature_falls_back_to_aa_on_adam_and_runs_on_sgd(tmp_path):
+    task, version = record_linreg(tmp_path / "adam", "carry", optimizer_kind="adamw")
+    behaviours = linear_behaviours(task, 3)
+    aa = attribute(version, tmp_path / "adam", task, behaviours, "aa").effects
+    stationary = attribute(version, tmp_path / "adam", task, behaviours, "aa-stationary")
+    assert np.array_equal(stationary.effects, aa)
+    task, version = record_linreg(tmp_path / "sgd", "carry")
+    truth = attribute(version, tmp_path / "sgd", task, behaviours, "replay").effects
+    estimate = attribute(version, tmp_path / "sgd", task, behaviours, "aa-stationary", rank=4)
+    assert np.allclose(estimate.effects[-1], truth[-1], rtol=1e-9)
+    again = attribute(version, tmp_path / "sgd", task, behaviours, "aa-stationary", rank=4)
+    assert np.array_equal(again.effects, estimate.effects)
+    assert estimate.effects[:-1].std() > 0 and not np.allclose(
+        estimate.effects, attribute(version, tmp_path / "sgd", task, behaviours, "aa").effects)
