@@ -1,8 +1,6 @@
-"""``aa`` on the demo's versions: fast, and it names the planted stage."""
+"""``aa`` on the demo's versions names the planted stage (its speed is measured in bench/)."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -17,16 +15,13 @@ CASES = [(plans.digits_versions()[1], digits, "patch-shortcut-gap", "vendor-ft")
 
 @pytest.mark.parametrize("plan,scenario,behaviour,planted", CASES,
                          ids=["digits-v2", "toxicity-v2"])
-def test_aa_names_the_planted_stage_in_seconds(tmp_path, plan, scenario, behaviour, planted):
+def test_aa_names_the_planted_stage(tmp_path, plan, scenario, behaviour, planted):
     version = record_version(plan, tmp_path)
-    started = time.perf_counter()
     effects = attribute(version, tmp_path, scenario.task(), scenario.behaviours())
-    elapsed = time.perf_counter() - started
     assert effects.estimator == "aa"
     column = effects.behaviours.index(behaviour)
     assert effects.stages[int(np.argmax(effects.effects[:, column]))] == planted
     assert effects.share[effects.stages.index(planted), column] > 0.5
-    assert elapsed < 15.0  # ~0.05 s on an idle core; generous for a shared, loaded machine
 
 
 def test_data_level_scores_rank_the_spurious_examples_first(tmp_path):
