@@ -28,7 +28,7 @@ import torch
 from auditor.errors import LineageError
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import model_state, optimizer_state, save_tensors
-from auditor.lineage.io import read_lineage_json, write_lineage_json
+from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_json
 from auditor.lineage.models import (
     CheckpointRef,
     Convention,
@@ -41,8 +41,6 @@ from auditor.lineage.models import (
 )
 from auditor.lineage.replay import seed_step
 from auditor.lineage.steplog import StepLogger, optimizer_kind
-
-LINEAGE_FILE = "lineage.json"
 
 
 class Recorder:
