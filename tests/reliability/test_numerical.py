@@ -212,6 +212,9 @@ def test_nonfinite_behaviour_never_passes_the_gate(nan_audit, lenient, estimator
     code, verdict = gate(db, "tiny@v000", lenient, "--estimator", estimator,
                          "--allow-indeterminate")
     assert verdict["verdict"] == "INDETERMINATE" and code == 0  # let through only when asked
+    code, out, err = cli("gate", "--version", "tiny@v000", "--estimator", estimator,
+                         "--db", db, "--json")  # the shipped default policy
+    assert (code, json.loads(out)["verdict"]) == (1, "INDETERMINATE"), err
 
 
 def test_report_flags_the_nonfinite_cells(nan_audit, lenient):
@@ -230,6 +233,12 @@ def test_report_flags_the_nonfinite_cells(nan_audit, lenient):
         assert "a stage effect is NaN or infinite" in " ".join(shown.split())
     nan_lines = [line for line in text.splitlines() if "nan-loss" in line]
     assert not any("none adds harm" in line for line in nan_lines)
+    # The quarterly report (trend charts across versions) renders with the NaN totals too.
+    code, out, err = cli("report", "--period", "2026-Q4", "--out", work / "quarterly",
+                         "--db", db)
+    assert code == 0, err
+    html = unescape(re.sub(r"<[^>]+>", " ", next((work / "quarterly").glob("*.html")).read_text()))
+    assert "NaN (not a number)" in html
 
 
 # --- (c) non-finite scores written through the store API --------------------------------------
