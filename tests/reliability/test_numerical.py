@@ -199,6 +199,19 @@ def test_nonfinite_behaviour_is_stored_as_nan(nan_audit):
         assert len(by[key]) == 3 and all(math.isnan(e) for e in by[key]), (key, by[key])
 
 
+@pytest.mark.parametrize("estimator", ["replay", "aa-hessian", "aa-ggn", "tracin"])
+def test_every_other_estimator_stores_nan_too(nan_audit, tmp_path, estimator):
+    work, _ = nan_audit
+    db = tmp_path / "audit.duckdb"
+    add_version(load_lineage(work / "v000"), work / "v000", db=db)
+    code, _, err = cli("attribute", "--version", "tiny@v000", "--estimator", estimator,
+                       "--behaviours", "faultybehaviours:inf_behaviours", "--db", db)
+    assert code == 0, err
+    with Store.open(db, read_only=True) as store:
+        effects = store.scores(model="tiny").column("effect").to_pylist()
+    assert len(effects) == 3 and all(math.isnan(e) for e in effects), effects
+
+
 @pytest.mark.parametrize("estimator", ["naive", "aa"])
 def test_nonfinite_behaviour_never_passes_the_gate(nan_audit, lenient, estimator):
     _, db = nan_audit
