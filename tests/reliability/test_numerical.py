@@ -113,7 +113,7 @@ def _train(rec, task, model, opt, steps, poison_step=None, norms=None):
         opt.step()
 
 
-def test_recorder_refuses_a_diverged_checkpoint(tmp_path):
+def test_recorder_refuses_a_diverged_checkpoint(tmp_path, caplog):
     task = TinyTask()
     torch.manual_seed(0)
     model = task.build_model()
@@ -125,10 +125,13 @@ def test_recorder_refuses_a_diverged_checkpoint(tmp_path):
     recorded = sorted((tmp_path / "run" / "checkpoints").iterdir())
     norms: list[float] = []
     blowup = torch.optim.SGD(model.parameters(), lr=1e30)
-    with pytest.raises(LineageError, match=r"model weights hold NaN or Inf .*diverged"):
+    with pytest.raises(LineageError, match=r"stage 'blowup': .*model weights hold NaN or Inf "
+                                           r".*diverged"):
         with rec.stage("blowup", kind="fine-tune", optimizer=blowup):
             _train(rec, task, model, blowup, 4, poison_step=1, norms=norms)
     assert math.isfinite(norms[0]) and all(math.isnan(n) for n in norms[1:]), norms
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["stage 'blowup', step 4: the gradient norm is nan; training is diverging"]
     # Nothing of the diverged stage was recorded: same checkpoints, lineage of the good stage.
     assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == recorded
     assert [s.id for s in load_lineage(tmp_path / "run").stages] == ["pretrain"]
