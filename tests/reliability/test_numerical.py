@@ -181,10 +181,16 @@ def nan_audit(tmp_path_factory):
     runs = [("naive", "faultybehaviours:mixed_behaviours"),
             ("aa", "faultybehaviours:nan_behaviours"),
             ("aa", "faultybehaviours:inf_behaviours")]
+    outputs = []
     for estimator, behaviours in runs:
-        code, _, err = cli("attribute", "--version", "tiny@v000", "--estimator", estimator,
-                           "--behaviours", behaviours, "--db", db)
+        code, out, err = cli("attribute", "--version", "tiny@v000", "--estimator", estimator,
+                             "--behaviours", behaviours, "--db", db)
         assert code == 0, err
+        outputs.append(" ".join(out.split()))
+    # The summary flags the behaviour instead of blaming a stage for it.
+    assert "warning: NaN or infinite stage effects for nan-loss: a gate on them is " \
+           "INDETERMINATE" in outputs[0]
+    assert "nan-loss │ - │ - │ NaN" in outputs[0] and "inf-loss │ - │ - │ NaN" in outputs[2]
     return work, db
 
 
