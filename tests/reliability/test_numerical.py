@@ -138,12 +138,12 @@ def test_recorder_refuses_a_diverged_checkpoint(tmp_path, caplog):
     assert [s.id for s in rec.lineage.stages] == ["pretrain"]
 
 
-def _poisoned_folder(tmp_path) -> Path:
-    """A recorded version whose last checkpoint holds NaN (hash consistent: a diverged run that
-    an older recorder wrote down)."""
+def _poisoned_folder(tmp_path, value: float) -> Path:
+    """A recorded version whose last checkpoint holds ``value`` (NaN or Inf; hash consistent:
+    a diverged run that an older recorder wrote down)."""
     folder = tmp_path / "v000"
     version = record_tiny(folder, 0, steps=2)
-    weights = {name: torch.full((2, 2), math.nan) for name in ("0.weight", "0.bias")}
+    weights = {name: torch.full((2, 2), value) for name in ("0.weight", "0.bias")}
     bad = save_tensors(weights, folder / "checkpoints", folder, prefix="model")
     last = version.stages[-1].model_copy(update={"theta_end": bad})
     write_lineage_json(version.model_copy(update={"stages": [*version.stages[:-1], last]}),
@@ -151,8 +151,9 @@ def _poisoned_folder(tmp_path) -> Path:
     return folder
 
 
-def test_nan_checkpoint_is_refused_by_lineage_add_and_attribute(tmp_path, lenient):
-    folder = _poisoned_folder(tmp_path)
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_nonfinite_checkpoint_is_refused_by_lineage_add_and_attribute(tmp_path, lenient, value):
+    folder = _poisoned_folder(tmp_path, value)
     db = tmp_path / "audit.duckdb"
     code, _, err = cli("lineage", "add", folder, "--db", db)
     assert code == 2 and "holds NaN or Inf" in err and err.count("\n") == 1, err
