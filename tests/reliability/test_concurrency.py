@@ -194,7 +194,7 @@ def test_a_slow_audit_holds_the_store_until_it_finishes(store, tmp_path):
     db, _ = store
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    (hooks / "delay").write_text("5")
+    (hooks / "delay").write_text("8")
     spec = spec_dict(estimator="naive") | {"behaviours": {"tiny": "tinyaudit:other"}}
     (tmp_path / "audit.yaml").write_text(yaml.safe_dump(spec))
     audit = start_cli("audit", tmp_path / "audit.yaml", "--executor", "local", "--quiet",
