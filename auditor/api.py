@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auditor.errors import InputError
-from auditor.lineage.io import read_lineage_json, write_lineage_json
+from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_json
 from auditor.lineage.models import ModelVersion
-from auditor.lineage.recorder import LINEAGE_FILE
 
 
 def open_store(db: str | Path, *, read_only: bool = False, wait: float = 0.0):
@@ -55,14 +54,14 @@ def record_lineage(folder: str | Path, *, db: str | Path, wait: float = 0.0) -> 
     return version
 
 
-def load_version(source: str, *, db: str | Path) -> ModelVersion:
+def load_version(source: str, *, db: str | Path, wait: float = 0.0) -> ModelVersion:
     """A lineage from a file or folder path, else from the store by MODEL@VERSION."""
     path = Path(source)
     if path.is_dir():
         path = path / LINEAGE_FILE
     if path.is_file():
         return read_lineage_json(path)
-    with open_store(db, read_only=True) as store:
+    with open_store(db, read_only=True, wait=wait) as store:
         return store.get_version(source)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -79,6 +80,12 @@ def audit(
 MAX_TABLE_ROWS = 60
 
 
+def _effect_text(effect: float | None) -> str:
+    if effect is None:
+        return "-"
+    return f"{effect:+.4g}" if math.isfinite(effect) else "NaN"
+
+
 def _print_summary(summary, db: Path) -> None:
     table = Table(title="top-blamed stage per behaviour")
     for column in ("version", "estimator", "behaviour", "stage", "share", "effect"):
@@ -86,11 +93,16 @@ def _print_summary(summary, db: Path) -> None:
     for row in summary.blame[:MAX_TABLE_ROWS]:
         table.add_row(row.version, row.estimator, row.behaviour, row.stage_id or "-",
                       "-" if row.share is None else f"{row.share:.0%}",
-                      "-" if row.effect is None else f"{row.effect:+.4g}")
+                      _effect_text(row.effect))
     console.print(table)
     if len(summary.blame) > MAX_TABLE_ROWS:
         console.print(f"… {len(summary.blame) - MAX_TABLE_ROWS} more rows: see the store "
                       "(table stage_scores) or the report")
+    not_finite = sorted({row.behaviour for row in summary.blame
+                         if row.effect is not None and not math.isfinite(row.effect)})
+    if not_finite:
+        console.print(f"warning: NaN or infinite stage effects for {', '.join(not_finite)}: "
+                      "a gate on them is INDETERMINATE", markup=False, soft_wrap=True)
     console.print(f"items: {summary.planned} planned, {summary.skipped} already stored, "
                   f"{summary.done} done, {summary.failed} failed; audit run "
                   f"{summary.audit_run_id} in {db}")

@@ -46,9 +46,10 @@ def show(
     source: str = typer.Argument(..., help="MODEL@VERSION in the store, or a lineage.json / "
                                            "folder holding one."),
     db: Path = db_option(),
+    wait: float = wait_option(),
 ) -> None:
     """Print a version's stages, optimizers, checkpoints and datasets."""
-    version = api.load_version(source, db=db)
+    version = api.load_version(source, db=db, wait=wait)
     table = Table(title=f"{version.key} ({version.parameters or 0:,} parameters)")
     for column in ("#", "stage", "kind", "optimizer", "steps", "convention", "start → end",
                    "datasets"):
@@ -66,9 +67,10 @@ def export(
     source: str = typer.Argument(..., help="MODEL@VERSION in the store, or a lineage.json."),
     fmt: str = typer.Option("json", "--format", help="json (auditor lineage) or prov (W3C PROV-JSON)."),
     db: Path = db_option(),
+    wait: float = wait_option(),
 ) -> None:
     """Write a version's lineage to stdout as JSON or W3C PROV-JSON."""
-    version = api.load_version(source, db=db)
+    version = api.load_version(source, db=db, wait=wait)
     if fmt == "prov":
         from auditor.lineage.prov import to_prov_json
 

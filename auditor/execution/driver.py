@@ -3,6 +3,7 @@ transaction per item — then summarise the audit from the store."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +107,10 @@ def blame_rows(store: Store, items: list[WorkItem], runs: dict[str, str]) -> lis
 
 
 def _top(item: WorkItem, rows: list[dict[str, Any]]) -> Blame:
+    """The stage with the largest share of harm; effect NaN and no stage when an effect of the
+    behaviour is NaN or infinite (nothing can be blamed on numbers that are not numbers)."""
+    if any(r["effect"] is None or not math.isfinite(r["effect"]) for r in rows):
+        return Blame(item.key, item.estimator, rows[0]["behaviour"], None, None, math.nan)
     scored = [r for r in rows if r["share"] is not None and r["share"] == r["share"]]
     if not scored:
         return Blame(item.key, item.estimator, rows[0]["behaviour"], None, None, None)

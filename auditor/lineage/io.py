@@ -9,6 +9,8 @@ from auditor.errors import LineageError
 from auditor.lineage.models import ModelVersion
 from auditor.yamlio import read_document, validate
 
+LINEAGE_FILE = "lineage.json"  # a Recorder's folder holds it beside checkpoints/
+
 
 def read_lineage_json(path: str | Path) -> ModelVersion:
     data, lines = read_document(path, LineageError)

@@ -18,6 +18,8 @@ were used by that step, whatever scheduler set them.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -28,7 +30,7 @@ import torch
 from auditor.errors import LineageError
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import model_state, optimizer_state, save_tensors
-from auditor.lineage.io import read_lineage_json, write_lineage_json
+from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_json
 from auditor.lineage.models import (
     CheckpointRef,
     Convention,
@@ -42,7 +44,7 @@ from auditor.lineage.models import (
 from auditor.lineage.replay import seed_step
 from auditor.lineage.steplog import StepLogger, optimizer_kind
 
-LINEAGE_FILE = "lineage.json"
+log = logging.getLogger(__name__)
 
 
 class Recorder:
@@ -95,6 +97,10 @@ class Recorder:
         active = self._require_active("clip_grad_norm_")
         norm = torch.nn.utils.clip_grad_norm_(list(self.model.parameters()), max_norm)
         active.logger.clipped(float(max_norm), float(norm))
+        if not math.isfinite(norm) and not active.diverging:
+            active.diverging = True
+            log.warning("stage %r, step %d: the gradient norm is %s; training is diverging",
+                        active.id, self._global_step, float(norm))
         return float(norm)
 
     @property
@@ -111,13 +117,13 @@ class Recorder:
         convention = convention or ("carry" if carried else "reset")
         if convention == "reset" and carried:
             raise LineageError(f"stage {stage_id!r}: convention reset, but the optimizer has state")
-        opt_start = self._save_optimizer(optimizer) if convention == "carry" else None
+        opt_start = self._save_optimizer(optimizer, stage_id) if convention == "carry" else None
         logger = StepLogger(optimizer, self.model)
         handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step())
         return _ActiveStage(
             id=stage_id, kind=kind, optimizer=optimizer, datasets=datasets,
             convention=convention, notes=notes, logger=logger, handle=handle,
-            theta_start=self._save_model(), optimizer_start=opt_start,
+            theta_start=self._save_model(stage_id), optimizer_start=opt_start, diverging=False,
             started_at=datetime.now(timezone.utc))
 
     def _after_step(self) -> None:
@@ -134,9 +140,9 @@ class Recorder:
         stage = Stage(
             id=active.id, kind=active.kind, convention=active.convention,
             started_at=active.started_at, ended_at=datetime.now(timezone.utc),
-            theta_start=active.theta_start, theta_end=self._save_model(),
+            theta_start=active.theta_start, theta_end=self._save_model(active.id),
             optimizer_start=active.optimizer_start,
-            optimizer_end=self._save_optimizer(active.optimizer),
+            optimizer_end=self._save_optimizer(active.optimizer, active.id),
             optimizer=log, datasets=active.datasets,
             batch_ids=active.logger.batch_ids, rng_seeds=active.logger.seeds,
             code_commit=self._code_commit, notes=active.notes,
@@ -144,12 +150,12 @@ class Recorder:
         self._stages.append(stage)
         self._write()
 
-    def _save_model(self) -> CheckpointRef:
-        state = _finite_state(model_state(self.model), "model weights")
+    def _save_model(self, stage_id: str) -> CheckpointRef:
+        state = _finite_state(model_state(self.model), stage_id, "model weights")
         return save_tensors(state, self.out_dir / "checkpoints", self.out_dir, prefix="model")
 
-    def _save_optimizer(self, optimizer: torch.optim.Optimizer) -> CheckpointRef:
-        state = _finite_state(optimizer_state(optimizer, self.model), "optimizer state")
+    def _save_optimizer(self, optimizer: torch.optim.Optimizer, stage_id: str) -> CheckpointRef:
+        state = _finite_state(optimizer_state(optimizer, self.model), stage_id, "optimizer state")
         return save_tensors(state, self.out_dir / "checkpoints", self.out_dir, prefix="optim")
 
     def _write(self) -> None:
@@ -166,12 +172,14 @@ class _ActiveStage:
         self.__dict__.update(fields)
 
 
-def _finite_state(tensors: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+def _finite_state(tensors: dict[str, torch.Tensor], stage_id: str,
+                  what: str) -> dict[str, torch.Tensor]:
     """``tensors``, after refusing a checkpoint that holds NaN or Inf (a diverged run)."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise LineageError(
-                f"refusing to record a checkpoint: the {what} hold NaN or Inf in {name!r} "
+                f"stage {stage_id!r}: refusing to record a checkpoint: the {what} hold NaN "
+                f"or Inf in {name!r} "
                 "(training diverged; lower the learning rate or clip gradients)")
     return tensors
 

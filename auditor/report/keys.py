@@ -61,7 +61,10 @@ def _encryption(passphrase: bytes | None):
 
 
 def _write_private(path: Path, data: bytes) -> None:
+    """Write an owner-only file; one being replaced (--force) is made owner-only first, as
+    ``os.open``'s mode applies only to a file it creates."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -14,6 +15,7 @@ from auditor.errors import StoreError, StoreLockedError
 _LOCK = re.compile(r"Could not set lock on file .*Conflicting lock is held in (?P<program>.*?)"
                    r" \(PID (?P<pid>\d+)\)", re.S)
 _RETRY_EVERY_S = 0.1
+log = logging.getLogger(__name__)
 # file -> how many read-only Stores this process has open on it; -1: a writer
 _held_here: dict[Path, int] = {}
 
@@ -43,6 +45,7 @@ def connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConne
     if read_only and not path.exists():
         raise StoreError(f"no store at {path} (nothing has been written to it yet)")
     deadline = time.monotonic() + max(wait, 0.0)
+    told = False
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
@@ -50,6 +53,9 @@ def connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConne
             error = translate_open_error(path, exc, wait)
             if not isinstance(error, StoreLockedError) or time.monotonic() >= deadline:
                 raise error from exc
+            if not told:  # shown with --verbose: why the command seems to hang
+                log.info("%s is held by another process; waiting up to %g s", path, wait)
+                told = True
         time.sleep(_RETRY_EVERY_S)
 
 

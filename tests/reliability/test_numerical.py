@@ -113,7 +113,7 @@ def _train(rec, task, model, opt, steps, poison_step=None, norms=None):
         opt.step()
 
 
-def test_recorder_refuses_a_diverged_checkpoint(tmp_path):
+def test_recorder_refuses_a_diverged_checkpoint(tmp_path, caplog):
     task = TinyTask()
     torch.manual_seed(0)
     model = task.build_model()
@@ -125,22 +125,25 @@ def test_recorder_refuses_a_diverged_checkpoint(tmp_path):
     recorded = sorted((tmp_path / "run" / "checkpoints").iterdir())
     norms: list[float] = []
     blowup = torch.optim.SGD(model.parameters(), lr=1e30)
-    with pytest.raises(LineageError, match=r"model weights hold NaN or Inf .*diverged"):
+    with pytest.raises(LineageError, match=r"stage 'blowup': .*model weights hold NaN or Inf "
+                                           r".*diverged"):
         with rec.stage("blowup", kind="fine-tune", optimizer=blowup):
             _train(rec, task, model, blowup, 4, poison_step=1, norms=norms)
     assert math.isfinite(norms[0]) and all(math.isnan(n) for n in norms[1:]), norms
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["stage 'blowup', step 4: the gradient norm is nan; training is diverging"]
     # Nothing of the diverged stage was recorded: same checkpoints, lineage of the good stage.
     assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == recorded
     assert [s.id for s in load_lineage(tmp_path / "run").stages] == ["pretrain"]
     assert [s.id for s in rec.lineage.stages] == ["pretrain"]
 
 
-def _poisoned_folder(tmp_path) -> Path:
-    """A recorded version whose last checkpoint holds NaN (hash consistent: a diverged run that
-    an older recorder wrote down)."""
+def _poisoned_folder(tmp_path, value: float) -> Path:
+    """A recorded version whose last checkpoint holds ``value`` (NaN or Inf; hash consistent:
+    a diverged run that an older recorder wrote down)."""
     folder = tmp_path / "v000"
     version = record_tiny(folder, 0, steps=2)
-    weights = {name: torch.full((2, 2), math.nan) for name in ("0.weight", "0.bias")}
+    weights = {name: torch.full((2, 2), value) for name in ("0.weight", "0.bias")}
     bad = save_tensors(weights, folder / "checkpoints", folder, prefix="model")
     last = version.stages[-1].model_copy(update={"theta_end": bad})
     write_lineage_json(version.model_copy(update={"stages": [*version.stages[:-1], last]}),
@@ -148,8 +151,9 @@ def _poisoned_folder(tmp_path) -> Path:
     return folder
 
 
-def test_nan_checkpoint_is_refused_by_lineage_add_and_attribute(tmp_path, lenient):
-    folder = _poisoned_folder(tmp_path)
+@pytest.mark.parametrize("value", [math.nan, -math.inf])
+def test_nonfinite_checkpoint_is_refused_by_lineage_add_and_attribute(tmp_path, lenient, value):
+    folder = _poisoned_folder(tmp_path, value)
     db = tmp_path / "audit.duckdb"
     code, _, err = cli("lineage", "add", folder, "--db", db)
     assert code == 2 and "holds NaN or Inf" in err and err.count("\n") == 1, err
@@ -178,10 +182,16 @@ def nan_audit(tmp_path_factory):
     runs = [("naive", "faultybehaviours:mixed_behaviours"),
             ("aa", "faultybehaviours:nan_behaviours"),
             ("aa", "faultybehaviours:inf_behaviours")]
+    outputs = []
     for estimator, behaviours in runs:
-        code, _, err = cli("attribute", "--version", "tiny@v000", "--estimator", estimator,
-                           "--behaviours", behaviours, "--db", db)
+        code, out, err = cli("attribute", "--version", "tiny@v000", "--estimator", estimator,
+                             "--behaviours", behaviours, "--db", db)
         assert code == 0, err
+        outputs.append(" ".join(out.split()))
+    # The summary flags the behaviour instead of blaming a stage for it.
+    assert "warning: NaN or infinite stage effects for nan-loss: a gate on them is " \
+           "INDETERMINATE" in outputs[0]
+    assert "nan-loss │ - │ - │ NaN" in outputs[0] and "inf-loss │ - │ - │ NaN" in outputs[2]
     return work, db
 
 
@@ -199,6 +209,19 @@ def test_nonfinite_behaviour_is_stored_as_nan(nan_audit):
         assert len(by[key]) == 3 and all(math.isnan(e) for e in by[key]), (key, by[key])
 
 
+@pytest.mark.parametrize("estimator", ["replay", "aa-hessian", "aa-ggn", "tracin"])
+def test_every_other_estimator_stores_nan_too(nan_audit, tmp_path, estimator):
+    work, _ = nan_audit
+    db = tmp_path / "audit.duckdb"
+    add_version(load_lineage(work / "v000"), work / "v000", db=db)
+    code, _, err = cli("attribute", "--version", "tiny@v000", "--estimator", estimator,
+                       "--behaviours", "faultybehaviours:inf_behaviours", "--db", db)
+    assert code == 0, err
+    with Store.open(db, read_only=True) as store:
+        effects = store.scores(model="tiny").column("effect").to_pylist()
+    assert len(effects) == 3 and all(math.isnan(e) for e in effects), effects
+
+
 @pytest.mark.parametrize("estimator", ["naive", "aa"])
 def test_nonfinite_behaviour_never_passes_the_gate(nan_audit, lenient, estimator):
     _, db = nan_audit
@@ -212,6 +235,9 @@ def test_nonfinite_behaviour_never_passes_the_gate(nan_audit, lenient, estimator
     code, verdict = gate(db, "tiny@v000", lenient, "--estimator", estimator,
                          "--allow-indeterminate")
     assert verdict["verdict"] == "INDETERMINATE" and code == 0  # let through only when asked
+    code, out, err = cli("gate", "--version", "tiny@v000", "--estimator", estimator,
+                         "--db", db, "--json")  # the shipped default policy
+    assert (code, json.loads(out)["verdict"]) == (1, "INDETERMINATE"), err
 
 
 def test_report_flags_the_nonfinite_cells(nan_audit, lenient):
@@ -230,6 +256,12 @@ def test_report_flags_the_nonfinite_cells(nan_audit, lenient):
         assert "a stage effect is NaN or infinite" in " ".join(shown.split())
     nan_lines = [line for line in text.splitlines() if "nan-loss" in line]
     assert not any("none adds harm" in line for line in nan_lines)
+    # The quarterly report (trend charts across versions) renders with the NaN totals too.
+    code, out, err = cli("report", "--period", "2026-Q4", "--out", work / "quarterly",
+                         "--db", db)
+    assert code == 0, err
+    html = unescape(re.sub(r"<[^>]+>", " ", next((work / "quarterly").glob("*.html")).read_text()))
+    assert "NaN (not a number)" in html
 
 
 # --- (c) non-finite scores written through the store API --------------------------------------
