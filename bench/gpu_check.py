@@ -50,23 +50,29 @@ def compare(version, root, name: str) -> float:
     return relative
 
 
-def ray_check() -> None:
+def ray_check(version, root) -> None:
+    """One Ray task with num_gpus=1: what it sees, and ``aa`` run with the worker's settings."""
     import ray
 
     from auditor.execution.worker import with_granted_device
 
     @ray.remote(num_cpus=1, num_gpus=1)
-    def probe():
-        return torch.cuda.is_available(), ray.get_gpu_ids(), with_granted_device({})
+    def probe(version, root):
+        settings = with_granted_device({})
+        effects = attribute(version, root, digits.task(), digits.behaviours(), "aa", **settings)
+        return torch.cuda.is_available(), ray.get_gpu_ids(), settings, effects.effects
 
+    repo = str(Path(__file__).resolve().parent.parent)
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
-             object_store_memory=200 * 1024 * 1024)
+             object_store_memory=200 * 1024 * 1024,
+             runtime_env={"env_vars": {"PYTHONPATH": repo}})
     try:
-        available, ids, settings = ray.get(probe.remote(), timeout=300)
+        available, ids, settings, effects = ray.get(probe.remote(version, root), timeout=300)
     finally:
         ray.shutdown()
+    on_cpu, _ = timed_effects(version, root, "aa", "cpu")
     print(f"ray task num_gpus=1: torch.cuda.is_available()={available} gpu_ids={ids} "
-          f"worker settings={settings}")
+          f"worker settings={settings} aa max|cpu−ray| {np.abs(effects - on_cpu).max():.3e}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         version = record_version(plan, folder)
         worst = max(compare(version, folder, name) for name in args.estimators)
-    if not args.no_ray:
-        ray_check()
+        if not args.no_ray:
+            ray_check(version, folder)
     ok = worst <= args.tolerance
     print(f"{'OK' if ok else 'FAIL'}: largest relative difference {worst:.1e} "
           f"(tolerance {args.tolerance:.0e})")
