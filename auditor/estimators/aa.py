@@ -26,6 +26,7 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import embeddings_from_flat, settings_hash
+from auditor.estimators.device import check_device, resolve_device
 from auditor.estimators.dynamics import (
     StageCoefficients,
     adam_preconditioner,
@@ -48,8 +49,9 @@ class AAEstimator:
     name: ClassVar[str] = "aa"
     version: ClassVar[str] = "1"
 
-    def __init__(self, plugin: bool = False):
+    def __init__(self, plugin: bool = False, device: str = "auto"):
         self.plugin = bool(plugin)
+        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
 
     @property
     def config_hash(self) -> str:
@@ -59,6 +61,7 @@ class AAEstimator:
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
+        resolve_device(self.device)  # checked here; the H = 0 maps run on CPU float64
         layout = ParamLayout.of(task.build_model())
         flats = stage_embeddings_h0(version, root, layout)
         return embeddings_from_flat(self, version, layout, flats, started)

@@ -27,6 +27,7 @@ from auditor.estimators.adamexact import propagate_forward_adam
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
 from auditor.estimators.curvature import hessian_operator
+from auditor.estimators.device import check_device, task_on
 from auditor.estimators.gradients import behaviour_gradient, score_by_gradients
 from auditor.estimators.layout import ParamLayout, stage_displacements
 from auditor.estimators.plugin import score_by_plugin
@@ -55,7 +56,7 @@ class UnrolledEstimator:
     reduction: ClassVar[str] = "mean"
 
     def __init__(self, mode: Mode = "auto", queries: int | None = None, plugin: bool = False,
-                 adam: AdamForm = "jacobian+shift"):
+                 adam: AdamForm = "jacobian+shift", device: str = "auto"):
         if mode not in ("auto", "forward", "reverse"):
             raise EstimatorError(f"{self.name}: mode must be auto, forward or reverse, not {mode!r}")
         if plugin and mode == "reverse":
@@ -66,6 +67,7 @@ class UnrolledEstimator:
         self.queries = queries
         self.plugin = bool(plugin)
         self.adam = adam
+        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
 
     @property
     def config_hash(self) -> str:  # the mode changes cost, not the numbers
@@ -88,6 +90,7 @@ class UnrolledEstimator:
         return "reverse" if few else "forward"
 
     def problem(self, version: ModelVersion, root: str | Path, task: TrainingTask) -> Problem:
+        task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
         return Problem(version, Path(root), task, layout, all_coefficients(version, root, layout),
                        stage_displacements(version, root, layout), type(self).operator,

@@ -15,6 +15,7 @@ import torch
 
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import StageEffects, StageEmbeddings
+from auditor.estimators.device import check_device, resolve_device
 from auditor.estimators.gradients import score_by_gradients
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import load_tensors
@@ -26,6 +27,9 @@ class NaiveEstimator:
     name: ClassVar[str] = "naive"
     version: ClassVar[str] = "1"
 
+    def __init__(self, device: str = "auto"):
+        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
+
     @property
     def config_hash(self) -> str:
         return config_hash({"estimator": self.name, "version": self.version})
@@ -33,6 +37,7 @@ class NaiveEstimator:
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
+        resolve_device(self.device)  # checked here; the differences are CPU float64
         vectors = []
         for stage in version.stages:
             start = load_tensors(stage.theta_start, root)

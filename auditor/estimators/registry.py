@@ -9,6 +9,7 @@ from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
 from auditor.estimators.aa import AAEstimator
 from auditor.estimators.base import Estimator, StageEffects
+from auditor.estimators.device import task_on
 from auditor.estimators.ggn import GGNEstimator
 from auditor.estimators.hessian import HessianEstimator
 from auditor.estimators.naive import NaiveEstimator
@@ -50,4 +51,5 @@ def attribute(version: ModelVersion, root: str | Path, task: TrainingTask,
     if hasattr(chosen, "plan_for"):
         chosen.plan_for(len(behaviours))
     embeddings = chosen.prepare(version, root, task)
-    return chosen.score(embeddings, behaviours, final_model(version, root, task))
+    device_task = task_on(task, getattr(chosen, "device", "cpu"))
+    return chosen.score(embeddings, behaviours, final_model(version, root, device_task))

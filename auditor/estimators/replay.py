@@ -19,6 +19,7 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
+from auditor.estimators.device import check_device, task_on
 from auditor.estimators.layout import ParamLayout, load_flat
 from auditor.estimators.plugin import evaluate
 from auditor.lineage.counterfactual import load_model, run_without_stage
@@ -38,8 +39,9 @@ class ReplayEstimator:
     name: ClassVar[str] = "replay"
     version: ClassVar[str] = "1"
 
-    def __init__(self, stages: Sequence[int] | None = None):
+    def __init__(self, stages: Sequence[int] | None = None, device: str = "cpu"):
         self.stages = None if stages is None else sorted(set(stages))
+        self.device = check_device(device)  # CPU by default: only CPU replay is bitwise
 
     @property
     def config_hash(self) -> str:
@@ -49,6 +51,7 @@ class ReplayEstimator:
                 task: TrainingTask) -> StageEmbeddings:
         """e_k = θ_T − θ_T^{(−k)} (zeros for stages not replayed), plus the models themselves."""
         started = time.perf_counter()
+        task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
         final = load_flat(layout, version.stages[-1].theta_end, root)
         chosen = self.stages if self.stages is not None else range(len(version.stages))

@@ -26,6 +26,7 @@ from auditor.estimators.aa import H0Propagator
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import embeddings_from_flat, settings_hash
 from auditor.estimators.curvature import LossModule, hessian_operator
+from auditor.estimators.device import check_device, task_on
 from auditor.estimators.dynamics import StageCoefficients
 from auditor.estimators.gradients import score_by_gradients
 from auditor.estimators.layout import ParamLayout, stage_displacements
@@ -39,8 +40,9 @@ class StationaryEstimator:
     name: ClassVar[str] = "aa-stationary"
     version: ClassVar[str] = "1"
 
-    def __init__(self, rank: int = 32, batches: int = 4):
+    def __init__(self, rank: int = 32, batches: int = 4, device: str = "auto"):
         self.rank, self.batches = int(rank), int(batches)
+        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
 
     @property
     def config_hash(self) -> str:
@@ -50,6 +52,7 @@ class StationaryEstimator:
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
+        task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
         coefficients = all_coefficients(version, root, layout)
         disp = stage_displacements(version, root, layout)

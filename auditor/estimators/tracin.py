@@ -19,6 +19,7 @@ from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
+from auditor.estimators.device import check_device, task_on
 from auditor.estimators.gradients import behaviour_gradient
 from auditor.estimators.layout import ParamLayout
 from auditor.estimators.trajectory import FactualStep, params_of, walk
@@ -30,10 +31,11 @@ class TracInEstimator:
     name: ClassVar[str] = "tracin"
     version: ClassVar[str] = "1"
 
-    def __init__(self, checkpoints: int = 2):
+    def __init__(self, checkpoints: int = 2, device: str = "auto"):
         if checkpoints < 1:
             raise EstimatorError("tracin: checkpoints per stage must be ≥ 1")
         self.checkpoints = checkpoints
+        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
 
     @property
     def config_hash(self) -> str:
@@ -43,6 +45,7 @@ class TracInEstimator:
                 task: TrainingTask) -> StageEmbeddings:
         """Per stage: segment start points θ_c and segment sums v_c = −Σ η_t ν_t g_t."""
         started = time.perf_counter()
+        task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
         segments: list[list[tuple[dict, torch.Tensor]]] = [[] for _ in version.stages]
         cuts = [_cuts(stage.steps, self.checkpoints) for stage in version.stages]

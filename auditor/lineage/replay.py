@@ -4,7 +4,8 @@
 sets each step's logged hyperparameters, seeds torch with the logged per-step seed, fetches the
 logged batch from the task, and applies the same clipping. On CPU the result is bitwise equal to
 the recorded end checkpoint; this is what the exact ``replay`` estimator and the curvature-aware
-estimators (which need the factual trajectory θ_t) stand on.
+estimators (which need the factual trajectory θ_t) stand on. It runs wherever ``model`` and
+``task`` put it: CPU unless an estimator was given a CUDA ``device`` (CUDA replay is not bitwise).
 """
 
 from __future__ import annotations
