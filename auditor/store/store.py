@@ -22,7 +22,7 @@ from auditor.errors import StoreError
 from auditor.store import records, runs, versions
 from auditor.store.arrow_io import insert_arrow
 from auditor.store.connect import claim, connect, release
-from auditor.store.digests import Digest
+from auditor.store.digests import Digest, forget_columns
 from auditor.store.events import Event, append_event, head, read_events
 from auditor.store.migrations import apply_migrations, pending_migrations
 from auditor.store.schema import MIGRATIONS, Migration
@@ -79,6 +79,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
     def close(self) -> None:
         if self._open:
             self._open = False
+            forget_columns(self.conn)
             self.conn.close()
             release(self.path, self.read_only)
 
