@@ -36,11 +36,14 @@ def embeddings_from_flat(estimator, version: ModelVersion, layout: ParamLayout,
 
 
 def effects_record(embeddings: StageEmbeddings, behaviours, model: torch.nn.Module,
-                   effects, started: float):
-    """A StageEffects for ``effects`` (K × Q) with the metrics measured at ``model``."""
+                   effects, started: float, metric_values: tuple[float, ...] | None = None):
+    """A StageEffects for ``effects`` (K × Q) with the metrics measured at ``model`` (unless
+    the caller measured them already)."""
     from auditor.estimators.base import StageEffects
 
     model.eval()
+    if metric_values is None:
+        metric_values = tuple(b.measure(model) for b in behaviours)
     return StageEffects(
         model=embeddings.model, version=embeddings.version, stages=embeddings.stages,
         stage_kinds=embeddings.stage_kinds, behaviours=tuple(b.name for b in behaviours),
@@ -48,4 +51,4 @@ def effects_record(embeddings: StageEmbeddings, behaviours, model: torch.nn.Modu
         estimator=embeddings.estimator, estimator_version=embeddings.estimator_version,
         convention=embeddings.convention, config_hash=embeddings.config_hash,
         runtime_s=embeddings.runtime_s + time.perf_counter() - started,
-        metric_values=tuple(b.measure(model) for b in behaviours))
+        metric_values=metric_values)

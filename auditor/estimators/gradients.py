@@ -10,6 +10,7 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
+from auditor.estimators.common import effects_record
 
 
 def behaviour_gradient(model: torch.nn.Module, behaviour: Behaviour) -> Vector:
@@ -82,11 +83,4 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
             block = buffer[:rows].to("cpu")
             effects[:, q - rows + 1:q + 1] = (matrix @ block.T).double().numpy()
         metrics.append(value.item() if behaviour.metric is None else behaviour.measure(model))
-    return StageEffects(
-        model=embeddings.model, version=embeddings.version, stages=embeddings.stages,
-        stage_kinds=embeddings.stage_kinds, behaviours=tuple(b.name for b in behaviours),
-        directions=tuple(b.direction for b in behaviours), effects=effects,
-        estimator=embeddings.estimator, estimator_version=embeddings.estimator_version,
-        convention=embeddings.convention, config_hash=embeddings.config_hash,
-        runtime_s=embeddings.runtime_s + time.perf_counter() - started,
-        metric_values=tuple(metrics))
+    return effects_record(embeddings, behaviours, model, effects, started, tuple(metrics))
