@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shlex
 from pathlib import Path
@@ -54,4 +53,5 @@ def test_every_tutorial_command_runs_as_documented(tmp_path, monkeypatch):
             continue
         status, output = run_auditor(code)
         assert status == expected, f"{code!r} exited {status}, the tutorial says {expected}:\n{output}"
-    assert os.listdir(tmp_path)
+    assert (tmp_path / "reports" / "report-release-gate-digits-v2.pdf").is_file()
+    assert (tmp_path / "gate-v2.xml").read_text().count("<failure") >= 1
