@@ -7,9 +7,11 @@ import itertools
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor.errors import StoreError
-from auditor.store.digests import Digest, digests_by_subject, table_columns
+from auditor.store.digests import Digest, rows_digest, table_columns
+from auditor.store.schema import SUBJECT_COLUMNS
 
 _names = (f"_auditor_incoming_{n}" for n in itertools.count())
 
@@ -33,36 +35,42 @@ def insert_arrow(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table,
                  subject: str) -> Digest:
     """Insert ``data`` into ``table``; every row must belong to ``subject``; returns their digest.
 
-    Columns are matched by name and cast to the table's types in SQL, so the digest is computed
-    over exactly the values stored.
+    Columns are matched by name and cast to the table's types by DuckDB, and the digest is taken
+    of the cast rows, which are then inserted as they are: it covers exactly the values stored.
     """
     columns = table_columns(conn, table)
     check_columns(table, [name for name, _ in columns], data.column_names)
-    view = next(_names)
-    conn.register(view, data)
     try:
-        select = _cast_select(view, columns)
-        digest = _single_subject_digest(conn, table, select, subject)
+        with _registered(conn, data) as view:
+            stored = conn.sql(_cast_select(view, columns)).to_arrow_table()
+        _check_subject(table, stored, subject)
+        subject_columns = SUBJECT_COLUMNS[table]
+        digest = rows_digest(stored.drop_columns(list(subject_columns)))
         if digest.rows:
-            conn.execute(f'INSERT INTO "{table}" {select}')
+            with _registered(conn, stored) as view:
+                conn.execute(f'INSERT INTO "{table}" SELECT * FROM {view}')
         return digest
     except duckdb.Error as exc:
         raise StoreError(f"cannot insert rows into {table}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _registered(conn: duckdb.DuckDBPyConnection, data: pa.Table):
+    view = next(_names)
+    conn.register(view, data)
+    try:
+        yield view
     finally:
-        _unregister(conn, view)
+        # in an aborted transaction the rollback drops the view instead
+        with contextlib.suppress(duckdb.Error):
+            conn.unregister(view)
 
 
-def _unregister(conn: duckdb.DuckDBPyConnection, view: str) -> None:
-    """Drop the Arrow view; in an aborted transaction the rollback drops it instead."""
-    with contextlib.suppress(duckdb.Error):
-        conn.unregister(view)
-
-
-def _single_subject_digest(conn: duckdb.DuckDBPyConnection, table: str, select: str,
-                           subject: str) -> Digest:
-    digests = digests_by_subject(conn, table, select)
-    strangers = sorted(str(s) for s in digests if s != subject)
+def _check_subject(table: str, rows: pa.Table, subject: str) -> None:
+    """Refuse rows of another subject than the write's (they would escape its digest)."""
+    parts = [rows.column(name) for name in SUBJECT_COLUMNS[table]]
+    names = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "@")
+    strangers = sorted(str(s) for s in pc.unique(names).to_pylist() if s != subject)
     if strangers:
         raise StoreError(f"rows for {table} of {subject!r} also hold rows of "
                          f"{', '.join(strangers[:3])}")
-    return digests.get(subject, Digest.empty())

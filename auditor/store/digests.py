@@ -1,45 +1,47 @@
-"""Order-independent digests of table rows, computed in DuckDB SQL.
+"""Digests of table rows in the order they were written.
 
-A row's text is its columns (less the subject columns, which group the rows) in table order, each
-cast to VARCHAR (DOUBLE/FLOAT as the hex of their IEEE bits), NULL as ``chr(0)``, joined by
-``chr(31)``; its hash is sha256 of that text. The digest of a set of rows is the row count plus
-four lane sums, each lane a 60-bit slice of the row hashes (an additive multiset hash). Digests of
-two batches add up to the digest of their union, so the log can record one digest per insert and
-``verify`` can compare the sum with a digest recomputed from the table.
+The rows one write adds to a subject (a run, a model version…) digest to ``"<rows>:<sha256>"``:
+sha256 over the row count and, column by column in table order (less the subject columns, which
+group the rows), the null mask and the values as Arrow lays them out: fixed-width values as
+their little-endian bytes (nulls as zeros, DOUBLE as its IEEE-754 bits), strings as their lengths
+then their bytes, lists as their lengths then their items. The bytes come from Arrow buffers, so
+a million score rows hash in about a tenth of a second, and the digest is a plain sha256 of the
+values stored. A subject's rows are read back in ``rowid`` order (the order they were appended),
+so the rows of each logged write are a contiguous segment that ``verify`` re-hashes.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from auditor.errors import StoreError
 from auditor.store.schema import SUBJECT_COLUMNS, subject_sql
 
-_LANES = 4
-_LANE_HEX = 15
+_BATCH_ROWS = 1 << 17
 
 
 @dataclass(frozen=True)
 class Digest:
     rows: int
-    lanes: tuple[int, ...]
-
-    @classmethod
-    def empty(cls) -> Digest:
-        return cls(0, (0,) * _LANES)
+    sha256: str
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        rows, *lanes = (int(part) for part in text.split(":"))
-        return cls(rows, tuple(lanes))
-
-    def __add__(self, other: Digest) -> Digest:
-        return Digest(self.rows + other.rows,
-                      tuple(a + b for a, b in zip(self.lanes, other.lanes)))
+        rows, sha = text.split(":")
+        if len(sha) != 64 or int(rows) < 0:
+            raise ValueError(f"not a row digest: {text!r}")
+        int(sha, 16)
+        return cls(int(rows), sha)
 
     def __str__(self) -> str:
-        return ":".join(str(n) for n in (self.rows, *self.lanes))
+        return f"{self.rows}:{self.sha256}"
 
 
 # A table's columns never change once created (a schema change is a new table or migration that
@@ -67,41 +69,96 @@ def forget_columns(conn: duckdb.DuckDBPyConnection) -> None:
         del _COLUMNS[key]
 
 
-def _column_text(name: str, kind: str) -> str:
-    if kind in ("DOUBLE", "FLOAT"):  # the IEEE bits, not a formatting of them
-        return f'hex(CAST(CAST("{name}" AS BIT) AS BLOB))'
-    return f'CAST("{name}" AS VARCHAR)'
+def digested_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [name for name, _ in table_columns(conn, table)
+            if name not in SUBJECT_COLUMNS[table]]
 
 
-def row_text_sql(columns: list[tuple[str, str]]) -> str:
-    parts = ", ".join(f"coalesce({_column_text(name, kind)}, chr(0))" for name, kind in columns)
-    return f"concat_ws(chr(31), {parts})"
+def rows_digest(rows: pa.Table) -> Digest:
+    """Digest of ``rows`` (already without subject columns), in their order."""
+    h = hashlib.sha256(rows.num_rows.to_bytes(8, "little"))
+    for column in rows.itercolumns():
+        _feed(h, column.combine_chunks() if column.num_chunks != 1 else column.chunk(0))
+    return Digest(rows.num_rows, h.hexdigest())
 
 
-def grouped_digest_sql(source_sql: str, columns: list[tuple[str, str]], subject: str) -> str:
-    """SQL giving (subject, rows, lane sums…) over the rows of ``source_sql``."""
-    lanes = ", ".join(f"sum(('0x' || substr(h, {1 + _LANE_HEX * i}, {_LANE_HEX}))::BIGINT)"
-                      for i in range(_LANES))
-    return (f"SELECT subject, count(*), {lanes} FROM ("
-            f"SELECT {subject} AS subject, sha256({row_text_sql(columns)}) AS h "
-            f"FROM ({source_sql})) GROUP BY subject")
+def _feed(h, array: pa.Array) -> None:
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return _feed(h, array.dictionary_decode())
+    if pa.types.is_string_view(kind) or pa.types.is_binary_view(kind):
+        return _feed(h, array.cast(pa.large_binary()))
+    h.update(np.packbits(array.is_null().to_numpy(zero_copy_only=False)).tobytes())
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        return _feed_bytes(h, array, np.int32)
+    if pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        return _feed_bytes(h, array, np.int64)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        h.update(pc.fill_null(pc.list_value_length(array), 0).to_numpy().astype(np.int64)
+                 .tobytes())
+        return _feed(h, array.flatten())
+    if pa.types.is_boolean(kind):
+        return h.update(pc.fill_null(array, False).to_numpy(zero_copy_only=False).tobytes())
+    if kind.bit_width % 8 == 0 and not pa.types.is_nested(kind):
+        return _feed_fixed(h, array, kind.bit_width // 8)
+    raise StoreError(f"cannot digest a column of type {kind}")
 
 
-def digests_by_subject(conn: duckdb.DuckDBPyConnection, table: str, source_sql: str,
-                       params: list | None = None) -> dict[str, Digest]:
-    """Digest of each subject's rows among ``source_sql`` (rows shaped like ``table``)."""
-    columns = [(name, kind) for name, kind in table_columns(conn, table)
-               if name not in SUBJECT_COLUMNS[table]]
-    sql = grouped_digest_sql(source_sql, columns, subject_sql(table))
-    rows = conn.execute(sql, params or []).fetchall()
-    return {subject: Digest(int(n), tuple(int(x) for x in lanes)) for subject, n, *lanes in rows}
+def _feed_bytes(h, array: pa.Array, offset_type: type) -> None:
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar(b"" if pa.types.is_binary(array.type)
+                                              or pa.types.is_large_binary(array.type) else "",
+                                              array.type))
+    width = np.dtype(offset_type).itemsize
+    offsets = np.frombuffer(array.buffers()[1], dtype=offset_type, count=len(array) + 1,
+                            offset=array.offset * width)
+    h.update(np.diff(offsets).astype(np.int64).tobytes())
+    data = array.buffers()[2]
+    if data is not None:
+        h.update(memoryview(data)[int(offsets[0]):int(offsets[-1])])
 
 
-def table_digests(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, Digest]:
-    return digests_by_subject(conn, table, f'SELECT * FROM "{table}"')
+def _feed_fixed(h, array: pa.Array, width: int) -> None:
+    values = np.frombuffer(array.buffers()[1], dtype=np.uint8, count=len(array) * width,
+                           offset=array.offset * width).reshape(len(array), width)
+    if array.null_count:
+        values = values.copy()
+        values[array.is_null().to_numpy(zero_copy_only=False)] = 0
+    h.update(values.tobytes())
 
 
 def subject_digest(conn: duckdb.DuckDBPyConnection, table: str, subject: str) -> Digest:
-    """Digest of the rows of one subject as the table holds them now."""
-    source = f'SELECT * FROM "{table}" WHERE {subject_sql(table)} = ?'
-    return digests_by_subject(conn, table, source, [subject]).get(subject, Digest.empty())
+    """Digest of all the rows of one subject as the table holds them now."""
+    columns = ", ".join(f'"{name}"' for name in digested_columns(conn, table))
+    rows = conn.sql(f'SELECT {columns} FROM "{table}" WHERE {subject_sql(table)} = ? '
+                    "ORDER BY rowid", params=[subject]).to_arrow_table()
+    return rows_digest(rows)
+
+
+def stored_subjects(conn: duckdb.DuckDBPyConnection, table: str) -> Iterator[tuple[str, pa.Table]]:
+    """Each subject of ``table`` with its rows in the order they were written (streamed: one
+    subject's rows in memory at a time)."""
+    columns = ", ".join(f'"{name}"' for name in digested_columns(conn, table))
+    reader = conn.sql(f'SELECT {subject_sql(table)} AS _subject, {columns} FROM "{table}" '
+                      "ORDER BY _subject, rowid").to_arrow_reader(_BATCH_ROWS)
+    subject, pieces = None, []
+    for batch in reader:
+        for name, piece in _split_by_subject(batch):
+            if name != subject and pieces:
+                yield subject, pa.Table.from_batches(pieces)
+                pieces = []
+            subject = name
+            pieces.append(piece)
+    if pieces:
+        yield subject, pa.Table.from_batches(pieces)
+
+
+def _split_by_subject(batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
+    names = batch.column(0)
+    if len(names) == 0:
+        return
+    changes = np.flatnonzero(pc.not_equal(names[1:], names[:-1]).to_numpy(
+        zero_copy_only=False)) + 1
+    bounds = [0, *changes.tolist(), len(names)]
+    for start, stop in zip(bounds, bounds[1:]):
+        yield names[start].as_py(), batch.slice(start, stop - start).drop_columns(["_subject"])

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
 from auditor.errors import TamperError
 from auditor.store.connect import first_row
-from auditor.store.digests import Digest, table_digests
+from auditor.store.digests import Digest, rows_digest, stored_subjects, table_columns
 from auditor.store.events import GENESIS, REPLACE, Event, read_events
+from auditor.store.legacy_digests import LANES, LegacyDigest, legacy_subject_digest
 from auditor.store.schema import SUBJECT_COLUMNS
 
 
@@ -49,24 +51,31 @@ def chain_problems(events: list[Event]) -> list[str]:
     return problems
 
 
-def logged_digests(events: list[Event]) -> tuple[dict[tuple[str, str], Digest], list[str]]:
-    """What the log says each (table, subject) holds, folding its events in order; and the
-    events whose digests cannot be read."""
-    state: dict[tuple[str, str], Digest] = {}
+Logged = list[Digest | LegacyDigest]
+
+
+def logged_digests(events: list[Event]) -> tuple[dict[tuple[str, str], Logged], list[str]]:
+    """The digests of the writes each (table, subject) received, in order, folding replacements;
+    and the events whose digests cannot be read."""
+    state: dict[tuple[str, str], Logged] = {}
     unreadable = []
     for event in events:
         try:
             entries = [(*key.split(":", 1), text) for key, text in event.digests.items()]
             folded = [(table, subject, text.startswith(REPLACE),
-                       Digest.parse(text.removeprefix(REPLACE)))
+                       _parse(text.removeprefix(REPLACE)))
                       for table, subject, text in entries]
         except (ValueError, TypeError, AttributeError):
             unreadable.append(f"event {event.seq}: its rows_digest is unreadable")
             continue
         for table, subject, replaces, digest in folded:
-            before = Digest.empty() if replaces else state.get((table, subject), Digest.empty())
-            state[(table, subject)] = before + digest
+            before = [] if replaces else state.get((table, subject), [])
+            state[(table, subject)] = [*before, digest] if digest.rows else before
     return state, unreadable
+
+
+def _parse(text: str) -> Digest | LegacyDigest:
+    return LegacyDigest.parse(text) if text.count(":") == LANES else Digest.parse(text)
 
 
 def row_problems(conn: duckdb.DuckDBPyConnection, events: list[Event]) -> list[str]:
@@ -74,25 +83,52 @@ def row_problems(conn: duckdb.DuckDBPyConnection, events: list[Event]) -> list[s
     for table in SUBJECT_COLUMNS:
         if not _exists(conn, table):
             continue
-        stored = table_digests(conn, table)
-        expected = {s: d for (t, s), d in logged.items() if t == table and d.rows}
-        for subject in sorted(set(stored) | set(expected), key=str):
-            problem = _compare(table, subject, expected.get(subject), stored.get(subject))
-            if problem:
-                problems.append(problem)
+        expected = {s: writes for (t, s), writes in logged.items() if t == table and writes}
+        seen = set()
+        for subject, rows in stored_subjects(conn, table):
+            seen.add(subject)
+            problems.extend(_check_subject(conn, table, subject, expected.get(subject), rows))
+        for subject in sorted(set(expected) - seen):
+            problems.append(_deleted(table, subject, _count(expected[subject]), 0))
     return problems
 
 
-def _compare(table: str, subject: str, expected: Digest | None,
-             stored: Digest | None) -> str | None:
-    if expected == stored:
-        return None
-    if expected is None:
-        return f"{table}: {stored.rows} row(s) of {subject!r} were written outside the log"
-    if stored is None or stored.rows != expected.rows:
-        held = stored.rows if stored else 0
-        return (f"{table}: rows of {subject!r} were deleted or added "
-                f"(the log records {expected.rows}, the table holds {held})")
+def _check_subject(conn: duckdb.DuckDBPyConnection, table: str, subject: str,
+                   writes: Logged | None, rows: pa.Table) -> list[str]:
+    if writes is None:
+        return [f"{table}: {rows.num_rows} row(s) of {subject!r} were written outside the log"]
+    if _count(writes) != rows.num_rows:
+        return [_deleted(table, subject, _count(writes), rows.num_rows)]
+    if any(isinstance(w, LegacyDigest) for w in writes):
+        return _check_legacy(conn, table, subject, writes)
+    start = 0
+    for write in writes:
+        if rows_digest(rows.slice(start, write.rows)) != write:
+            return [_altered(table, subject)]
+        start += write.rows
+    return []
+
+
+def _check_legacy(conn: duckdb.DuckDBPyConnection, table: str, subject: str,
+                  writes: Logged) -> list[str]:
+    if not all(isinstance(w, LegacyDigest) for w in writes):
+        return [f"{table}: rows of {subject!r} mix legacy and ordered digests; they cannot be "
+                "checked"]
+    expected = sum(writes[1:], writes[0])
+    stored = legacy_subject_digest(conn, table, subject, table_columns(conn, table))
+    return [] if stored == expected else [_altered(table, subject)]
+
+
+def _count(writes: Logged) -> int:
+    return sum(w.rows for w in writes)
+
+
+def _deleted(table: str, subject: str, logged: int, held: int) -> str:
+    return (f"{table}: rows of {subject!r} were deleted or added "
+            f"(the log records {logged}, the table holds {held})")
+
+
+def _altered(table: str, subject: str) -> str:
     return f"{table}: rows of {subject!r} were altered (their digest differs from the log)"
 
 
