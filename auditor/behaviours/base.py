@@ -3,6 +3,8 @@
 ``surrogate(model)`` is a differentiable scalar the estimators differentiate; ``metric(model)`` is
 the number people read (a rate, an accuracy gap). ``direction`` says whether more of it is harm
 (a stage that raises it gets blame) or benefit (a stage that raises it gets credit).
+``joint(model)``, when given, returns both from one forward pass (surrogate tensor, metric):
+scoring needs both, and the forward pass is most of a small behaviour's cost.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Behaviour:
     probe_digest: str = ""
     metric_name: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    joint: Callable[[torch.nn.Module], tuple[torch.Tensor, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("harm", "benefit"):
@@ -34,6 +37,18 @@ class Behaviour:
     def measure(self, model: torch.nn.Module) -> float:
         """The reported metric (the surrogate's value when no metric is given)."""
         with torch.no_grad():
+            if self.joint is not None:
+                return float(self.joint(model)[1])
             if self.metric is not None:
                 return float(self.metric(model))
             return float(self.surrogate(model))
+
+    def evaluate(self, model: torch.nn.Module) -> tuple[torch.Tensor, float]:
+        """(surrogate, metric) at ``model``, the surrogate differentiable."""
+        if self.joint is not None:
+            value, metric = self.joint(model)
+            return value, float(metric)
+        value = self.surrogate(model)
+        if self.metric is None:
+            return value, float(value.detach()) if torch.is_tensor(value) else float(value)
+        return value, self.measure(model)

@@ -24,17 +24,25 @@ def probe_digest(*tensors: torch.Tensor) -> str:
 
 def _error_rate(inputs: torch.Tensor, targets: torch.Tensor) -> Callable[[torch.nn.Module], float]:
     def metric(model: torch.nn.Module) -> float:
-        return float((model(inputs).argmax(-1) != targets).float().mean())
+        return _errors(model(inputs), targets)
     return metric
+
+
+def _errors(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((logits.detach().argmax(-1) != targets).float().mean())
 
 
 def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
                direction: Direction = "harm", description: str = "") -> Behaviour:
     """Mean cross-entropy on a probe set; the reported metric is its error rate."""
+    def joint(model):
+        logits = model(inputs)
+        return F.cross_entropy(logits, targets), _errors(logits, targets)
+
     return Behaviour(
         name=name, direction=direction,
         surrogate=lambda model: F.cross_entropy(model(inputs), targets),
-        metric=_error_rate(inputs, targets), metric_name="error rate",
+        metric=_error_rate(inputs, targets), joint=joint, metric_name="error rate",
         description=description or f"mean loss on {len(targets)} probe examples",
         probe_digest=probe_digest(inputs, targets))
 
@@ -59,7 +67,12 @@ def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
     def metric(model) -> float:
         return _error_rate(x_grp, y_grp)(model) - _error_rate(x_ref, y_ref)(model)
 
-    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric,
+    def joint(model):
+        grp, ref = model(x_grp), model(x_ref)
+        return (F.cross_entropy(grp, y_grp) - F.cross_entropy(ref, y_ref),
+                _errors(grp, y_grp) - _errors(ref, y_ref))
+
+    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric, joint=joint,
                      metric_name="accuracy gap", probe_digest=probe_digest(x_ref, y_ref, x_grp, y_grp),
                      description=description or "accuracy gap between a reference and a group")
 
@@ -76,7 +89,11 @@ def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
     def metric(model) -> float:
         return float((model(inputs).softmax(-1)[:, harmful_class] > threshold).float().mean())
 
-    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric,
+    def joint(model):
+        p = model(inputs).softmax(-1)[:, harmful_class]
+        return p.mean(), float((p.detach() > threshold).float().mean())
+
+    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric, joint=joint,
                      metric_name=f"rate of p(class {harmful_class}) > {threshold}",
                      probe_digest=probe_digest(inputs),
                      description=description or f"harmful-output rate on {len(inputs)} probes")

@@ -64,15 +64,15 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
     effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
     metrics, held = [], []
     for q, behaviour in enumerate(behaviours):
-        value = behaviour.surrogate(model)
+        value, metric = behaviour.evaluate(model)
         if not torch.is_tensor(value) or value.numel() != 1:
             raise EstimatorError(
                 f"behaviour {behaviour.name!r}: surrogate must return a scalar tensor")
         held.append(_gradients(value, params))
+        metrics.append(metric)
         if len(held) == CHUNK or q == len(behaviours) - 1:
             effects[:, q - len(held) + 1:q + 1] = _chunk_effects(blocks, held, len(effects))
             held = []
-        metrics.append(value.item() if behaviour.metric is None else behaviour.measure(model))
     return effects_record(embeddings, behaviours, model, effects, started, tuple(metrics))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OptimizerKind = Literal["sgd", "adam", "adamw"]
@@ -74,6 +75,15 @@ class StepLog(Strict):
         if norm is None:
             return 1.0
         return min(1.0, self.max_grad_norm[step] / (norm + 1e-6))
+
+    def clip_factors(self) -> np.ndarray:
+        """``clip_factor`` of every step, as float64."""
+        if not self.max_grad_norm or not self.grad_norm:
+            return np.ones(self.steps)
+        limit = np.array(self.max_grad_norm, dtype=np.float64)  # None -> nan
+        norm = np.array(self.grad_norm, dtype=np.float64)
+        factors = np.minimum(1.0, limit / (norm + 1e-6))
+        return np.where(np.isnan(factors), 1.0, factors)
 
     @model_validator(mode="after")
     def _same_lengths(self) -> StepLog:

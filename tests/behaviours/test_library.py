@@ -70,3 +70,24 @@ def test_custom_entry_points_are_checked():
         load_behaviours("auditor.demo.digits:task")
     with pytest.raises(InputError, match="duplicate"):
         load_behaviours(f"{__name__}:_two")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: probe_loss("probe", X, torch.tensor([0, 1, 2, 0, 1] * 2)),
+    lambda: group_gap("gap", (X[:5], torch.tensor([0, 1, 2, 0, 1])),
+                      (X[5:], torch.tensor([2, 2, 1, 0, 0]))),
+    lambda: harmful_output_rate("harm", X, 1, threshold=0.3),
+    lambda: Behaviour(name="plain", direction="harm",
+                      surrogate=lambda m: m(X).logsumexp(-1).mean()),
+])
+def test_evaluate_gives_the_surrogate_and_metric_of_separate_calls(make):
+    """The one-forward ``joint`` path must agree with surrogate + measure exactly."""
+    behaviour = make()
+    model = nn.Linear(2, 3)
+    torch.nn.init.normal_(model.weight, generator=torch.Generator().manual_seed(1))
+    value, metric = behaviour.evaluate(model)
+    assert torch.equal(value, behaviour.surrogate(model))
+    assert metric == behaviour.measure(model)
+    joint_grads = torch.autograd.grad(value, list(model.parameters()))
+    plain_grads = torch.autograd.grad(behaviour.surrogate(model), list(model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(joint_grads, plain_grads))
