@@ -49,9 +49,10 @@ def verify(
     pdf: Path = typer.Argument(..., help="The report PDF."),
     trust: Path = typer.Option(None, "--trust", help="PEM root certificate to trust."),
     db: Path = typer.Option(None, "--db", help="Also check the evidence against this store."),
+    wait: float = wait_option(),
 ) -> None:
     """Check signature, embedded files and (with --db) the store. Exit 0 valid, 1 invalid."""
-    result = api.verify_report(pdf, trust=trust, db=db)
+    result = api.verify_report(pdf, trust=trust, db=db, wait=wait)
     for check in result.checks:
         mark = "ok  " if check.ok else "FAIL"
         console.print(f"{mark} {check.name}: {check.detail}", markup=False, soft_wrap=True)

@@ -162,12 +162,13 @@ def _normal(doc: Any) -> Any:
     return json.loads(json.dumps(doc, sort_keys=True, default=str))
 
 
-def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path) -> None:
+def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path,
+                 wait: float) -> None:
     from auditor.report.evidence import version_evidence
     from auditor.store import Store
     from auditor.store.versions import split_key
 
-    with Store.open(db, read_only=True) as store:
+    with Store.open(db, read_only=True, wait=wait) as store:
         head = evidence.get("event_log", {})
         rows = store.query("SELECT hash FROM events WHERE seq = ?", [head.get("seq", -1)])
         result.add("event log holds the report's head", bool(rows) and
@@ -183,7 +184,7 @@ def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path)
 
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
-                  db: str | Path | None = None) -> VerificationResult:
+                  db: str | Path | None = None, wait: float = 0.0) -> VerificationResult:
     path = Path(pdf)
     try:
         data = path.read_bytes()
@@ -210,5 +211,5 @@ def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
         except ValueError:
             evidence = {}
         if result.add("evidence.json present", bool(evidence), "embedded evidence readable"):
-            _check_store(result, evidence, Path(db))
+            _check_store(result, evidence, Path(db), wait)
     return result

@@ -145,3 +145,41 @@ def test_corrupted_signature_blob_is_invalid_not_an_error(gate, demo_keys, tmp_p
     broken.write_bytes(bytes(data))
     code, out, err = _verify(capsys, str(broken), "--trust", str(demo_keys.root))
     assert code == 1 and "INVALID" in out and "Traceback" not in err
+
+
+_HOLD = """
+import sys
+from auditor.store import Store
+with Store.open(sys.argv[1]):
+    print("ready", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_verify_against_a_busy_store_waits_with_wait(gate, demo_keys, store_db, tmp_path):
+    """Another process holding the store: a lock message (exit 2) without --wait, and with
+    --wait the check runs once the holder lets go."""
+    import sys
+    import threading
+
+    db = tmp_path / "busy.duckdb"
+    shutil.copy(store_db[0], db)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ready"
+    verify = [sys.executable, "-m", "auditor", "verify", str(gate.pdf), "--trust",
+              str(demo_keys.root), "--db", str(db)]
+    try:
+        refused = subprocess.run(verify, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2
+        assert f"(PID {holder.pid}) holds {db}" in refused.stderr
+        release = threading.Timer(1.0, lambda: holder.communicate("\n", timeout=60))
+        release.start()
+        waited = subprocess.run([*verify, "--wait", "60"], capture_output=True, text=True,
+                                timeout=120)
+        release.join()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert "VALID" in waited.stdout
