@@ -1,5 +1,5 @@
 """Behaviour definitions: differentiable surrogates for the estimators plus reported metrics."""
 
-from auditor.behaviours.base import Behaviour, Direction
+from auditor.behaviours.base import Behaviour, Direction, ProbeFamily
 
-__all__ = ["Behaviour", "Direction"]
+__all__ = ["Behaviour", "Direction", "ProbeFamily"]

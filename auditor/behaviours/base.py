@@ -5,6 +5,10 @@ the number people read (a rate, an accuracy gap). ``direction`` says whether mor
 (a stage that raises it gets blame) or benefit (a stage that raises it gets credit).
 ``joint(model)``, when given, returns both from one forward pass (surrogate tensor, metric):
 scoring needs both, and the forward pass is most of a small behaviour's cost.
+
+Per-example behaviours on one probe batch can share a ``ProbeFamily``: the estimators then
+evaluate the whole family in one batched forward pass, and score it with one forward-mode pass
+per stage instead of one backward pass per member.
 """
 
 from __future__ import annotations
@@ -18,6 +22,24 @@ import torch
 Direction = Literal["harm", "benefit"]
 
 
+@dataclass(frozen=True, eq=False)
+class ProbeFamily:
+    """Behaviours that are the per-example values of one probe batch.
+
+    For ``index`` (positions of examples, a long tensor), ``per_example(model(inputs[index]),
+    index)`` is the vector of those members' surrogates (example i is member i) and
+    ``metrics(outputs, index)`` that of their metrics (the surrogates when None). Each member's
+    own ``surrogate`` must equal its entry: scoring may use either.
+    """
+
+    inputs: torch.Tensor
+    per_example: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    metrics: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
 @dataclass(frozen=True)
 class Behaviour:
     name: str
@@ -29,6 +51,8 @@ class Behaviour:
     metric_name: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
     joint: Callable[[torch.nn.Module], tuple[torch.Tensor, float]] | None = None
+    family: ProbeFamily | None = None
+    member: int = 0  # this behaviour's example in ``family``
 
     def __post_init__(self) -> None:
         if self.direction not in ("harm", "benefit"):

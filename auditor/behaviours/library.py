@@ -7,11 +7,12 @@ All surrogates assume ``model(inputs)`` returns class logits.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch.nn import functional as F
 
-from auditor.behaviours.base import Behaviour, Direction
+from auditor.behaviours.base import Behaviour, Direction, ProbeFamily
 from auditor.errors import InputError
 from auditor.hashing import sha256_bytes
 from auditor.task import load_entry_point
@@ -48,9 +49,15 @@ def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
 
 
 def example_losses(prefix: str, inputs: torch.Tensor, targets: torch.Tensor) -> list[Behaviour]:
-    """One behaviour per probe example (its loss): the per-example checks of the fidelity bench."""
-    return [probe_loss(f"{prefix}[{i}]", inputs[i:i + 1], targets[i:i + 1],
-                       description=f"loss of probe example {i}") for i in range(len(targets))]
+    """One behaviour per probe example (its loss, metric: misclassified or not), all members of
+    one ProbeFamily so the estimators score them in batched passes."""
+    family = ProbeFamily(
+        inputs=inputs,
+        per_example=lambda logits, i: F.cross_entropy(logits, targets[i], reduction="none"),
+        metrics=lambda logits, i: (logits.argmax(-1) != targets[i]).to(logits.dtype))
+    return [replace(probe_loss(f"{prefix}[{i}]", inputs[i:i + 1], targets[i:i + 1],
+                               description=f"loss of probe example {i}"),
+                    family=family, member=i) for i in range(len(targets))]
 
 
 def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],

@@ -40,10 +40,11 @@ def effects_record(embeddings: StageEmbeddings, behaviours, model: torch.nn.Modu
     """A StageEffects for ``effects`` (K × Q) with the metrics measured at ``model`` (unless
     the caller measured them already)."""
     from auditor.estimators.base import StageEffects
+    from auditor.estimators.families import values_at
 
     model.eval()
     if metric_values is None:
-        metric_values = tuple(b.measure(model) for b in behaviours)
+        metric_values = tuple(values_at(model, behaviours, use_metric=True).tolist())
     return StageEffects(
         model=embeddings.model, version=embeddings.version, stages=embeddings.stages,
         stage_kinds=embeddings.stage_kinds, behaviours=tuple(b.name for b in behaviours),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -11,6 +12,10 @@ from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
 from auditor.estimators.common import effects_record
+from auditor.estimators.families import families_of, family_effects
+
+log = logging.getLogger(__name__)
+CHUNK = 64  # gradients held before one (K × P_j) @ (P_j × chunk) product per parameter
 
 
 def behaviour_gradient(model: torch.nn.Module, behaviour: Behaviour) -> Vector:
@@ -43,12 +48,12 @@ def embedding_matrix(embeddings: StageEmbeddings,
     return torch.stack(rows)
 
 
-CHUNK = 64  # gradients held before one (K × P_j) @ (P_j × chunk) product per parameter
 
 
 def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
                        model: torch.nn.Module) -> StageEffects:
-    """effects[k, q] = ∇f_q(θ_T) · e_k: one backward pass per behaviour, then K dot products.
+    """effects[k, q] = ∇f_q(θ_T) · e_k: one backward pass per behaviour, then K dot products;
+    members of a ProbeFamily are scored together by forward-mode passes (families.py).
 
     The gradients are not copied into one flat vector each: a chunk of them is kept as autograd
     returned them, and each parameter's block is stacked once per chunk and multiplied by that
@@ -56,6 +61,28 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
     """
     started = time.perf_counter()
     model.eval()
+    effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
+    metrics = np.zeros(len(behaviours), dtype=np.float64)
+    in_family = set()
+    for family, members in families_of(behaviours).items():
+        try:
+            effects[:, members], metrics[members] = family_effects(
+                family, [behaviours[q].member for q in members], embeddings.vectors, model)
+        except RuntimeError as exc:  # e.g. an op without forward-mode support: score one by one
+            log.debug("probe family of %s scored one by one: %s", behaviours[members[0]].name,
+                      exc)
+            continue
+        in_family.update(members)
+    singles = [q for q in range(len(behaviours)) if q not in in_family]
+    if singles:
+        single_effects, single_metrics = _score_one_by_one(
+            embeddings, [behaviours[q] for q in singles], model)
+        effects[:, singles], metrics[singles] = single_effects, single_metrics
+    return effects_record(embeddings, behaviours, model, effects, started, tuple(metrics.tolist()))
+
+
+def _score_one_by_one(embeddings: StageEmbeddings, behaviours: list[Behaviour],
+                      model: torch.nn.Module) -> tuple[np.ndarray, list[float]]:
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     first = next(iter(params.values()), None)
     dtype = first.dtype if first is not None else torch.float64
@@ -73,7 +100,7 @@ def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
         if len(held) == CHUNK or q == len(behaviours) - 1:
             effects[:, q - len(held) + 1:q + 1] = _chunk_effects(blocks, held, len(effects))
             held = []
-    return effects_record(embeddings, behaviours, model, effects, started, tuple(metrics))
+    return effects, metrics
 
 
 def _embedding_blocks(matrix: torch.Tensor,

@@ -15,14 +15,7 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
 from auditor.estimators.common import effects_record
-
-
-def evaluate(model: torch.nn.Module, behaviours: list[Behaviour], use_metric: bool) -> np.ndarray:
-    model.eval()
-    with torch.no_grad():
-        if use_metric:
-            return np.array([b.measure(model) for b in behaviours], dtype=np.float64)
-        return np.array([float(b.surrogate(model)) for b in behaviours], dtype=np.float64)
+from auditor.estimators.families import values_at
 
 
 def shifted(model: torch.nn.Module, vector: Vector, scale: float = -1.0) -> torch.nn.Module:
@@ -40,7 +33,7 @@ def score_by_plugin(embeddings: StageEmbeddings, behaviours: list[Behaviour],
                     model: torch.nn.Module, use_metric: bool = False) -> StageEffects:
     """effects[k, q] = f_q(θ_T) − f_q(θ_T − e_k)."""
     started = time.perf_counter()
-    final = evaluate(model, behaviours, use_metric)
-    effects = np.stack([final - evaluate(shifted(model, vector), behaviours, use_metric)
+    final = values_at(model, behaviours, use_metric)
+    effects = np.stack([final - values_at(shifted(model, vector), behaviours, use_metric)
                         for vector in embeddings.vectors])
     return effects_record(embeddings, behaviours, model, effects, started)

@@ -20,8 +20,8 @@ from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
 from auditor.estimators.device import check_device, task_on
+from auditor.estimators.families import values_at
 from auditor.estimators.layout import ParamLayout, load_flat
-from auditor.estimators.plugin import evaluate
 from auditor.lineage.counterfactual import load_model, run_without_stage
 from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
@@ -69,8 +69,8 @@ class ReplayEstimator:
               model: torch.nn.Module, use_metric: bool = False) -> StageEffects:
         """Exact effects; NaN rows for stages that were not replayed."""
         started = time.perf_counter()
-        final = evaluate(model, behaviours, use_metric)
+        final = values_at(model, behaviours, use_metric)
         effects = np.full((len(embeddings.stages), len(behaviours)), np.nan)
         for k, other in embeddings.extra["counterfactuals"].items():
-            effects[k] = final - evaluate(other, behaviours, use_metric)
+            effects[k] = final - values_at(other, behaviours, use_metric)
         return effects_record(embeddings, behaviours, model, effects, started)
