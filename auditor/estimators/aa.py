@@ -110,15 +110,15 @@ class H0Propagator:
         """(C, 2, 2): the map of stage j on (δ, δm) for every group class (scalar loop)."""
         if j not in self._products:
             coeffs = self.coefficients[j]
-            groups = self.class_groups[j].tolist()
-            columns = {k: v.T.tolist() for k, v in coeffs.table.items()}  # [group][step]
-            self._products[j] = torch.tensor(
-                [_scalar_product(coeffs.kind, coeffs.reset, columns, g) for g in groups],
-                dtype=torch.float64)
+            groups = self.class_groups[j]
+            columns = {k: v.T[groups] for k, v in coeffs.table.items()}  # (C, steps)
+            self._products[j] = _ordered_product(step_maps(coeffs.kind, coeffs.reset, columns))
         return self._products[j]
 
     def _apply_product(self, j: int, d: torch.Tensor, dm: torch.Tensor):
-        phi = self.stage_product(j)[self.class_of]  # (P, 2, 2)
+        product = self.stage_product(j)
+        # one class (a single parameter group, the common case): scalars, no (P, 2, 2) gather
+        phi = product if len(product) == 1 else product[self.class_of]
         return phi[:, 0, 0] * d + phi[:, 0, 1] * dm, phi[:, 1, 0] * d + phi[:, 1, 1] * dm
 
     # -- Adam momentum tail, per coordinate ------------------------------------------------
@@ -153,6 +153,8 @@ def _group_classes(coefficients: list[StageCoefficients]) -> tuple[torch.Tensor,
     """Coordinates with the same group in every stage share one class: (class per coordinate,
     (K, C) group of each class in each stage)."""
     class_of = torch.zeros_like(coefficients[0].group_index)
+    if all(len(c.group_index) == 0 or int(c.group_index.max()) == 0 for c in coefficients):
+        return class_of, torch.zeros((len(coefficients), 1), dtype=class_of.dtype)
     for coeffs in coefficients:  # re-numbered after every stage: no overflow for long lineages
         code = class_of * (int(coeffs.group_index.max()) + 1) + coeffs.group_index
         _, class_of = torch.unique(code, return_inverse=True)
@@ -163,28 +165,38 @@ def _group_classes(coefficients: list[StageCoefficients]) -> tuple[torch.Tensor,
     return class_of, groups
 
 
-def _scalar_product(kind: str, reset: bool, columns: dict, g: int) -> list[list[float]]:
-    """The H = 0 step maps of one group over a stage, multiplied: [[δ←δ, δ←δm], [δm←δ, δm←δm]].
+def step_maps(kind: str, reset: bool, col: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(C, steps, 2, 2): the H = 0 map of each step on (δ, δm), for every group class.
 
-    The same formulas as ``dynamics.forward_step`` (with p = 1, used only where δm = 0 for Adam),
-    on Python floats: O(steps) scalar work per group class.
+    The same formulas as ``dynamics.forward_step`` (with p = 1, used only where δm = 0 for
+    Adam); a ``reset`` stage first zeroes δm.
     """
-    col = {k: v[g] for k, v in columns.items()}
-    result = []
-    for d, dm in ((1.0, 0.0), (0.0, 1.0)):
-        for t in range(len(col["eta"])):
-            if reset and t == 0:
-                dm = 0.0
-            a = col["active"][t] * (col["lam_c"][t] * d)
-            if kind == "sgd":
-                dm = col["mu"][t] * dm + col["c"][t] * a
-                d = d - col["eta"][t] * (col["na"][t] * a + col["nm"][t] * dm)
-            else:
-                dm = col["beta1"][t] * dm + (1.0 - col["beta1"][t]) * a
-                d = (1.0 - col["eta"][t] * col["lam_d"][t]) * d - col["eta"][t] / col["c1"][t] * dm
-        result.append((d, dm))
-    (dd, mdd), (ddm, mdm) = result
-    return [[dd, ddm], [mdd, mdm]]
+    a = col["active"] * col["lam_c"]  # a = a_coef · δ
+    if kind == "sgd":
+        m_d, m_m = col["c"] * a, col["mu"]  # δm' = m_d δ + m_m δm
+        d_d = 1.0 - col["eta"] * (col["na"] * a + col["nm"] * m_d)
+        d_m = -col["eta"] * col["nm"] * m_m
+    else:
+        m_d, m_m = (1.0 - col["beta1"]) * a, col["beta1"]
+        scale = col["eta"] / col["c1"]
+        d_d = (1.0 - col["eta"] * col["lam_d"]) - scale * m_d
+        d_m = -scale * m_m
+    maps = torch.stack([torch.stack([d_d, d_m], -1), torch.stack([m_d, m_m], -1)], -2)
+    if reset and maps.shape[1]:
+        maps[:, 0, :, 1] = 0.0
+    return maps
+
+
+def _ordered_product(maps: torch.Tensor) -> torch.Tensor:
+    """M_{n-1} ⋯ M_1 M_0 for maps (C, n, 2, 2), by pairwise halving (log n batched products)."""
+    eye = torch.eye(2, dtype=maps.dtype).expand(maps.shape[0], 1, 2, 2)
+    if maps.shape[1] == 0:
+        return eye[:, 0].clone()
+    while maps.shape[1] > 1:
+        if maps.shape[1] % 2:
+            maps = torch.cat([maps, eye], dim=1)
+        maps = maps[:, 1::2] @ maps[:, 0::2]
+    return maps[:, 0]
 
 
 def _coupled(coeffs: StageCoefficients) -> bool:
