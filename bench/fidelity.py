@@ -2,7 +2,7 @@
 
     python bench/fidelity.py            # all scenarios (a few minutes on 2 cores)
     python bench/fidelity.py --quick    # without the long cost-ratio scenario
-    python bench/fidelity.py --json out.json
+    python bench/fidelity.py --json out.json --markdown tables.md   # tables as in docs/fidelity.md
 
 For each scenario × estimator it prints Pearson, Spearman and sign agreement with ``replay``
 (pooled over stage × per-example behaviours, and Pearson per stage), whether the top-1 blamed
@@ -145,6 +145,28 @@ def print_scenario(result: dict) -> None:
               f"{row['prepare_ratio']:>7.3f}  {'':>19} {per_stage}")
 
 
+def markdown(result: dict) -> str:
+    """One scenario as the table docs/fidelity.md shows."""
+    stages = ", ".join(result["stages"])
+    replay = result["rows"]["replay"]
+    lines = [f"### {result['scenario']} — P = {result['parameters']}, steps "
+             f"[{', '.join(map(str, result['steps']))}], Q = {result['behaviours']}, replay "
+             f"{replay['seconds']:.2f} s; replay blames `{replay['blamed']}` (planted "
+             f"`{result['planted']}`)", "",
+             "| estimator | pooled r | Spearman | sign | top-1 blamed | top-1 credited | "
+             f"cost / replay | prepare / replay | per-stage r ({stages}) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in result["rows"].items():
+        if name == "replay":
+            continue
+        lines.append(
+            f"| {name} | {row['pooled_pearson']:.3f} | {row['pooled_spearman']:.3f} | "
+            f"{row['sign']:.2f} | {'yes' if row['top1_blamed'] else 'no'} | "
+            f"{'yes' if row['top1_credited'] else 'no'} | {row['cost_ratio']:.4f} | "
+            f"{row['prepare_ratio']:.4f} | {', '.join(f'{r:.2f}' for r in row['per_stage'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def warm_up() -> None:
     """torch.func's first forward-mode pass in a process costs ~0.2 s of one-off set-up; pay it
     before timing anything, as a long-running audit process has."""
@@ -161,6 +183,7 @@ def main() -> None:
     parser.add_argument("--estimators", nargs="*", default=ESTIMATORS)
     parser.add_argument("--work", type=Path, help="folder for recorded runs (reused)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--markdown", type=Path, help="write the tables of docs/fidelity.md here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warm_up()
@@ -173,6 +196,8 @@ def main() -> None:
             print_scenario(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    if args.markdown:
+        args.markdown.write_text("\n".join(markdown(result) for result in results))
 
 
 if __name__ == "__main__":
