@@ -97,10 +97,6 @@ class Recorder:
         active = self._require_active("clip_grad_norm_")
         norm = torch.nn.utils.clip_grad_norm_(list(self.model.parameters()), max_norm)
         active.logger.clipped(float(max_norm), float(norm))
-        if not math.isfinite(norm) and not active.diverging:
-            active.diverging = True
-            log.warning("stage %r, step %d: the gradient norm is %s; training is diverging",
-                        active.id, self._global_step, float(norm))
         return float(norm)
 
     @property
@@ -127,26 +123,36 @@ class Recorder:
             started_at=datetime.now(timezone.utc))
 
     def _after_step(self) -> None:
-        self._active.logger.step_done()
+        active = self._active
+        clip = active.logger.step_done()
+        # a step taken with a non-finite gradient (one a GradScaler skipped is no warning)
+        if clip is not None and not math.isfinite(clip[1]) and not active.diverging:
+            active.diverging = True
+            log.warning("stage %r, step %d: the gradient norm is %s; training is diverging",
+                        active.id, self._global_step, clip[1])
         self._global_step += 1
 
     def _finish(self) -> None:
         active, self._active = self._active, None
         active.handle.remove()
         steps = active.logger.finish()
-        log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
-                           groups=_groups(active.optimizer, self.model),
-                           **active.logger.static_options())
+        if active.logger.skipped:
+            log.info("stage %r: %d batch(es) had their optimizer step skipped (Inf/NaN "
+                     "gradients under a GradScaler); they changed nothing and are not logged",
+                     active.id, active.logger.skipped)
+        optimizer_log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
+                                     groups=_groups(active.optimizer, self.model),
+                                     **active.logger.static_options())
         stage = Stage(
             id=active.id, kind=active.kind, convention=active.convention,
             started_at=active.started_at, ended_at=datetime.now(timezone.utc),
             theta_start=active.theta_start, theta_end=self._save_model(active.id),
             optimizer_start=active.optimizer_start,
             optimizer_end=self._save_optimizer(active.optimizer, active.id),
-            optimizer=log, datasets=active.datasets,
+            optimizer=optimizer_log, datasets=active.datasets,
             batch_ids=active.logger.batch_ids, rng_seeds=active.logger.seeds,
             code_commit=self._code_commit, notes=active.notes,
-            config_hash=_stage_config_hash(log, active.datasets))
+            config_hash=_stage_config_hash(optimizer_log, active.datasets))
         self._stages.append(stage)
         self._write()
 

@@ -34,6 +34,7 @@ class StepLogger:
         self._pending_batch: tuple[list[int], int] | None = None
         self._pending_clip: tuple[float, float] | None = None
         self._clips: list[tuple[float, float] | None] = []
+        self.skipped = 0  # batches whose optimizer step never came (a GradScaler skipped it)
 
     def _fields(self) -> tuple[str, ...]:
         if self.kind == "sgd":
@@ -41,20 +42,29 @@ class StepLogger:
         return ("lr", "weight_decay", "beta1", "beta2", "eps", "adam_step")
 
     def pending(self, ids: list[int], seed: int) -> None:
+        """The coming step's batch. A batch still pending had its step skipped (a GradScaler
+        skips ``optimizer.step()`` when the gradients hold Inf/NaN): it changed nothing, so it
+        is dropped, with any clipping logged for it."""
         if self._pending_batch is not None:
-            raise LineageError("recorder.batch() called twice without an optimizer step between")
+            self._skip()
         self._pending_batch = (ids, seed)
+
+    def _skip(self) -> None:
+        self.skipped += 1
+        self._pending_batch = self._pending_clip = None
 
     def clipped(self, max_norm: float, norm: float) -> None:
         self._pending_clip = (max_norm, norm)
 
-    def step_done(self) -> None:
+    def step_done(self) -> tuple[float, float] | None:
+        """Log the step just taken; returns its clipping (max norm, norm) if it was clipped."""
         groups = self.optimizer.param_groups
         for name in self.columns:
             self.columns[name].append([self._value(name, g) for g in groups])
         self._take_batch()
-        self._clips.append(self._pending_clip)
-        self._pending_clip = None
+        clip, self._pending_clip = self._pending_clip, None
+        self._clips.append(clip)
+        return clip
 
     def _take_batch(self) -> None:
         if self._pending_batch is None:
@@ -76,6 +86,8 @@ class StepLogger:
         return float(group[name])
 
     def finish(self) -> StepLog:
+        if self._pending_batch is not None:  # the stage's last batch had its step skipped
+            self._skip()
         columns: dict[str, Any] = dict(self.columns)
         if any(self._clips):
             columns["max_grad_norm"] = [c[0] if c else None for c in self._clips]

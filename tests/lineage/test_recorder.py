@@ -52,3 +52,44 @@ def test_lineage_json_round_trip(tmp_path):
     again = load_lineage(tmp_path / "lineage.json")
     assert again == rec.lineage
     assert again.model_dump_json() == rec.lineage.model_dump_json()
+
+
+def test_a_gradscaler_loop_with_skipped_steps_records_and_replays_bitwise(tmp_path, caplog):
+    """torch.amp.GradScaler skips ``optimizer.step()`` when the scaled gradients hold Inf/NaN:
+    those batches changed nothing, so the lineage keeps the steps taken and replays bitwise (a
+    power-of-two loss scale is exact in float32)."""
+    import logging
+
+    from recorded import DATA, _batches
+    from tinytask import TinyTask
+
+    from auditor import Recorder
+
+    task = TinyTask()
+    torch.manual_seed(3)
+    model = task.build_model()
+    rec = Recorder(tmp_path, model, model_name="tiny", version="amp", task="tinytask:tiny_task",
+                   seed=5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    poisoned = {2, 6}  # these batches overflow: their step is skipped
+    caplog.set_level(logging.INFO, logger="auditor.lineage.recorder")
+    with rec.stage("sft", kind="fine-tune", optimizer=opt, datasets=DATA):
+        for step, ids in enumerate(_batches(7, 0)):  # the last batch is skipped too
+            rec.batch(ids)
+            loss = task.loss(model, task.batch("", ids))
+            if step in poisoned:
+                loss = loss * float("inf")
+            opt.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            rec.clip_grad_norm_(10.0)
+            scaler.step(opt)
+            scaler.update()
+    stage = rec.lineage.stages[0]
+    assert stage.steps == 5 and len(stage.batch_ids) == 5
+    assert stage.optimizer.steps.grad_norm is not None
+    assert all(n == n and n != float("inf") for n in stage.optimizer.steps.grad_norm)
+    assert "2 batch(es) had their optimizer step skipped" in caplog.text
+    assert "diverging" not in caplog.text
+    _assert_replays_bitwise(tmp_path, task)
