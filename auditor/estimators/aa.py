@@ -107,12 +107,13 @@ class H0Propagator:
     # -- stages whose maps are scalars per group: one 2×2 product per class ---------------
 
     def stage_product(self, j: int) -> torch.Tensor:
-        """(C, 2, 2): the map of stage j on (δ, δm) for every group class (scalar loop)."""
+        """(C, 2, 2): the map of stage j on (δ, δm) for every group class (the product of its
+        step maps)."""
         if j not in self._products:
             coeffs = self.coefficients[j]
             groups = self.class_groups[j]
             columns = {k: v.T[groups] for k, v in coeffs.table.items()}  # (C, steps)
-            self._products[j] = _ordered_product(step_maps(coeffs.kind, coeffs.reset, columns))
+            self._products[j] = _ordered_product(_step_maps(coeffs.kind, coeffs.reset, columns))
         return self._products[j]
 
     def _apply_product(self, j: int, d: torch.Tensor, dm: torch.Tensor):
@@ -165,7 +166,7 @@ def _group_classes(coefficients: list[StageCoefficients]) -> tuple[torch.Tensor,
     return class_of, groups
 
 
-def step_maps(kind: str, reset: bool, col: dict[str, torch.Tensor]) -> torch.Tensor:
+def _step_maps(kind: str, reset: bool, col: dict[str, torch.Tensor]) -> torch.Tensor:
     """(C, steps, 2, 2): the H = 0 map of each step on (δ, δm), for every group class.
 
     The same formulas as ``dynamics.forward_step`` (with p = 1, used only where δm = 0 for
