@@ -15,6 +15,13 @@ from auditor.store.schema import SUBJECT_COLUMNS
 
 _names = (f"_auditor_incoming_{n}" for n in itertools.count())
 
+# The Arrow type DuckDB stores and returns for each column type the store uses. Rows already of
+# these types (or castable to them without loss) skip DuckDB's cast, whose round trip through
+# Arrow costs more than the insert for a small write.
+_ARROW_OF = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+             "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"),
+             "DATE": pa.date32(), "VARCHAR[]": pa.list_(pa.string())}
+
 
 def check_columns(table: str, expected: list[str], got: list[str]) -> None:
     missing = [name for name in expected if name not in got]
@@ -41,8 +48,10 @@ def insert_arrow(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table,
     columns = table_columns(conn, table)
     check_columns(table, [name for name, _ in columns], data.column_names)
     try:
-        with _registered(conn, data) as view:
-            stored = conn.sql(_cast_select(view, columns)).to_arrow_table()
+        stored = _as_stored(data, columns)
+        if stored is None:
+            with _registered(conn, data) as view:
+                stored = conn.sql(_cast_select(view, columns)).to_arrow_table()
         _check_subject(table, stored, subject)
         subject_columns = SUBJECT_COLUMNS[table]
         digest = rows_digest(stored.drop_columns(list(subject_columns)))
@@ -52,6 +61,32 @@ def insert_arrow(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table,
         return digest
     except duckdb.Error as exc:
         raise StoreError(f"cannot insert rows into {table}: {exc}") from exc
+
+
+def _as_stored(data: pa.Table, columns: list[tuple[str, str]]) -> pa.Table | None:
+    """``data`` in table order with the types DuckDB stores, when every column already has its
+    type or casts to it exactly (no values, a dictionary of strings, a narrower integer or
+    float); None: let DuckDB cast it."""
+    arrays = []
+    for name, kind in columns:
+        column, target = data.column(name), _ARROW_OF.get(kind)
+        if target is None or not _exact_cast(column.type, target):
+            return None
+        try:
+            arrays.append(column if column.type == target else column.cast(target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. an int out of range
+            return None
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
+
+
+def _exact_cast(source: pa.DataType, target: pa.DataType) -> bool:
+    if source == target or pa.types.is_null(source):
+        return True
+    if pa.types.is_dictionary(source):
+        return source.value_type == target and pa.types.is_string(target)
+    if pa.types.is_integer(source) and pa.types.is_integer(target):
+        return True  # a value out of range fails the (safe) cast: DuckDB then decides
+    return pa.types.is_floating(source) and target == pa.float64()
 
 
 @contextlib.contextmanager

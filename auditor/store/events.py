@@ -54,9 +54,21 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# The head each connection last read or appended, so that the events of one transaction read
+# the table once (a run writes three). ``Store.transaction`` forgets it when a transaction
+# begins, so a rolled-back append is never remembered.
+_HEADS: dict[int, tuple[int, str]] = {}
+
+
 def head(conn: duckdb.DuckDBPyConnection) -> tuple[int, str]:
-    row = first_row(conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"))
-    return (row[0], row[1]) if row else (0, GENESIS)
+    if id(conn) not in _HEADS:
+        row = first_row(conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"))
+        _HEADS[id(conn)] = (row[0], row[1]) if row else (0, GENESIS)
+    return _HEADS[id(conn)]
+
+
+def forget_head(conn: duckdb.DuckDBPyConnection) -> None:
+    _HEADS.pop(id(conn), None)
 
 
 def append_event(conn: duckdb.DuckDBPyConnection, *, actor: str, kind: str,
@@ -72,6 +84,7 @@ def append_event(conn: duckdb.DuckDBPyConnection, *, actor: str, kind: str,
     conn.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  [event.seq, event.at, event.actor, event.kind, event.subject,
                   event.payload_json, event.rows_digest, event.prev_hash, event.hash])
+    _HEADS[id(conn)] = (event.seq, event.hash)
     return event
 
 

@@ -23,7 +23,7 @@ from auditor.store import records, runs, versions
 from auditor.store.arrow_io import insert_arrow
 from auditor.store.connect import claim, connect, release
 from auditor.store.digests import Digest, forget_columns
-from auditor.store.events import Event, append_event, head, read_events
+from auditor.store.events import Event, append_event, forget_head, head, read_events
 from auditor.store.migrations import apply_migrations, pending_migrations
 from auditor.store.schema import MIGRATIONS, Migration
 from auditor.store.verify import LogVerification, verify_log
@@ -80,6 +80,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         if self._open:
             self._open = False
             forget_columns(self.conn)
+            forget_head(self.conn)
             self.conn.close()
             release(self.path, self.read_only)
 
@@ -101,11 +102,13 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
                 self._depth -= 1
             return
         self.conn.begin()
+        forget_head(self.conn)  # read the head afresh, inside the transaction
         self._depth = 1
         try:
             yield self
         except BaseException:
             self._depth = 0
+            forget_head(self.conn)
             self.conn.rollback()
             raise
         self._depth = 0
@@ -115,6 +118,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         try:
             self.conn.commit()
         except duckdb.Error as exc:
+            forget_head(self.conn)  # the transaction's appends are gone
             raise StoreError(f"cannot commit to {self.path}: {exc}") from exc
 
     def _require_writable(self) -> None:

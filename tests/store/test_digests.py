@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 from factories import make_scores, make_version
 
+from auditor.errors import StoreError
 from auditor.store import Store
 from auditor.store.digests import Digest, rows_digest
 from auditor.store.events import append_event, utc_now
@@ -103,3 +104,45 @@ def test_a_store_logged_with_legacy_additive_digests_still_verifies(db_path):
         store.conn.execute("UPDATE behaviours SET description = 'edited' WHERE name = 'old'")
         assert store.verify_log().problems == [
             "behaviours: rows of 'old' were altered (their digest differs from the log)"]
+
+
+def test_rows_of_narrower_or_untyped_arrow_types_are_cast_stored_and_verify(db_path):
+    """Rows whose columns cast exactly to the table's types (a narrower float, an int64 for an
+    INTEGER, an all-null column, dictionary strings) skip DuckDB's cast; what is digested is
+    still exactly what verify reads back."""
+    version = make_version()
+    scores = make_scores(version, behaviours=2)
+    odd = (scores
+           .set_column(scores.schema.get_field_index("stage_index"), "stage_index",
+                       scores.column("stage_index").cast(pa.int64()))
+           .set_column(scores.schema.get_field_index("effect"), "effect",
+                       scores.column("effect").cast(pa.float32()))
+           .set_column(scores.schema.get_field_index("metric_value"), "metric_value",
+                       pa.nulls(scores.num_rows))
+           .set_column(scores.schema.get_field_index("behaviour"), "behaviour",
+                       scores.column("behaviour").dictionary_encode()))
+    with Store.open(db_path) as store:
+        store.add_version(version)
+        store.record_run("audit", {}, scores=odd)
+        assert store.verify_log().ok
+        stored = store.scores().sort_by([("stage_index", "ascending"), ("behaviour", "ascending")])
+    expected = scores.sort_by([("stage_index", "ascending"), ("behaviour", "ascending")])
+    assert stored.column("effect").to_pylist() == \
+        expected.column("effect").cast(pa.float32()).cast(pa.float64()).to_pylist()
+    assert stored.column("behaviour").to_pylist() == expected.column("behaviour").to_pylist()
+    assert stored.column("metric_value").null_count == scores.num_rows
+
+
+def test_an_integer_out_of_range_is_refused_with_duckdbs_message(db_path):
+    version = make_version()
+    scores = make_scores(version, behaviours=1)
+    huge = scores.set_column(scores.schema.get_field_index("stage_index"), "stage_index",
+                             pa.array([2**40] * scores.num_rows, pa.int64()))
+    with Store.open(db_path) as store:
+        store.add_version(version)
+        head = store.head_hash()
+        with pytest.raises(StoreError, match="cannot insert rows into stage_scores"):
+            store.record_run("audit", {}, scores=huge)
+        assert store.head_hash() == head and store.verify_log().ok
+        store.record_run("audit", {}, scores=scores)  # chains onto the head before the failure
+        assert store.verify_log().ok and store.events()[-1].prev_hash != head
