@@ -42,8 +42,9 @@ def insert_arrow(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table,
                  subject: str) -> Digest:
     """Insert ``data`` into ``table``; every row must belong to ``subject``; returns their digest.
 
-    Columns are matched by name and cast to the table's types by DuckDB, and the digest is taken
-    of the cast rows, which are then inserted as they are: it covers exactly the values stored.
+    Columns are matched by name and brought to the table's types (by pyarrow when the cast is
+    exact, else by DuckDB's ``CAST``); the digest is taken of those rows, which are then inserted
+    as they are, so it covers exactly the values stored.
     """
     columns = table_columns(conn, table)
     check_columns(table, [name for name, _ in columns], data.column_names)
