@@ -10,7 +10,8 @@ For each scenario × estimator it prints Pearson, Spearman and sign agreement wi
 ratio time(estimator) / time(replay) (prepare + score, same behaviours; "prep": the
 behaviour-agnostic preparation alone, against replay's retraining alone). Spec suffixes:
 ``+plugin`` scores f(θ_T) − f(θ_T − e_k); ``+fixed`` / ``+jac`` pick the Adam form of the
-unrolled estimators (default ``jacobian+shift``).
+unrolled estimators (default ``jacobian+shift``); ``aa-ggn+fisher`` the empirical Fisher instead
+of the Gauss–Newton curvature.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from auditor.estimators.registry import final_model  # noqa: E402
 from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
 
 ESTIMATORS = ["aa", "aa+plugin", "naive", "tracin", "aa-hessian", "aa-hessian+plugin",
-              "aa-hessian+fixed", "aa-ggn", "aa-ggn+plugin"]
+              "aa-hessian+fixed", "aa-ggn", "aa-ggn+plugin", "aa-ggn+fisher",
+              "aa-ggn+fisher+plugin"]
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,7 +47,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 VARIANTS = {"": {}, "jac": {"adam": "jacobian"}, "fixed": {"adam": "fixed"},
-            "shift": {"adam": "jacobian+shift"}}
+            "shift": {"adam": "jacobian+shift"}, "fisher": {"curvature": "fisher"}}
 
 
 class Runner:

@@ -2,9 +2,12 @@
 
 ``hessian_operator``: exact H_t v by double backward; ``hessian_operator_func`` the same by
 ``torch.func`` forward-over-reverse (jvp of grad).
+``gauss_newton_operator``: the generalised Gauss–Newton G_t v = Jᵀ H_out J v, J the Jacobian of
+the model's outputs on the batch, H_out the Hessian of the loss in the outputs (one jvp, an
+output-space Hessian product and one vjp; positive semi-definite for a convex loss).
 ``fisher_operator``: empirical Fisher G_t v = |B|⁻¹ Jᵀ(J v), J the per-example loss Jacobian
 (one jvp and one vjp; positive semi-definite, so the propagation contracts).
-Both re-seed torch before every forward pass so dropout masks are the factual ones.
+All re-seed torch before every forward pass so dropout masks are the factual ones.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp, vjp
 
+from auditor.errors import EstimatorError
 from auditor.estimators.layout import ParamLayout
 from auditor.lineage.replay import seed_step
 from auditor.task import TrainingTask
@@ -113,3 +117,57 @@ def fisher_operator(module: LossModule, params: dict[str, torch.Tensor], batch: 
         return layout.flatten(_unprefixed(back))
 
     return apply
+
+
+def gauss_newton_operator(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
+                          seed: int | None, layout: ParamLayout) -> Operator:
+    """Generalised Gauss–Newton of the task's loss. The split into outputs and loss needs no
+    task change: the model's output is read with a forward hook, and the loss of given outputs
+    is the task's loss with the model's forward answering them. The task's loss must call the
+    model once per batch."""
+    primals = _prefixed(params)
+
+    def outputs(p):
+        _seeded(seed)
+        return _model_output(module, lambda: functional_call(module, p, (batch,)))
+
+    def loss_at(out):
+        return _loss_at_outputs(module, batch, out)
+
+    _seeded(seed)
+    out0, pullback = vjp(outputs, primals)
+    loss_gradient = grad(loss_at)
+    out0 = out0.detach()
+
+    def apply(vector: torch.Tensor) -> torch.Tensor:
+        tangent = _prefixed(layout.unflatten(vector, like=params))
+        _, jv = jvp(outputs, (primals,), (tangent,))
+        _, hjv = jvp(loss_gradient, (out0,), (jv,))
+        (back,) = pullback(hjv)
+        return layout.flatten(_unprefixed(back))
+
+    return apply
+
+
+def _model_output(module: LossModule, run: Callable[[], Any]) -> torch.Tensor:
+    """The output of ``module.inner`` during ``run()`` (which must call it exactly once)."""
+    seen: list[torch.Tensor] = []
+    handle = module.inner.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        run()
+    finally:
+        handle.remove()
+    if len(seen) != 1 or not torch.is_tensor(seen[0]):
+        raise EstimatorError(
+            f"Gauss–Newton curvature needs the task's loss to call the model once and get one "
+            f"tensor back (it called it {len(seen)} times); use curvature='fisher'")
+    return seen[0]
+
+
+def _loss_at_outputs(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
+    """The task's loss when the model returns ``out`` (the model itself is not run)."""
+    module.inner.forward = lambda *args, **kwargs: out
+    try:
+        return module(batch)
+    finally:
+        del module.inner.forward

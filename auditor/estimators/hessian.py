@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -69,10 +69,17 @@ class UnrolledEstimator:
         self.adam = adam
         self.device = check_device(device)  # not in the config hash: same numbers up to rounding
 
+    def settings(self) -> dict[str, Any]:
+        """The settings that change the numbers (the mode changes only the cost)."""
+        return {"plugin": self.plugin, "adam": self.adam}
+
     @property
-    def config_hash(self) -> str:  # the mode changes cost, not the numbers
-        settings = {"plugin": self.plugin, "adam": self.adam}
-        return settings_hash(self.name, self.version, settings)
+    def config_hash(self) -> str:
+        return settings_hash(self.name, self.version, self.settings())
+
+    def curvature_operator(self) -> tuple[OperatorFactory, str]:
+        """The curvature product of one step, and the loss reduction it needs."""
+        return type(self).operator, self.reduction
 
     def plan_for(self, queries: int) -> None:
         """Called by ``attribute`` with the number of behaviours (decides ``auto``)."""
@@ -92,9 +99,9 @@ class UnrolledEstimator:
     def problem(self, version: ModelVersion, root: str | Path, task: TrainingTask) -> Problem:
         task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
+        operator, reduction = self.curvature_operator()
         return Problem(version, Path(root), task, layout, all_coefficients(version, root, layout),
-                       stage_displacements(version, root, layout), type(self).operator,
-                       self.reduction)
+                       stage_displacements(version, root, layout), operator, reduction)
 
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from linreg import linear_behaviours, record_linreg
 
+from auditor.errors import EstimatorError
 from auditor.estimators import attribute, get_estimator
 from auditor.estimators.registry import final_model
 
@@ -24,6 +25,41 @@ def test_hessian_equals_replay(tmp_path, convention):
     assert np.abs(truth).max() > 1e-3  # the stages do move the behaviours
     assert _relative(forward, truth) <= 1e-8
     assert _relative(reverse, forward) <= 1e-8
+
+
+@pytest.mark.parametrize("convention", ["carry", "reset"])
+def test_gauss_newton_is_the_hessian_of_a_linear_model_so_equals_replay(tmp_path, convention):
+    """Linear model, squared loss: Jᵀ H_out J is the Hessian, so aa-ggn (Gauss–Newton) is
+    exact, in both modes; the empirical Fisher is not."""
+    task, version = record_linreg(tmp_path, convention)
+    behaviours = linear_behaviours(task)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    forward = attribute(version, tmp_path, task, behaviours, "aa-ggn", mode="forward").effects
+    reverse = attribute(version, tmp_path, task, behaviours, "aa-ggn", mode="reverse").effects
+    fisher = attribute(version, tmp_path, task, behaviours, "aa-ggn", curvature="fisher").effects
+    assert _relative(forward, truth) <= 1e-8
+    assert _relative(reverse, truth) <= 1e-8
+    assert _relative(fisher, truth) > 1e-6
+
+
+def test_gauss_newton_needs_one_model_call_per_loss(tmp_path):
+    task, version = record_linreg(tmp_path, "carry")
+
+    class TwiceTask(type(task)):
+        def loss(self, model, batch, reduction="mean"):
+            x, y = batch
+            errors = ((model(x) + model(x)) / 2 - y).squeeze(-1) ** 2
+            return errors.mean() if reduction == "mean" else errors
+
+    twice = TwiceTask.__new__(TwiceTask)
+    twice.__dict__.update(task.__dict__)
+    with pytest.raises(EstimatorError, match="call the model once.*curvature='fisher'"):
+        attribute(version, tmp_path, twice, linear_behaviours(task), "aa-ggn")
+    fisher = attribute(version, tmp_path, twice, linear_behaviours(task), "aa-ggn",
+                       curvature="fisher")
+    assert np.isfinite(fisher.effects).all()
+    with pytest.raises(EstimatorError, match="curvature must be one of"):
+        get_estimator("aa-ggn", curvature="exact")
 
 
 def test_hessian_exact_with_nesterov(tmp_path):
