@@ -9,8 +9,17 @@ import typer
 from rich.table import Table
 
 from auditor import api
-from auditor.cli.common import console, db_option, wait_option
-from auditor.errors import ExecutionError
+from auditor.cli.common import (
+    console,
+    db_option,
+    parse_settings,
+    settings_option,
+    wait_option,
+)
+from auditor.errors import ExecutionError, InputError
+
+ESTIMATOR_HELP = ("Estimator: aa (default), aa-hessian, aa-ggn, naive, tracin, replay or "
+                  "aa-stationary (docs/estimators.md).")
 
 
 def _executor_option(default: str | None):
@@ -35,7 +44,8 @@ def attribute(
     version: str = typer.Option(..., "--version", help="MODEL@VERSION to attribute."),
     behaviours: str = typer.Option(None, "--behaviours",
                                    help="module:function returning the behaviours to attribute."),
-    estimator: str = typer.Option("aa", "--estimator", help="Estimator name (see ESTIMATORS)."),
+    estimator: str = typer.Option("aa", "--estimator", help=ESTIMATOR_HELP),
+    setting: list[str] = settings_option(),
     executor: str = _executor_option("local"),
     address: str = _address_option(),
     num_gpus: float = _gpus_option(),
@@ -45,7 +55,8 @@ def attribute(
 ) -> None:
     """Attribute one version's behaviours to its stages and store the scores."""
     summary = api.attribute_version(version, db=db, estimator=estimator, behaviours=behaviours,
-                                    executor=executor, address=address, num_gpus=num_gpus,
+                                    settings=parse_settings(setting), executor=executor,
+                                    address=address, num_gpus=num_gpus,
                                     max_retries=max_retries, wait=wait)
     _print_summary(summary, db)
 
@@ -57,7 +68,9 @@ def audit(
                                "(e.g. 2026-Q4) instead of the spec's."),
     behaviours: str = typer.Option(None, "--behaviours", help="module:function returning the "
                                    "behaviours (when no spec is given)."),
-    estimator: str = typer.Option("aa", "--estimator", help="Estimator (when no spec is given)."),
+    estimator: str = typer.Option("aa", "--estimator",
+                                  help=f"{ESTIMATOR_HELP} When no spec is given."),
+    setting: list[str] = settings_option(),
     executor: str = _executor_option(None),
     address: str = _address_option(),
     num_gpus: float = _gpus_option(),
@@ -70,7 +83,10 @@ def audit(
     if spec is None:
         from auditor.execution.spec import spec_from_options
 
-        spec = spec_from_options(period, behaviours, estimator)
+        spec = spec_from_options(period, behaviours, estimator, parse_settings(setting))
+    elif setting:
+        raise InputError("--setting goes with --period and --behaviours; a spec sets "
+                         "estimator_settings itself")
     summary = api.run_audit(spec, db=db, period=period, executor=executor, address=address,
                             num_gpus=num_gpus, max_retries=max_retries, wait=wait,
                             progress=not quiet)

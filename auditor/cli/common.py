@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
+import yaml
 from rich.console import Console
+
+from auditor.errors import InputError
 
 DEFAULT_DB = "auditor.duckdb"
 
@@ -30,3 +34,27 @@ def db_option() -> Path:
 def wait_option() -> float:
     return typer.Option(0.0, "--wait", metavar="SECONDS",
                         help="Wait up to SECONDS for another auditor process to release the store.")
+
+
+def settings_option():
+    return typer.Option(None, "--setting", metavar="KEY=VALUE",
+                        help="An estimator setting, e.g. plugin=true or curvature=fisher "
+                        "(repeatable; values are read as YAML scalars).")
+
+
+def parse_settings(pairs: list[str] | None) -> dict[str, Any]:
+    """``["plugin=true", "mode=forward"]`` -> ``{"plugin": True, "mode": "forward"}``."""
+    settings: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--setting {pair!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, dict | list):
+            raise InputError(f"--setting {pair!r}: the value must be a single number, word or "
+                             "boolean")
+        settings[key.strip()] = value
+    return settings

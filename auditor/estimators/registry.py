@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,12 @@ def get_estimator(name: str, **settings: Any) -> Estimator:
     except KeyError:
         known = ", ".join(sorted(ESTIMATORS))
         raise EstimatorError(f"unknown estimator {name!r} (known: {known})") from None
-    return cls(**settings)
+    try:
+        return cls(**settings)
+    except TypeError as exc:  # a setting the estimator does not take
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        what = f"no setting {unknown.group(1)!r}" if unknown else f"bad settings ({exc})"
+        raise EstimatorError(f"estimator {name!r} has {what}; see docs/estimators.md") from None
 
 
 def final_model(version: ModelVersion, root: str | Path, task: TrainingTask):

@@ -68,6 +68,10 @@ class AuditSpec(_Strict):
         for spec in _all_behaviour_specs(self.behaviours):
             if not _is_entry_point(spec):
                 raise ValueError(f"behaviours: {spec!r} must look like 'package.module:function'")
+        unused = sorted(set(self.estimator_settings) - set(self.estimators))
+        if unused:
+            raise ValueError(f"estimator_settings: {', '.join(unused)} is not among the "
+                             f"estimators ({', '.join(self.estimators)})")
         return self
 
     def behaviour_sets(self, model: str) -> list[str]:
@@ -108,12 +112,14 @@ def load_spec(path: str | Path) -> AuditSpec:
 
 
 def spec_from_options(period: str | None, behaviours: str | None,
-                      estimator: str = DEFAULT_ESTIMATOR) -> AuditSpec:
+                      estimator: str = DEFAULT_ESTIMATOR,
+                      settings: dict[str, Any] | None = None) -> AuditSpec:
     """An audit of a period given on the command line (no audit.yaml)."""
     if not period or not behaviours:
         raise InputError("give an audit spec (audit.yaml), or --period and --behaviours")
     try:
         return AuditSpec(versions={"period": period}, behaviours=behaviours,
-                         estimators=[estimator])
+                         estimators=[estimator],
+                         estimator_settings={estimator: settings} if settings else {})
     except ValueError as exc:  # pydantic's ValidationError
         raise InputError(f"bad audit options: {exc}") from None

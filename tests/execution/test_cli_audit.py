@@ -70,3 +70,37 @@ def test_audit_without_spec_takes_period_and_behaviours(tiny_store, capsys):
     assert code == 0 and f"{len(keys)} done, 0 failed" in capsys.readouterr().out
     assert main(["audit", "--period", "2026-Q4", "--db", str(db)]) == 2
     assert "--period and --behaviours" in capsys.readouterr().err
+
+
+def test_attribute_passes_estimator_settings(tiny_store, capsys):
+    from auditor.estimators import get_estimator
+
+    db, keys = tiny_store
+    code = main(["attribute", "--version", keys[0], "--behaviours", "tinyaudit:behaviours",
+                 "--estimator", "aa", "--setting", "plugin=true", "--db", str(db)])
+    assert code == 0, capsys.readouterr()
+    hashes = {r["config_hash"] for r in score_rows(db) if r["estimator"] == "aa"}
+    assert hashes == {get_estimator("aa", plugin=True).config_hash}
+    assert hashes != {get_estimator("aa").config_hash}
+
+
+def test_bad_estimator_settings_are_one_line_errors(tiny_store, tmp_path, capsys):
+    db, keys = tiny_store
+    base = ["attribute", "--version", keys[0], "--behaviours", "tinyaudit:behaviours",
+            "--db", str(db)]
+    cases = {("--setting", "colour=blue"): "estimator 'aa' has no setting 'colour'",
+             ("--setting", "plugin"): "--setting 'plugin': expected KEY=VALUE",
+             ("--estimator", "aa-ggn", "--setting", "curvature=exact"):
+                 "curvature must be one of gauss-newton, fisher"}
+    for extra, message in cases.items():
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    spec = tmp_path / "audit.yaml"  # the same checks for a spec's estimator_settings
+    spec.write_text(yaml.safe_dump({**spec_dict(), "estimator_settings": {"naive": {"k": 1}}}))
+    assert main(["audit", str(spec), "--db", str(db), "--quiet"]) == 2
+    assert "estimator 'naive' has no setting 'k'" in capsys.readouterr().err
+    spec.write_text(yaml.safe_dump({**spec_dict(), "estimator_settings": {"aa": {}}}))
+    assert main(["audit", str(spec), "--db", str(db), "--quiet"]) == 2
+    assert "estimator_settings: aa is not among the estimators (naive)" in \
+        capsys.readouterr().err
