@@ -134,7 +134,6 @@ def gauss_newton_operator(module: LossModule, params: dict[str, torch.Tensor], b
     def loss_at(out):
         return _loss_at_outputs(module, batch, out)
 
-    _seeded(seed)
     out0, pullback = vjp(outputs, primals)
     loss_gradient = grad(loss_at)
     out0 = out0.detach()
