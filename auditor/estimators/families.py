@@ -72,19 +72,6 @@ def family_values(family: ProbeFamily, members: list[int], model: torch.nn.Modul
     return torch.cat(out).to("cpu", torch.float64).numpy()
 
 
-def _metrics(family: ProbeFamily, outputs: torch.Tensor, surrogate: torch.Tensor,
-             chosen: torch.Tensor) -> torch.Tensor:
-    if family.metrics is None:
-        return surrogate.detach()
-    return family.metrics(outputs.detach(), chosen).detach()
-
-
-def _tangent(vector: Vector, name: str, param: torch.Tensor) -> torch.Tensor:
-    if name not in vector:
-        return torch.zeros_like(param)
-    return vector[name].to(param.device, param.dtype).reshape(param.shape)
-
-
 def values_at(model: torch.nn.Module, behaviours: list[Behaviour], use_metric: bool) -> np.ndarray:
     """Each behaviour's surrogate (or metric) at ``model``; a ProbeFamily's members in batched
     forward passes."""
@@ -100,3 +87,16 @@ def values_at(model: torch.nn.Module, behaviours: list[Behaviour], use_metric: b
             if q not in in_family:
                 values[q] = b.measure(model) if use_metric else float(b.surrogate(model))
     return values
+
+
+def _metrics(family: ProbeFamily, outputs: torch.Tensor, surrogate: torch.Tensor,
+             chosen: torch.Tensor) -> torch.Tensor:
+    if family.metrics is None:
+        return surrogate.detach()
+    return family.metrics(outputs.detach(), chosen).detach()
+
+
+def _tangent(vector: Vector, name: str, param: torch.Tensor) -> torch.Tensor:
+    if name not in vector:
+        return torch.zeros_like(param)
+    return vector[name].to(param.device, param.dtype).reshape(param.shape)

@@ -87,14 +87,14 @@ def row_problems(conn: duckdb.DuckDBPyConnection, events: list[Event]) -> list[s
         seen = set()
         for subject, rows in stored_subjects(conn, table):
             seen.add(subject)
-            problems.extend(_check_subject(conn, table, subject, expected.get(subject), rows))
+            problems.extend(_subject_problems(conn, table, subject, expected.get(subject), rows))
         for subject in sorted(set(expected) - seen):
             problems.append(_deleted(table, subject, _count(expected[subject]), 0))
     return problems
 
 
-def _check_subject(conn: duckdb.DuckDBPyConnection, table: str, subject: str,
-                   writes: Logged | None, rows: pa.Table) -> list[str]:
+def _subject_problems(conn: duckdb.DuckDBPyConnection, table: str, subject: str,
+                      writes: Logged | None, rows: pa.Table) -> list[str]:
     if writes is None:
         return [f"{table}: {rows.num_rows} row(s) of {subject!r} were written outside the log"]
     if _count(writes) != rows.num_rows:
