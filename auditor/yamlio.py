@@ -21,12 +21,21 @@ def read_document(path: str | Path, error: type[InputError] = InputError,
     ``loader`` must be a SafeLoader subclass (e.g. one that keeps dates as text, so that a bad
     date becomes a located validation error instead of a crash)."""
     path = Path(path)
+    return parse_document(read_text(path, error), path, error, loader)
+
+
+def read_text(path: Path, error: type[InputError] = InputError) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error("file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read file: {exc}", path=str(path)) from exc
+
+
+def parse_document(text: str, path: Path, error: type[InputError] = InputError,
+                   loader: type = yaml.SafeLoader) -> tuple[Any, LineMap]:
+    """``read_document`` for text already read from ``path``."""
     try:
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
         lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))

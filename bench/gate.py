@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from auditor.lineage.models import ModelVersion  # noqa: E402
 from auditor.policy.evaluate import gate  # noqa: E402
 from auditor.policy.load import LoadedPolicy, policy_hash  # noqa: E402
-from auditor.policy.model import Policy  # noqa: E402
+from auditor.policy.model import METRICS, Policy  # noqa: E402
 from auditor.store import Store  # noqa: E402
 
 STAGES, VERSIONS = 20, 20  # 2,500 behaviours at 10^6 rows
 KINDS = ("pretrain", "fine-tune", "alignment")
-METRICS = ("contribution", "share", "rank", "delta_vs_previous")
 
 
 def make_version(index: int) -> ModelVersion:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from auditor import api
 from auditor.cli.common import console, db_option, wait_option
-from auditor.policy.outcomes import GateResult
+
+if TYPE_CHECKING:  # the policy engine loads when a command needs it, not at CLI start-up
+    from auditor.policy.outcomes import GateResult
 
 app = typer.Typer(help="Policy files: validate them.", no_args_is_help=True)
 

@@ -133,16 +133,12 @@ def remediate_failures(layout: DemoLayout, summary: DemoSummary, announce: Step)
 
 def _stored_remediations(layout: DemoLayout) -> dict:
     """Remediations a previous run recorded, with the behaviours it measured before and after."""
-    import json
-
     from auditor import api
 
     with api.open_store(layout.db, read_only=True) as store:
-        rows = store.query("SELECT config_json FROM runs WHERE kind = 'remediation' "
-                           "AND status = 'complete' ORDER BY started_at")
+        configs = store.run_configs("remediation")
     found = {}
-    for row in rows:
-        config = json.loads(row["config_json"])
+    for config in configs:
         found[config["to"]] = api.Remediation(
             config["from"], config["to"], config["dropped_stage"],
             layout.lineage(*config["to"].split("@")), config["before"], config["after"])

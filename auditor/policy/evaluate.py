@@ -100,20 +100,12 @@ def _record(store: Store, loaded: LoadedPolicy, context: ScoreContext, results: 
               "policy_hash": loaded.hash, "version": context.key,
               "estimator": context.estimator, "config_hash": context.config_hash,
               "previous": context.previous, "evaluated_on": today.isoformat(),
-              "policy_text": _policy_text(loaded)}
+              "policy_text": loaded.text}
     verdict_row = {"model": context.model, "version": context.version, "policy_id": loaded.id,
                    "policy_hash": loaded.hash, "verdict": verdict}
     with store.transaction():
         return store.record_run("policy", config, policy_results=results,
                                 verdicts=[verdict_row])
-
-
-def _policy_text(loaded: LoadedPolicy) -> str | None:
-    """The policy file as the gate read it, so a report can embed exactly that file."""
-    try:
-        return loaded.path.read_text()
-    except OSError:
-        return None
 
 
 def evaluate_rules(loaded: LoadedPolicy, inputs: Inputs, today: date) -> pa.Table:

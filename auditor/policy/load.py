@@ -12,7 +12,7 @@ from auditor.errors import PolicyError
 from auditor.hashing import canonical_json, sha256_bytes
 from auditor.paths import policies_dir
 from auditor.policy.model import Policy, Rule
-from auditor.yamlio import LineMap, line_of, read_document, validate
+from auditor.yamlio import LineMap, key_path, line_of, parse_document, read_text, validate
 
 DEFAULT_POLICY = "default.yaml"
 
@@ -32,6 +32,7 @@ class LoadedPolicy:
     policy: Policy
     path: Path
     hash: str  # sha256 of the policy's canonical JSON: comments and layout do not count
+    text: str | None = None  # the file as read, so a report can embed exactly that file
 
     @property
     def id(self) -> str:
@@ -49,16 +50,15 @@ def default_policy_path() -> Path:
 def load_policy(path: str | Path | None = None) -> LoadedPolicy:
     """Parse and check a policy file (the shipped default when ``path`` is None)."""
     path = Path(path) if path is not None else default_policy_path()
-    data, lines = read_document(path, PolicyError, _DatesAsText)
+    text = read_text(path, PolicyError)
+    data, lines = parse_document(text, path, PolicyError, _DatesAsText)
     policy = validate(Policy, data, path, lines, PolicyError)
     check_policy(policy, path, lines)
-    return LoadedPolicy(policy, path, policy_hash(policy))
+    return LoadedPolicy(policy, path, policy_hash(policy), text)
 
 
 def _error(message: str, path: Path, lines: LineMap, loc: tuple) -> PolicyError:
-    key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
-    return PolicyError(message, path=str(path), line=line_of(loc, lines),
-                       key=key.replace(".[", "["))
+    return PolicyError(message, path=str(path), line=line_of(loc, lines), key=key_path(loc))
 
 
 def check_policy(policy: Policy, path: Path, lines: LineMap) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -113,7 +112,7 @@ def score_context(store: Store, key: str, estimator: str | None = None) -> Score
     created = _created_at(store, model)
     if version not in created:
         raise StoreError(f"version {key} is not in the store {store.path}")
-    catalogue = _arrow(store, _CATALOGUE, {"model": model}).to_pylist()
+    catalogue = store.arrow(_CATALOGUE, {"model": model}).to_pylist()
     own = [row for row in catalogue if row["version"] == version]
     configs = tuple(sorted({f"{r['estimator']}/{r['config_hash']}" for r in own}))
     chosen = _latest(own, estimator)
@@ -159,7 +158,7 @@ def scored_elsewhere(store: Store, context: ScoreContext,
     if not names:
         return {}
     found: dict[str, list[str]] = {}
-    rows = _arrow(store, _ELSEWHERE, {"model": context.model, "version": context.version,
+    rows = store.arrow(_ELSEWHERE, {"model": context.model, "version": context.version,
                                       "names": names}).to_pylist()
     for row in rows:
         found.setdefault(row["behaviour"], []).append(row["config"])
@@ -175,17 +174,10 @@ def _fidelity_passed(store: Store, model: str, version: str, estimator: str,
 def metric_table(store: Store, context: ScoreContext) -> pa.Table:
     """One row per (behaviour, stage) of the gated version with every metric (see module doc)."""
     sql = _METRICS.format(latest_run=_LATEST_RUN if context.several_runs else "")
-    return _arrow(store, sql, {"model": context.model, "version": context.version,
+    return store.arrow(sql, {"model": context.model, "version": context.version,
                                "previous": context.previous,
                                "estimator": context.estimator or "",
                                "config": context.config_hash or "", "runs": list(context.runs)})
-
-
-def _arrow(store: Store, sql: str, params: dict) -> pa.Table:
-    try:
-        return store.conn.sql(sql, params=params).to_arrow_table()
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot read scores from {store.path}: {exc}") from exc
 
 
 def lineage_kinds(store: Store, key: str) -> dict[str, str]:

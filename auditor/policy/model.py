@@ -9,7 +9,7 @@ behaviours, waivers naming real rules) live in ``auditor.policy.load`` so they c
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,8 +18,7 @@ Comparator = Literal[">", ">=", "<", "<="]
 Severity = Literal["block", "warn", "info"]
 Direction = Literal["harm", "benefit"]
 
-METRICS: tuple[str, ...] = ("contribution", "share", "rank", "delta_vs_previous")
-SEVERITIES: tuple[str, ...] = ("block", "warn", "info")
+METRICS: tuple[str, ...] = get_args(Metric)
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 

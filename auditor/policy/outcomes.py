@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -49,7 +49,6 @@ class GateResult:
     expired_waivers: tuple[dict[str, Any], ...] = ()
     allow_indeterminate: bool = False
     evaluated_on: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def exit_code(self) -> int:

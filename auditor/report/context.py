@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from auditor.errors import ReportError, StoreError
 from auditor.lineage.prov import to_prov_json
 from auditor.report.environment import environment
-from auditor.report.evidence import evidence_runs, plain, version_evidence
+from auditor.report.evidence import evidence_runs, latest_scores, plain, version_evidence
 from auditor.report.results import behaviour_results, policy_view, remediation_advice, trends
 from auditor.report.stages import stage_view, version_diff
 from auditor.store.versions import split_key
 
 if TYPE_CHECKING:
+    from auditor.lineage.models import ModelVersion
     from auditor.store import Store
 
 GATE, QUARTERLY = "release-gate", "quarterly"
@@ -115,15 +116,14 @@ def _runs(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def _previous(store: Store, key: str, scores: list[dict[str, Any]]) -> str | None:
+def _previous(store: Store, key: str, scores: list[dict[str, Any]]) -> ModelVersion | None:
     if not scores:
         return None
     first = scores[0]
     try:
-        previous = store.previous_version(key, first["estimator"], first["config_hash"])
+        return store.previous_version(key, first["estimator"], first["config_hash"])
     except StoreError:  # a version without created_at has no predecessor
         return None
-    return previous.key if previous else None
 
 
 def version_report(store: Store, key: str) -> VersionReport:
@@ -132,10 +132,7 @@ def version_report(store: Store, key: str) -> VersionReport:
     runs = evidence_runs(store, model, version)
     evidence = version_evidence(store, model, version, runs)
     previous = _previous(store, key, evidence["stage_scores"])
-    previous_scores = []
-    if previous:
-        prev_runs = evidence_runs(store, *split_key(previous))
-        previous_scores = version_evidence(store, *split_key(previous), prev_runs)["stage_scores"]
+    previous_scores = latest_scores(store, previous.model, previous.version) if previous else []
     policy = policy_view(evidence["policy_results"], evidence["verdicts"])
     behaviours = behaviour_results(evidence["stage_scores"], previous_scores,
                                    evidence["policy_results"])
@@ -144,18 +141,15 @@ def version_report(store: Store, key: str) -> VersionReport:
         key=key, info=_info(store, key),
         stages=[stage_view(i, s) for i, s in enumerate(lineage.stages)],
         behaviours=behaviours, policy=policy, fidelity=evidence["fidelity_checks"],
-        previous=previous,
-        changes=version_diff(store.get_version(previous) if previous else None, lineage),
+        previous=previous.key if previous else None,
+        changes=version_diff(previous, lineage),
         remediation=remediation_advice(key, behaviours, policy, _remediations(store, key)),
         runs=_runs(store, run_ids), runs_by_table=runs, evidence=evidence,
         prov=to_prov_json(lineage))
 
 
 def _remediations(store: Store, key: str) -> list[dict[str, Any]]:
-    rows = store.query("SELECT config_json FROM runs WHERE kind = 'remediation' AND "
-                       "status = 'complete' ORDER BY started_at")
-    configs = [json.loads(r["config_json"]) for r in rows]
-    return [c for c in configs if c.get("from") == key]
+    return [c for c in store.run_configs("remediation") if c.get("from") == key]
 
 
 def _keys(store: Store, version: str | None, period: str | None) -> tuple[str, str, list[str]]:
@@ -173,7 +167,7 @@ def _keys(store: Store, version: str | None, period: str | None) -> tuple[str, s
 def build_context(store: Store, *, version: str | None = None, period: str | None = None,
                   demo: bool = False) -> ReportContext:
     kind, subject, keys = _keys(store, version, period)
-    seq, head_hash = _log_head(store)
+    seq, head_hash = store.head()
     from auditor import __version__
     env = environment()
     return ReportContext(
@@ -187,6 +181,3 @@ def build_context(store: Store, *, version: str | None = None, period: str | Non
         environment=env, demo=demo)
 
 
-def _log_head(store: Store) -> tuple[int, str]:
-    events = store.events(limit=1)
-    return (events[-1].seq, events[-1].hash) if events else (0, store.head_hash())

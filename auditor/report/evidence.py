@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from auditor.store import Store
 
-_TABLES = ("stage_scores", "policy_results", "verdicts", "fidelity_checks")
+TABLES = ("stage_scores", "policy_results", "verdicts", "fidelity_checks")
 _ORDER = {
     "stage_scores": "stage_index, behaviour",
     "policy_results": "rule_id, stage_id NULLS FIRST, behaviour",
@@ -42,19 +42,24 @@ def _rows(store: Store, table: str, run_ids: list[str], model: str,
     return [{name: plain(value) for name, value in row.items()} for row in rows]
 
 
+def latest_scores(store: Store, model: str, version: str) -> list[dict[str, Any]]:
+    """The stage scores of ``model@version``'s latest complete scoring run."""
+    run = latest_run(store, "stage_scores", model, version)
+    return _rows(store, "stage_scores", [run] if run else [], model, version)
+
+
 def version_evidence(store: Store, model: str, version: str,
                      runs: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
     """Rows of ``model@version`` in each evidence table, from the runs named per table."""
-    return {table: _rows(store, table, runs.get(table, []), model, version) for table in _TABLES}
+    return {table: _rows(store, table, runs.get(table, []), model, version) for table in TABLES}
 
 
-def latest_run(store: Store, table: str, model: str, version: str,
-               where: str = "TRUE", params: list[Any] | None = None) -> str | None:
+def latest_run(store: Store, table: str, model: str, version: str) -> str | None:
     """The most recently finished complete run holding rows of ``model@version`` in ``table``."""
     rows = store.query(
         f"SELECT t.run_id FROM {table} t JOIN runs r USING (run_id) WHERE r.status = 'complete'"
-        f" AND t.model = ? AND t.version = ? AND {where}"
-        " ORDER BY r.finished_at DESC, t.run_id LIMIT 1", [model, version, *(params or [])])
+        " AND t.model = ? AND t.version = ?"
+        " ORDER BY r.finished_at DESC, t.run_id LIMIT 1", [model, version])
     return rows[0]["run_id"] if rows else None
 
 

@@ -40,7 +40,7 @@ def _policy(policy_file: str | Path | None) -> tuple[str, bytes] | None:
 
 def render_report(store, *, version: str | None = None, period: str | None = None,
                   signer=None, policy_file: str | Path | None = None,
-                  tsa_url: str | None = None, timestamper=None):
+                  tsa_url: str | None = None):
     """(context, html, pdf bytes): the PDF signed when ``signer`` is given."""
     context = build_context(store, version=version, period=period,
                             demo=bool(signer and is_demo(signer)))
@@ -50,7 +50,7 @@ def render_report(store, *, version: str | None = None, period: str | None = Non
     html = render_html(context, files)
     pdf = html_to_pdf(html, files, context.report_id)
     if signer is not None:
-        pdf = sign_pdf(pdf, signer, tsa_url=tsa_url, timestamper=timestamper)
+        pdf = sign_pdf(pdf, signer, tsa_url=tsa_url)
     return context, html, pdf
 
 

@@ -28,7 +28,6 @@ class SignerSettings:
     passphrase_env: str | None = None
     passphrase_file: Path | None = None
     tsa_url: str | None = None
-    reason: str = "auditor accountability report"
 
     def passphrase(self) -> bytes | None:
         if self.passphrase_env:
@@ -111,8 +110,10 @@ def _timestamper(url: str | None):
     return HTTPTimeStamper(url)
 
 
-def sign_pdf(pdf: bytes, signer, *, tsa_url: str | None = None,
-             reason: str = "auditor accountability report", timestamper=None) -> bytes:
+REASON = "auditor accountability report"
+
+
+def sign_pdf(pdf: bytes, signer, *, tsa_url: str | None = None, timestamper=None) -> bytes:
     """The PDF with one invisible PAdES signature over the whole file."""
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
@@ -120,7 +121,7 @@ def sign_pdf(pdf: bytes, signer, *, tsa_url: str | None = None,
 
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     meta = signers.PdfSignatureMetadata(field_name=FIELD_NAME, md_algorithm="sha256",
-                                        subfilter=SigSeedSubFilter.PADES, reason=reason)
+                                        subfilter=SigSeedSubFilter.PADES, reason=REASON)
     try:
         out = signers.sign_pdf(writer, meta, signer=signer,
                                timestamper=timestamper or _timestamper(tsa_url),

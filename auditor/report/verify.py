@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import ReportError
+from auditor.hashing import sha256_bytes
 from auditor.report.render import ATTACHMENTS_META, REPORT_ID_META
 from auditor.report.sign import DEMO_MARK
 
@@ -141,8 +142,6 @@ def _manifest(reader) -> tuple[dict[str, str], str | None]:
 
 
 def _check_files(result: VerificationResult, reader) -> dict[str, bytes]:
-    import hashlib
-
     try:
         manifest, result.report_id = _manifest(reader)
         files = embedded_files(reader)
@@ -151,7 +150,7 @@ def _check_files(result: VerificationResult, reader) -> dict[str, bytes]:
         return {}
     if not result.add("embedded files listed", bool(manifest), f"{len(manifest)} on the cover"):
         return files
-    actual = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    actual = {name: sha256_bytes(data) for name, data in files.items()}
     bad = sorted(n for n in set(manifest) | set(actual) if manifest.get(n) != actual.get(n))
     result.add("embedded files match cover", not bad,
                "all SHA-256 match" if not bad else f"mismatch: {', '.join(bad)}")
@@ -164,7 +163,7 @@ def _normal(doc: Any) -> Any:
 
 def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path,
                  wait: float) -> None:
-    from auditor.report.evidence import version_evidence
+    from auditor.report.evidence import TABLES, version_evidence
     from auditor.store import Store
     from auditor.store.versions import split_key
 
@@ -177,8 +176,7 @@ def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path,
         result.add("event log verifies", log.ok, "; ".join(log.problems[:3]) or
                    f"{log.events} events chained")
         stale = [v["key"] for v in evidence.get("versions", []) if _normal(version_evidence(
-            store, *split_key(v["key"]), v["runs"])) != _normal({t: v[t] for t in (
-                "stage_scores", "policy_results", "verdicts", "fidelity_checks")})]
+            store, *split_key(v["key"]), v["runs"])) != _normal({t: v[t] for t in TABLES})]
         result.add("evidence matches store rows", not stale,
                    "all cited rows equal" if not stale else f"differs for {', '.join(stale)}")
 

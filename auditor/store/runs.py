@@ -70,6 +70,12 @@ class RunMethods:
         if row[0] != "running":
             raise StoreError(f"run {run_id} is already {row[0]}; start a new run")
 
+    def run_configs(self: Store, kind: str) -> list[dict[str, Any]]:
+        """The configurations of the complete runs of ``kind``, oldest first."""
+        rows = self.conn.execute("SELECT config_json FROM runs WHERE kind = ? AND "
+                                 "status = 'complete' ORDER BY started_at", [kind]).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def run_config(self: Store, run_id: str) -> dict[str, Any]:
         row = first_row(self.conn.execute("SELECT config_json FROM runs WHERE run_id = ?",
                                 [run_id]))

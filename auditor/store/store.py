@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,8 +141,12 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
     def events(self, limit: int | None = None) -> list[Event]:
         return read_events(self.conn, limit)
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the latest event; (0, 64 zeros) for an empty log."""
+        return head(self.conn)
+
     def head_hash(self) -> str:
-        return head(self.conn)[1]
+        return self.head()[1]
 
     def verify_log(self) -> LogVerification:
         return verify_log(self.conn)
@@ -159,8 +163,11 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
         names = [column[0] for column in result.description]
         return [dict(zip(names, row)) for row in result.fetchall()]
 
-    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+    def arrow(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+        """Query results as Arrow; ``params`` positional (``?``) or named (``$name``)."""
+        if params is not None and not isinstance(params, Mapping):
+            params = list(params)
         try:
-            return self.conn.sql(sql, params=list(params) if params else None).to_arrow_table()
+            return self.conn.sql(sql, params=params or None).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"query failed: {exc}") from exc
