@@ -51,15 +51,16 @@ def compare(version, root, name: str) -> float:
 
 
 def ray_check(version, root) -> None:
-    """One Ray task with num_gpus=1: what it sees, and ``aa`` run with the worker's settings."""
+    """One Ray task with num_gpus=1: what it sees, and ``aa`` run with its default device
+    ("auto": the GPU Ray granted, through CUDA_VISIBLE_DEVICES)."""
     import ray
 
-    from auditor.execution.worker import with_granted_device
+    from auditor.estimators.device import resolve_device
 
     @ray.remote(num_cpus=1, num_gpus=1)
     def probe(version, root):
-        settings = with_granted_device({})
-        effects = attribute(version, root, digits.task(), digits.behaviours(), "aa", **settings)
+        settings = {"device": str(resolve_device("auto"))}
+        effects = attribute(version, root, digits.task(), digits.behaviours(), "aa")
         return torch.cuda.is_available(), ray.get_gpu_ids(), settings, effects.effects
 
     repo = str(Path(__file__).resolve().parent.parent)

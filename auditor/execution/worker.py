@@ -4,7 +4,6 @@ executor) or in a Ray worker; it never opens the store."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,23 +39,7 @@ def run_item(item: WorkItem) -> pa.Table:
     version = ModelVersion.model_validate_json(item.version_json)
     _check_checkpoints(item, version)
     return attribute_rows(item.version_json, item.root_uri, item.task, item.behaviours,
-                          item.estimator, with_granted_device(item.settings))
-
-
-def with_granted_device(settings: dict[str, Any]) -> dict[str, Any]:
-    """``device="cuda"`` when Ray gave this task GPUs and the settings name no device.
-
-    Not part of the work item or its config hash: the device changes cost, not the numbers."""
-    if "device" in settings or not ray_granted_gpus():
-        return settings
-    return {**settings, "device": "cuda"}
-
-
-def ray_granted_gpus() -> bool:
-    ray = sys.modules.get("ray")  # Ray is imported in its workers; never imported here
-    if ray is None or not ray.is_initialized():
-        return False
-    return bool(ray.get_gpu_ids())
+                          item.estimator, item.settings)
 
 
 def _check_checkpoints(item: WorkItem, version: ModelVersion) -> None:

@@ -1,5 +1,5 @@
-"""The worker asks for CUDA only when Ray granted its task a GPU, and never overrides a setting;
-``device`` in an audit spec's estimator_settings: a clear failure without CUDA, same rows on CPU."""
+"""Devices in Ray tasks: ``auto`` follows the GPUs Ray granted; ``device`` in an audit spec's
+estimator_settings: a clear failure without CUDA, same rows on CPU."""
 
 from __future__ import annotations
 
@@ -12,27 +12,22 @@ from exec_helpers import score_rows
 from tinyaudit import spec_dict
 
 from auditor.cli import main
-from auditor.execution.worker import ray_granted_gpus, with_granted_device
-
-
-def test_no_ray_no_device_setting():
-    assert not ray_granted_gpus()
-    assert with_granted_device({"plugin": True}) == {"plugin": True}
-
-
-def test_an_explicit_device_is_kept():
-    assert with_granted_device({"device": "cpu"}) == {"device": "cpu"}
 
 
 @pytest.mark.ray
-def test_ray_task_without_gpus_keeps_the_default(ray_session):
+def test_a_ray_task_without_gpus_resolves_auto_to_cpu(ray_session):
+    """Ray hides the GPUs from a task granted none, so the estimators' ``auto`` default runs it
+    on CPU, and ``replay`` keeps its CPU default in any task."""
     import ray
 
     @ray.remote(num_cpus=1, num_gpus=0)
-    def settings_in_task():
-        return ray_granted_gpus(), with_granted_device({"mode": "forward"})
+    def devices_in_task():
+        from auditor.estimators import get_estimator
+        from auditor.estimators.device import resolve_device
 
-    assert ray.get(settings_in_task.remote()) == (False, {"mode": "forward"})
+        return str(resolve_device("auto")), get_estimator("replay").device
+
+    assert ray.get(devices_in_task.remote()) == ("cpu", "cpu")
 
 
 def _spec(tmp_path, device: str):
