@@ -20,11 +20,17 @@ def _is_finite(effect: float | None) -> bool:
     return effect is not None and math.isfinite(effect)
 
 
+def _rank_key(row: dict[str, Any]) -> tuple[int, float]:
+    """Order of the gate's ``rank() OVER (ORDER BY harm DESC)``: a NaN effect (None in evidence
+    rows) sorts above every number."""
+    return (1, 0.0) if row["effect"] is None else (0, _harm(row))
+
+
 def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    order = sorted(rows, key=_harm, reverse=True)
-    rank = {row["stage_id"]: i + 1 for i, row in enumerate(order)}
-    return [row | {"rank": rank[row["stage_id"]], "harm": _harm(row)}
-            for row in sorted(rows, key=lambda r: r["stage_index"])]
+    """Rows in stage order with their harm and the rank the gate evaluated (ties share one)."""
+    keys = [_rank_key(row) for row in rows]
+    return [row | {"rank": 1 + sum(other > key for other in keys), "harm": _harm(row)}
+            for row, key in sorted(zip(rows, keys), key=lambda pair: pair[0]["stage_index"])]
 
 
 def _threshold(behaviour: str, policy_rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -149,3 +149,19 @@ def test_waivers_are_printed_as_approvals(gate, quarterly, store_db):
         line = f"waiver of {row['rule_id']}"
         assert line in text and row["waiver_owner"] in text
         assert row["waiver_reason"] in text and row["waiver_expiry"].isoformat() in text
+
+
+def test_report_ranks_are_the_gates_ranks():
+    """Ties share a rank and a NaN effect ranks first, as DuckDB's rank() in the gate does."""
+    import duckdb
+
+    from auditor.report.results import _ranked
+
+    effects = [0.5, None, 0.5, -0.2, 0.1]
+    rows = [{"stage_index": i, "stage_id": f"s{i}", "effect": e, "direction": "harm"}
+            for i, e in enumerate(effects)]
+    sql = duckdb.sql(
+        "SELECT i, rank() OVER (ORDER BY e DESC) FROM (VALUES "
+        + ", ".join(f"({i}, '{'nan' if e is None else e}'::DOUBLE)" for i, e in enumerate(effects))
+        + ") t(i, e) ORDER BY i").fetchall()
+    assert [row["rank"] for row in _ranked(rows)] == [rank for _, rank in sql] == [2, 1, 2, 5, 4]
