@@ -48,6 +48,8 @@ def test_top_blamed_is_the_stage_with_the_largest_share(tiny_store):
     db, keys = tiny_store
     summary = api.run_audit(_spec(), db=db, progress=False)
     rows = score_rows(db)
+    assert set(summary.top_blamed) == set(keys)
+    assert any(stage for blamed in summary.top_blamed.values() for stage in blamed.values())
     for key, blamed in summary.top_blamed.items():
         model, version = key.split("@")
         for behaviour, stage in blamed.items():

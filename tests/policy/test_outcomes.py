@@ -155,13 +155,15 @@ def test_estimator_requirement(scored, write_policy):
 def test_fidelity_requirement_needs_a_passed_replay_check(scored, write_policy):
     policy = write_policy(one_rule(BLOCK, extra="requires: {fidelity: passed}\n"))
     assert gate(scored, "m@v1", policy, today=TODAY).verdict == "INDETERMINATE"
-    for passed, config in ((True, "cfg-other"), (False, "cfg-a"), (True, "cfg-a")):
+    # a passed check of other settings, then a failed one of these: still not evaluated
+    for passed, config, verdict in ((True, "cfg-other", "INDETERMINATE"),
+                                    (False, "cfg-a", "INDETERMINATE"), (True, "cfg-a", "FAIL")):
         scored.record_run("fidelity", {"passed": passed}, fidelity_checks=pa.Table.from_pylist([{
             "model": "m", "version": "v1", "estimator": "naive", "config_hash": config,
             "stages_checked": 3, "behaviours_checked": 1, "pearson": 0.9,
             "sign_agreement": 1.0, "max_abs_error": 0.01, "passed": passed,
             "checked_at": datetime(2026, 11, 2)}]))
-    assert gate(scored, "m@v1", policy, today=TODAY).verdict == "FAIL"
+        assert gate(scored, "m@v1", policy, today=TODAY).verdict == verdict, (passed, config)
 
 
 def test_results_and_verdict_are_written_in_one_run(scored, write_policy):

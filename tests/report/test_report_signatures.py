@@ -37,7 +37,7 @@ def test_cli_verify_exit_0_and_demo_flag(gate, demo_keys, store_db, capsys):
     code, out, err = _verify(capsys, str(gate.pdf), "--trust", str(demo_keys.root),
                              "--db", str(store_db[0]))
     assert code == 0, out
-    assert "VALID" in out and "DEMO identity" in out and not err
+    assert ": VALID" in out and "DEMO identity" in out and not err
 
 
 def test_pdfsig_independently_accepts_the_signature(gate, demo_keys, tmp_path):
@@ -182,4 +182,4 @@ def test_verify_against_a_busy_store_waits_with_wait(gate, demo_keys, store_db, 
         if holder.poll() is None:
             holder.kill()
     assert waited.returncode == 0, waited.stdout + waited.stderr
-    assert "VALID" in waited.stdout
+    assert ": VALID" in waited.stdout
