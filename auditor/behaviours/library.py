@@ -23,14 +23,15 @@ def probe_digest(*tensors: torch.Tensor) -> str:
     return sha256_bytes(blob)
 
 
-def _error_rate(inputs: torch.Tensor, targets: torch.Tensor) -> Callable[[torch.nn.Module], float]:
-    def metric(model: torch.nn.Module) -> float:
-        return _errors(model(inputs), targets)
-    return metric
-
-
 def _errors(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float((logits.detach().argmax(-1) != targets).float().mean())
+
+
+def _from_joint(joint: Callable[[torch.nn.Module], tuple[torch.Tensor, float]],
+                **fields) -> Behaviour:
+    """A behaviour whose surrogate and metric are both read off one forward pass."""
+    return Behaviour(surrogate=lambda model: joint(model)[0],
+                     metric=lambda model: joint(model)[1], joint=joint, **fields)
 
 
 def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
@@ -40,10 +41,8 @@ def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
         logits = model(inputs)
         return F.cross_entropy(logits, targets), _errors(logits, targets)
 
-    return Behaviour(
-        name=name, direction=direction,
-        surrogate=lambda model: F.cross_entropy(model(inputs), targets),
-        metric=_error_rate(inputs, targets), joint=joint, metric_name="error rate",
+    return _from_joint(
+        joint, name=name, direction=direction, metric_name="error rate",
         description=description or f"mean loss on {len(targets)} probe examples",
         probe_digest=probe_digest(inputs, targets))
 
@@ -68,20 +67,14 @@ def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
     """
     (x_ref, y_ref), (x_grp, y_grp) = reference, group
 
-    def surrogate(model):
-        return F.cross_entropy(model(x_grp), y_grp) - F.cross_entropy(model(x_ref), y_ref)
-
-    def metric(model) -> float:
-        return _error_rate(x_grp, y_grp)(model) - _error_rate(x_ref, y_ref)(model)
-
     def joint(model):
         grp, ref = model(x_grp), model(x_ref)
         return (F.cross_entropy(grp, y_grp) - F.cross_entropy(ref, y_ref),
                 _errors(grp, y_grp) - _errors(ref, y_ref))
 
-    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric, joint=joint,
-                     metric_name="accuracy gap", probe_digest=probe_digest(x_ref, y_ref, x_grp, y_grp),
-                     description=description or "accuracy gap between a reference and a group")
+    return _from_joint(joint, name=name, direction="harm", metric_name="accuracy gap",
+                       probe_digest=probe_digest(x_ref, y_ref, x_grp, y_grp),
+                       description=description or "accuracy gap between a reference and a group")
 
 
 def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
@@ -90,20 +83,14 @@ def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
 
     Surrogate: mean probability of the harmful class.
     """
-    def surrogate(model):
-        return model(inputs).softmax(-1)[:, harmful_class].mean()
-
-    def metric(model) -> float:
-        return float((model(inputs).softmax(-1)[:, harmful_class] > threshold).float().mean())
-
     def joint(model):
         p = model(inputs).softmax(-1)[:, harmful_class]
         return p.mean(), float((p.detach() > threshold).float().mean())
 
-    return Behaviour(name=name, direction="harm", surrogate=surrogate, metric=metric, joint=joint,
-                     metric_name=f"rate of p(class {harmful_class}) > {threshold}",
-                     probe_digest=probe_digest(inputs),
-                     description=description or f"harmful-output rate on {len(inputs)} probes")
+    return _from_joint(joint, name=name, direction="harm",
+                       metric_name=f"rate of p(class {harmful_class}) > {threshold}",
+                       probe_digest=probe_digest(inputs),
+                       description=description or f"harmful-output rate on {len(inputs)} probes")
 
 
 def toxicity_false_positive_rate(name: str, nontoxic_identity_texts: torch.Tensor, *,

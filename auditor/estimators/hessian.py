@@ -52,8 +52,6 @@ class UnrolledEstimator:
 
     name: ClassVar[str] = "aa-hessian"
     version: ClassVar[str] = "1"
-    operator: ClassVar[OperatorFactory] = staticmethod(hessian_operator)
-    reduction: ClassVar[str] = "mean"
 
     def __init__(self, mode: Mode = "auto", queries: int | None = None, plugin: bool = False,
                  adam: AdamForm = "jacobian+shift", device: str = "auto"):
@@ -79,7 +77,7 @@ class UnrolledEstimator:
 
     def curvature_operator(self) -> tuple[OperatorFactory, str]:
         """The curvature product of one step, and the loss reduction it needs."""
-        return type(self).operator, self.reduction
+        return hessian_operator, "mean"
 
     def plan_for(self, queries: int) -> None:
         """Called by ``attribute`` with the number of behaviours (decides ``auto``)."""

@@ -19,7 +19,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
 
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.aa import H0Propagator
@@ -77,6 +76,8 @@ class StationaryEstimator:
 
     def spectrum(self, version, root, task, layout: ParamLayout, j: int):
         """Top eigenpairs of the loss Hessian at θ_{s_j} on the stage's first logged batches."""
+        from scipy.sparse.linalg import LinearOperator, eigsh  # ~0.2 s to import: when used
+
         stage = version.stages[j]
         model = load_model(task, version, Path(root), stage.theta_start).eval()
         ids = [i for batch in (stage.batch_ids or [])[:self.batches] for i in batch]

@@ -67,17 +67,9 @@ class StepLog(Strict):
     def steps(self) -> int:
         return len(self.lr)
 
-    def clip_factor(self, step: int) -> float:
-        """The factor ν_t ≤ 1 that clipping applied to the gradient at ``step``."""
-        if not self.max_grad_norm or self.max_grad_norm[step] is None:
-            return 1.0
-        norm = self.grad_norm[step] if self.grad_norm else None
-        if norm is None:
-            return 1.0
-        return min(1.0, self.max_grad_norm[step] / (norm + 1e-6))
-
     def clip_factors(self) -> np.ndarray:
-        """``clip_factor`` of every step, as float64."""
+        """The factor ν_t ≤ 1 that clipping applied to the gradient at each step, as float64
+        (1 where the step was not clipped or its norm was not logged)."""
         if not self.max_grad_norm or not self.grad_norm:
             return np.ones(self.steps)
         limit = np.array(self.max_grad_norm, dtype=np.float64)  # None -> nan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from auditor.behaviours import Behaviour
 from auditor.behaviours.library import (
@@ -72,22 +73,36 @@ def test_custom_entry_points_are_checked():
         load_behaviours(f"{__name__}:_two")
 
 
-@pytest.mark.parametrize("make", [
-    lambda: probe_loss("probe", X, torch.tensor([0, 1, 2, 0, 1] * 2)),
-    lambda: group_gap("gap", (X[:5], torch.tensor([0, 1, 2, 0, 1])),
-                      (X[5:], torch.tensor([2, 2, 1, 0, 0]))),
-    lambda: harmful_output_rate("harm", X, 1, threshold=0.3),
-    lambda: Behaviour(name="plain", direction="harm",
-                      surrogate=lambda m: m(X).logsumexp(-1).mean()),
+Y = torch.tensor([0, 1, 2, 0, 1] * 2)
+P_HARM = lambda m: m(X).softmax(-1)[:, 1]  # noqa: E731
+
+
+def _errors(m, x, y):
+    return float((m(x).argmax(-1) != y).float().mean())
+
+
+@pytest.mark.parametrize("make, surrogate, metric", [
+    (lambda: probe_loss("probe", X, Y),
+     lambda m: F.cross_entropy(m(X), Y), lambda m: _errors(m, X, Y)),
+    (lambda: group_gap("gap", (X[:5], Y[:5]), (X[5:], Y[5:].flip(0))),
+     lambda m: F.cross_entropy(m(X[5:]), Y[5:].flip(0)) - F.cross_entropy(m(X[:5]), Y[:5]),
+     lambda m: _errors(m, X[5:], Y[5:].flip(0)) - _errors(m, X[:5], Y[:5])),
+    (lambda: harmful_output_rate("harm", X, 1, threshold=0.3),
+     lambda m: P_HARM(m).mean(), lambda m: float((P_HARM(m) > 0.3).float().mean())),
+    (lambda: Behaviour(name="plain", direction="harm",
+                       surrogate=lambda m: m(X).logsumexp(-1).mean()),
+     lambda m: m(X).logsumexp(-1).mean(), lambda m: float(m(X).logsumexp(-1).mean())),
 ])
-def test_evaluate_gives_the_surrogate_and_metric_of_separate_calls(make):
-    """The one-forward ``joint`` path must agree with surrogate + measure exactly."""
+def test_evaluate_gives_each_behaviours_surrogate_metric_and_gradient(make, surrogate, metric):
+    """The one-forward path (``joint``, or surrogate + measure without it) against the
+    formulas written out."""
     behaviour = make()
     model = nn.Linear(2, 3)
     torch.nn.init.normal_(model.weight, generator=torch.Generator().manual_seed(1))
-    value, metric = behaviour.evaluate(model)
-    assert torch.equal(value, behaviour.surrogate(model))
-    assert metric == behaviour.measure(model)
-    joint_grads = torch.autograd.grad(value, list(model.parameters()))
-    plain_grads = torch.autograd.grad(behaviour.surrogate(model), list(model.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(joint_grads, plain_grads))
+    value, measured = behaviour.evaluate(model)
+    expected = surrogate(model)
+    assert torch.allclose(value, expected) and measured == pytest.approx(metric(model))
+    assert behaviour.measure(model) == pytest.approx(metric(model))
+    params = list(model.parameters())
+    assert all(torch.allclose(a, b) for a, b in zip(torch.autograd.grad(value, params),
+                                                     torch.autograd.grad(expected, params)))
