@@ -45,11 +45,7 @@ def record_lineage(folder: str | Path, *, db: str | Path, wait: float = 0.0) -> 
 
     folder = Path(folder)
     version = read_lineage_json(folder / LINEAGE_FILE)
-    # a stage's end checkpoint is the next one's start (files are named by content): load once
-    refs = {ref.sha256: ref for stage in version.stages
-            for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
-                        stage.optimizer_end) if ref is not None}
-    for ref in refs.values():
+    for ref in version.checkpoint_refs():
         load_tensors(ref, folder)
     add_version(version, folder, db=db, wait=wait)
     return version

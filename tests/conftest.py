@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 # tests/ helpers (tinytask.py) importable as top-level modules, also from subprocesses.
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Ray workers must import this worktree's auditor and the tests' tiny task modules.
-WORKER_PATH = os.pathsep.join([str(ROOT), str(TESTS), str(TESTS / "execution")])
+from testpaths import WORKER_PATH  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ checkpoints live in (as a URI) and every checkpoint's URI and sha256 — never t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -38,7 +39,7 @@ class WorkItem:
                 "estimator_config_hash": self.estimator_config_hash, "settings": self.settings,
                 "checkpoints": [list(pair) for pair in self.checkpoints]}
 
-    @property
+    @cached_property  # read several times per item; the item is frozen
     def item_hash(self) -> str:
         return config_hash(self.run_config())
 
@@ -50,12 +51,7 @@ class WorkItem:
 def make_item(version: ModelVersion, root: str | Path, *, task: str, behaviours: str,
               estimator: str, estimator_config_hash: str,
               settings: dict[str, Any] | None = None) -> WorkItem:
-    refs = []
-    for stage in version.stages:
-        for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
-                    stage.optimizer_end):
-            if ref is not None and (ref.uri, ref.sha256) not in refs:
-                refs.append((ref.uri, ref.sha256))
+    refs = [(ref.uri, ref.sha256) for ref in version.checkpoint_refs()]
     return WorkItem(key=version.key, version_json=version.model_dump_json(),
                     root_uri=Path(root).resolve().as_uri(), checkpoints=tuple(refs), task=task,
                     behaviours=behaviours, estimator=estimator,

@@ -112,10 +112,18 @@ def _read_torch(path: Path) -> Tensors:
     return dict(state)
 
 
-def _require_finite(tensors: Tensors, path: Path) -> None:
+def first_nonfinite(tensors: Tensors) -> str | None:
+    """The name of the first floating tensor holding NaN or Inf, if any."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"checkpoint {path} holds NaN or Inf values in {name!r}")
+            return name
+    return None
+
+
+def _require_finite(tensors: Tensors, path: Path) -> None:
+    name = first_nonfinite(tensors)
+    if name is not None:
+        raise CheckpointError(f"checkpoint {path} holds NaN or Inf values in {name!r}")
 
 
 # -- model and optimizer state ------------------------------------------------------------------

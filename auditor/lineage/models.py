@@ -174,6 +174,17 @@ class ModelVersion(Strict):
     parent: str | None = Field(default=None, description="version this one derives from")
     stages: list[Stage] = Field(min_length=1)
 
+    def checkpoint_refs(self) -> list[CheckpointRef]:
+        """Every checkpoint of the lineage once, in stage order (a stage's end checkpoint is
+        usually the next one's start: files are named by content)."""
+        refs: dict[tuple[str, str], CheckpointRef] = {}
+        for stage in self.stages:
+            for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
+                        stage.optimizer_end):
+                if ref is not None:
+                    refs.setdefault((ref.uri, ref.sha256), ref)
+        return list(refs.values())
+
     @property
     def key(self) -> str:
         return f"{self.model}@{self.version}"

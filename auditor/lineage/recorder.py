@@ -29,7 +29,12 @@ import torch
 
 from auditor.errors import LineageError
 from auditor.hashing import config_hash
-from auditor.lineage.checkpoints import model_state, optimizer_state, save_tensors
+from auditor.lineage.checkpoints import (
+    first_nonfinite,
+    model_state,
+    optimizer_state,
+    save_tensors,
+)
 from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_json
 from auditor.lineage.models import (
     CheckpointRef,
@@ -181,12 +186,11 @@ class _ActiveStage:
 def _finite_state(tensors: dict[str, torch.Tensor], stage_id: str,
                   what: str) -> dict[str, torch.Tensor]:
     """``tensors``, after refusing a checkpoint that holds NaN or Inf (a diverged run)."""
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise LineageError(
-                f"stage {stage_id!r}: refusing to record a checkpoint: the {what} hold NaN "
-                f"or Inf in {name!r} "
-                "(training diverged; lower the learning rate or clip gradients)")
+    name = first_nonfinite(tensors)
+    if name is not None:
+        raise LineageError(
+            f"stage {stage_id!r}: refusing to record a checkpoint: the {what} hold NaN "
+            f"or Inf in {name!r} (training diverged; lower the learning rate or clip gradients)")
     return tensors
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
 from exec_helpers import duplicate_keys, score_rows
+from testpaths import ROOT
 from tinyaudit import spec_dict
 
 pytestmark = pytest.mark.ray

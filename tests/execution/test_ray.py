@@ -12,8 +12,8 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT
 from exec_helpers import attribution_runs, duplicate_keys, score_rows
+from testpaths import ROOT
 from tinyaudit import spec_dict
 
 from auditor import api

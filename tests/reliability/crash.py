@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from testpaths import TESTS
+from testpaths import WORKER_PATH as ENV_PATH
 
-TESTS = Path(__file__).resolve().parents[1]
-ROOT = TESTS.parent
-ENV_PATH = os.pathsep.join([str(ROOT), str(TESTS), str(TESTS / "execution")])
 sys.path.insert(0, str(TESTS / "execution"))  # tinyaudit: the tiny versions and behaviours
 SCORE_COLUMNS = ", ".join(f"s.{c}" for c in (
     "model", "version", "stage_index", "stage_id", "behaviour", "estimator", "config_hash",

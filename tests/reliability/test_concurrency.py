@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from testpaths import ROOT, TESTS, WORKER_PATH
 
-TESTS = Path(__file__).resolve().parents[1]
-ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS / "execution"))
 
 from tinyaudit import record_tiny, spec_dict  # noqa: E402
@@ -31,8 +30,7 @@ from auditor.errors import StoreLockedError  # noqa: E402
 from auditor.execution.worker import HOOKS_ENV  # noqa: E402
 from auditor.store import Store  # noqa: E402
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    [str(ROOT), str(TESTS), str(TESTS / "execution")])}
+ENV = {**os.environ, "PYTHONPATH": WORKER_PATH}
 ENV.pop(HOOKS_ENV, None)
 
 # Opens the store (read-only when asked), adds a version inside a transaction when given one,

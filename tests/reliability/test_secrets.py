@@ -27,9 +27,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from cryptography.hazmat.primitives import serialization
+from testpaths import TESTS, WORKER_PATH
 
-TESTS = Path(__file__).resolve().parents[1]
-ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS / "execution"))
 
 from tinyaudit import record_tiny  # noqa: E402
@@ -57,8 +56,7 @@ def flow(tmp_path_factory):
     passphrase = f"pass-{secrets.token_urlsafe(18)}"
     wrong = passphrase[:-3] + "xyz"
     env = {**os.environ, PASS_VAR: passphrase, WRONG_VAR: wrong, "HOME": str(home),
-           "TMPDIR": str(tmp), "PYTHONPATH": os.pathsep.join(
-               [str(ROOT), str(TESTS), str(TESTS / "execution")])}
+           "TMPDIR": str(tmp), "PYTHONPATH": WORKER_PATH}
     record_tiny(work / "v000", 0, steps=2)
     db, keys, key = "auditor.duckdb", work / "K", "tiny@v000"
     output = [
