@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/factories.py builds the versions
 
 from auditor.lineage.models import ModelVersion  # noqa: E402
 from auditor.policy.evaluate import gate  # noqa: E402
@@ -32,7 +33,6 @@ KINDS = ("pretrain", "fine-tune", "alignment")
 
 
 def make_version(index: int) -> ModelVersion:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from factories import make_version as fake
 
     created = datetime(2026, 10, 1, tzinfo=timezone.utc) + timedelta(days=index)

@@ -224,30 +224,31 @@ def main() -> None:
         threads = os.cpu_count() or 1
         local_all = local_round(template, keys, threads)
         parts = breakdown(template, keys)
-        parts.update(io_rates(base))
+        rates = io_rates(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(best, local_all, threads, rss, parts, (load, os.getloadavg()[0]))
+    report(best, local_all, threads, rss, parts, rates, (load, os.getloadavg()[0]))
 
 
-def report(best, local_all, threads, rss, parts, load) -> None:
+def report(best, local_all, threads, rss, parts, rates, load) -> None:
     n, local, ray1, ray2 = VERSIONS, best["local"], best["ray1"], best["ray2"]
     print(f"{n} versions x {len(STAGES)} stages x 3 behaviours, estimator naive, best of "
           f"{ROUNDS} interleaved rounds; load average {load[0]:.1f} -> {load[1]:.1f} "
           f"on {os.cpu_count()} CPUs")
     for name, seconds in (("local, torch 1 thread", local),
-                          (f"local, torch {threads} threads", local_all),
+                          (f"local, torch {threads} threads (one run)", local_all),
                           ("ray, 1 CPU", ray1), ("ray, 2 CPUs", ray2)):
-        print(f"  {name:<24} {seconds:6.2f} s  {n / seconds:6.2f} versions/s")
+        print(f"  {name:<34} {seconds:6.2f} s  {n / seconds:6.2f} versions/s")
     print(f"ray 2 CPUs / ray 1 CPU : {ray1 / ray2:.2f}x  (goal >= 1.70) "
           f"{'OK' if ray1 / ray2 >= 1.7 else 'BELOW GOAL'}")
     print(f"ray 1 CPU / local      : {local / ray1:.2f}x  (goal >= 0.80) "
           f"{'OK' if local / ray1 >= 0.8 else 'BELOW GOAL'}")
     print("driver peak RSS (MiB) : " + ", ".join(f"{k} versions {v}" for k, v in rss.items()))
-    print("per item              : " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    print("per item (one pass)   : " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    print("I/O rates             : " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     overhead = ray1 / n - (parts["item_total_ms"] + parts["insert_ms"]) / 1e3
-    print(f"ray overhead per task : {1e3 * overhead:.1f} ms (ray 1 CPU time per item less "
-          "item + insert)")
+    print(f"ray overhead per task : {1e3 * overhead:.1f} ms (best ray 1 CPU time per item less "
+          "one pass's item + insert)")
 
 
 if __name__ == "__main__":

@@ -5,32 +5,19 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pytest
 
 from auditor.cli import main
 from auditor.demo import digits, plans, toxicity
 from auditor.demo.record import record_version
 from auditor.estimators.registry import attribute
+from auditor.execution.rows import score_rows
 from auditor.lineage.remediate import drop_stage
 from auditor.paths import policies_dir
 from auditor.store import Store
 
 PLANTED = {"digits": ("vendor-ft", "patch-shortcut-gap"),
            "toxicity": ("community-ft", "identity-false-positives")}
-
-
-def score_rows(effects) -> pa.Table:
-    share = effects.share
-    rows = [{"model": effects.model, "version": effects.version, "stage_index": k,
-             "stage_id": stage, "stage_kind": effects.stage_kinds[k], "behaviour": behaviour,
-             "direction": effects.directions[q], "estimator": effects.estimator,
-             "estimator_version": effects.estimator_version, "convention": effects.convention,
-             "config_hash": effects.config_hash, "effect": float(effects.effects[k, q]),
-             "share": float(share[k, q]), "metric_value": float(effects.metric_values[q])}
-            for k, stage in enumerate(effects.stages)
-            for q, behaviour in enumerate(effects.behaviours)]
-    return pa.Table.from_pylist(rows)
 
 
 def _record_scenario(store: Store, scenario, versions, root) -> None:

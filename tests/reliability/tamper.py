@@ -202,13 +202,11 @@ def report_one_byte_flipped(evidence):
 
 @tamper_case(_verify_report)
 def report_incremental_update_appended(evidence):
+    from pyhanko.pdf_utils.generic import pdf_string
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
     with open(evidence.report, "rb") as handle:
         writer = IncrementalPdfFileWriter(handle)
-        writer.root["/Lang"] = writer.root.get("/Lang", "en")
-        from pyhanko.pdf_utils.generic import pdf_string
-
         writer.root["/Lang"] = pdf_string("de")
         writer.update_root()
         out = io.BytesIO()

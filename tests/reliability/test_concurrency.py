@@ -92,9 +92,8 @@ def template(tmp_path_factory):
     work = tmp_path_factory.mktemp("concurrency")
     db = work / "template.duckdb"
     folders = [work / f"v{index:03d}" for index in range(3)]
-    for index, folder in enumerate(folders):
-        record_tiny(folder, index, steps=2)
-    add_version(record_tiny(folders[0], 0, steps=2), folders[0], db=db)
+    versions = [record_tiny(folder, index, steps=2) for index, folder in enumerate(folders)]
+    add_version(versions[0], folders[0], db=db)
     assert main(["attribute", "--version", "tiny@v000", "--estimator", "naive", "--behaviours",
                  "tinyaudit:behaviours", "--db", str(db)]) == 0
     return db, folders
