@@ -72,20 +72,9 @@ def _record_failure(store: Store, item: WorkItem) -> None:
     store.finish_run(run_id, "failed")
 
 
-def item_run_ids(store: Store, items: list[WorkItem]) -> dict[str, str]:
-    """The complete run holding each stored item (the latest when there are several)."""
-    hashes = [item.item_hash for item in items]
-    if not hashes:
-        return {}
-    rows = store.query("SELECT config_hash, run_id FROM runs WHERE kind = ? AND status = "
-                       "'complete' AND list_contains(?, config_hash) ORDER BY started_at",
-                       [RUN_KIND, hashes])
-    return {row["config_hash"]: row["run_id"] for row in rows}
-
-
 def summarise(plan: Plan, store: Store, written: dict[str, str], failures: dict[str, str],
               audit_config: dict[str, Any]) -> AuditSummary:
-    runs = {**item_run_ids(store, plan.skipped), **written}
+    runs = {**plan.stored_runs, **written}
     audit_run = store.record_run(AUDIT_RUN_KIND, {**audit_config, "item_runs": runs,
                                                   "failed": sorted(failures)})
     items = plan.skipped + plan.todo
@@ -97,13 +86,16 @@ def summarise(plan: Plan, store: Store, written: dict[str, str], failures: dict[
 
 
 def blame_rows(store: Store, items: list[WorkItem], runs: dict[str, str]) -> list[Blame]:
-    blame: list[Blame] = []
-    for item in items:
-        rows = store.query("SELECT * FROM stage_scores WHERE run_id = ? ORDER BY stage_index",
-                           [runs[item.item_hash]])
-        for behaviour in dict.fromkeys(row["behaviour"] for row in rows):
-            blame.append(_top(item, [r for r in rows if r["behaviour"] == behaviour]))
-    return blame
+    """The top-blamed stage of each item's behaviours, from one read of their score rows."""
+    run_ids = [runs[item.item_hash] for item in items]
+    if not run_ids:
+        return []
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for row in store.query("SELECT * FROM stage_scores WHERE list_contains(?, run_id) "
+                           "ORDER BY run_id, stage_index", [run_ids]):
+        grouped.setdefault(row["run_id"], {}).setdefault(row["behaviour"], []).append(row)
+    return [_top(item, rows) for item, run_id in zip(items, run_ids)
+            for rows in grouped.get(run_id, {}).values()]
 
 
 def _top(item: WorkItem, rows: list[dict[str, Any]]) -> Blame:

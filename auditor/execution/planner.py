@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from auditor.errors import InputError, StoreError
+from auditor.errors import InputError
 from auditor.execution.items import RUN_KIND, WorkItem, make_item
 from auditor.execution.spec import AuditSpec
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 class Plan:
     todo: list[WorkItem] = field(default_factory=list)
     skipped: list[WorkItem] = field(default_factory=list)
+    stored_runs: dict[str, str] = field(default_factory=dict)  # item hash -> its latest run
 
     @property
     def planned(self) -> int:
@@ -38,10 +39,11 @@ def select_versions(spec: AuditSpec, store: Store, period: str | None = None) ->
     return list(dict.fromkeys(keys))
 
 
-def stored_item_hashes(store: Store) -> set[str]:
-    rows = store.query("SELECT config_hash FROM runs WHERE kind = ? AND status = 'complete'",
-                       [RUN_KIND])
-    return {row["config_hash"] for row in rows}
+def stored_item_runs(store: Store) -> dict[str, str]:
+    """Item hash -> the latest complete run that stored it."""
+    rows = store.query("SELECT config_hash, run_id FROM runs WHERE kind = ? AND "
+                       "status = 'complete' ORDER BY started_at", [RUN_KIND])
+    return {row["config_hash"]: row["run_id"] for row in rows}
 
 
 def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan:
@@ -50,11 +52,9 @@ def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan
     sources = {info.key: info.source for info in store.list_versions()}
     estimators = {name: get_estimator(name, **spec.estimator_settings.get(name, {})).config_hash
                   for name in spec.estimators}
-    done, plan, seen = stored_item_hashes(store), Plan(), set()
+    done, plan, seen = stored_item_runs(store), Plan(), set()
     for key in select_versions(spec, store, period):
-        if key not in sources:
-            raise StoreError(f"version {key} is not in the store {store.path}")
-        version = store.get_version(key)
+        version = store.get_version(key)  # a StoreError naming the key when it is not stored
         task = spec.model_factory or version.task
         if not task:
             raise InputError(f"{key} names no training task; set model_factory in the audit spec")
@@ -66,7 +66,11 @@ def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan
                 if item.item_hash not in seen:  # the lineage JSON is fetched when it runs
                     seen.add(item.item_hash)
                     lean = replace(item, version_json="")
-                    (plan.skipped if item.item_hash in done else plan.todo).append(lean)
+                    if item.item_hash in done:
+                        plan.skipped.append(lean)
+                        plan.stored_runs[item.item_hash] = done[item.item_hash]
+                    else:
+                        plan.todo.append(lean)
     return plan
 
 
