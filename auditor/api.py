@@ -173,13 +173,12 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
                       address: str | None = None, num_gpus: float | None = None,
                       max_retries: int = 3, wait: float = 0.0, progress: bool = True):
     """Attribute one stored version's behaviours to its stages and store the scores."""
-    from auditor.execution.spec import AuditSpec, behaviour_sets
+    from auditor.execution.spec import behaviour_sets, one_estimator_spec
     from auditor.store.versions import split_key
 
     behaviour_sets(behaviours, split_key(key)[0])  # a clear error when none are named
-    spec = AuditSpec(name=f"attribute {key}", versions={"ids": [key]}, behaviours=behaviours,
-                     estimators=[estimator], model_factory=model_factory,
-                     estimator_settings={estimator: settings} if settings else {})
+    spec = one_estimator_spec({"ids": [key]}, behaviours, estimator, settings,
+                              name=f"attribute {key}", model_factory=model_factory)
     return run_audit(spec, db=db, executor=executor, address=address, num_gpus=num_gpus,
                      max_retries=max_retries, wait=wait, progress=progress)
 

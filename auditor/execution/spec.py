@@ -117,9 +117,14 @@ def spec_from_options(period: str | None, behaviours: str | None,
     """An audit of a period given on the command line (no audit.yaml)."""
     if not period or not behaviours:
         raise InputError("give an audit spec (audit.yaml), or --period and --behaviours")
+    return one_estimator_spec({"period": period}, behaviours, estimator, settings)
+
+
+def one_estimator_spec(versions: dict[str, Any], behaviours: str, estimator: str,
+                       settings: dict[str, Any] | None = None, **fields: Any) -> AuditSpec:
+    """An audit spec of one estimator built from options (a command line, an API call)."""
     try:
-        return AuditSpec(versions={"period": period}, behaviours=behaviours,
-                         estimators=[estimator],
-                         estimator_settings={estimator: settings} if settings else {})
+        return AuditSpec(versions=versions, behaviours=behaviours, estimators=[estimator],
+                         estimator_settings={estimator: settings} if settings else {}, **fields)
     except ValueError as exc:  # pydantic's ValidationError
         raise InputError(f"bad audit options: {exc}") from None
