@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,8 @@ from rich.table import Table
 from auditor import api
 from auditor.cli.common import console, db_option, wait_option
 
-if TYPE_CHECKING:  # the policy engine loads when a command needs it, not at CLI start-up
+# the policy engine (auditor.policy loads evaluate) loads when a command needs it, not at start-up
+if TYPE_CHECKING:
     from auditor.policy.outcomes import GateResult
 
 app = typer.Typer(help="Policy files: validate them.", no_args_is_help=True)
@@ -25,7 +25,6 @@ app = typer.Typer(help="Policy files: validate them.", no_args_is_help=True)
 _STYLE = {"PASS": "green", "PASS-WITH-WAIVERS": "yellow", "FAIL": "red", "INDETERMINATE": "red",
           "pass": "green", "fail": "red", "warn": "yellow", "info": "cyan",
           "indeterminate": "magenta", "waived": "yellow"}
-_ORDER = ("fail", "indeterminate", "waived", "warn", "info", "pass")
 SHOWN_ROWS = 40  # rows of the detail table; --json has them all
 
 
@@ -67,9 +66,11 @@ def gate(
 
 
 def print_gate(result: GateResult) -> None:
+    from auditor.policy.outcomes import OUTCOME_ORDER
+
     console.print(rule_table(result))
     details = sorted((r for r in result.rows() if r["outcome"] != "pass"),
-                     key=lambda r: _ORDER.index(r["outcome"]))
+                     key=lambda r: OUTCOME_ORDER.index(r["outcome"]))
     if details:
         console.print(detail_table(details[:SHOWN_ROWS]))
     if len(details) > SHOWN_ROWS:
@@ -85,14 +86,13 @@ def print_gate(result: GateResult) -> None:
 
 
 def rule_table(result: GateResult) -> Table:
+    from auditor.policy.outcomes import rows_by_rule, worst_outcome
+
     table = Table(title=f"{result.key}: policy {result.policy_id}")
     for column in ("rule", "severity", "metric", "threshold", "rows", "outcome"):
         table.add_column(column)
-    grouped: dict[str, list[dict]] = defaultdict(list)
-    for row in result.rows():
-        grouped[row["rule_id"]].append(row)
-    for rule_id, rows in grouped.items():
-        worst = min((r["outcome"] for r in rows), key=_ORDER.index)
+    for rule_id, rows in rows_by_rule(result.rows()).items():
+        worst = worst_outcome(r["outcome"] for r in rows)
         first = rows[0]
         table.add_row(rule_id, first["severity"], first["metric"],
                       f"{first['comparator']} {first['threshold']:g}", str(len(rows)),

@@ -6,11 +6,10 @@ with its offending (behaviour, stage) rows in the failure message.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from auditor.policy.outcomes import GateResult
+from auditor.policy.outcomes import GateResult, rows_by_rule
 
 
 def _describe(row: dict) -> str:
@@ -22,9 +21,7 @@ def _describe(row: dict) -> str:
 
 
 def junit_xml(result: GateResult) -> str:
-    by_rule: dict[str, list[dict]] = defaultdict(list)
-    for row in result.rows():
-        by_rule[row["rule_id"]].append(row)
+    by_rule = rows_by_rule(result.rows())
     suite = ET.Element("testsuite", name=f"auditor gate {result.key}",
                        tests=str(len(by_rule)))
     counts = {"failures": 0, "skipped": 0}

@@ -33,6 +33,23 @@ def verdict_of(results: pa.Table) -> str:
     return "PASS"
 
 
+# Row outcomes, worst first: a rule's outcome is the worst of its rows'.
+OUTCOME_ORDER = ("fail", "indeterminate", "waived", "warn", "info", "pass")
+
+
+def worst_outcome(outcomes) -> str:
+    """The worst of ``outcomes`` ("pass" when there are none)."""
+    return min(outcomes, key=OUTCOME_ORDER.index, default="pass")
+
+
+def rows_by_rule(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Result rows grouped by rule, rules in order of first appearance."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["rule_id"], []).append(row)
+    return grouped
+
+
 @dataclass(frozen=True)
 class GateResult:
     key: str

@@ -7,6 +7,8 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from auditor.policy.outcomes import worst_outcome
+
 _STAGE_METRICS = ("effect", "share")
 
 
@@ -105,10 +107,7 @@ def policy_view(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> d
 
 
 def _rule_outcome(outcomes: dict[str, int]) -> str:
-    for outcome in ("fail", "indeterminate", "waived", "warn", "info"):
-        if outcomes.get(outcome):
-            return outcome
-    return "pass"
+    return worst_outcome(outcome for outcome, count in outcomes.items() if count)
 
 
 def remediation_advice(key: str, behaviours: list[dict[str, Any]], policy: dict[str, Any],
