@@ -20,8 +20,7 @@ from auditor.cli import remediate as remediate_cli
 from auditor.cli import report as report_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
-
-QUIET_LIBRARIES = ("pyhanko", "pyhanko_certvalidator", "weasyprint", "fontTools")
+from auditor.logs import NOISY
 
 app = typer.Typer(
     name="auditor",
@@ -40,7 +39,7 @@ def _root(
     state.verbose = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    for library in QUIET_LIBRARIES:  # their tracebacks duplicate our one-line errors
+    for library in NOISY:  # their tracebacks duplicate our one-line errors
         logging.getLogger(library).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from auditor.errors import ReportError
 from auditor.hashing import sha256_bytes
+from auditor.logs import quiet_by_default
 from auditor.paths import templates_dir
 from auditor.report import charts
 from auditor.report.context import ReportContext
@@ -149,8 +149,7 @@ def html_to_pdf(html: str, files: list[EmbeddedFile], report_id: str) -> bytes:
     """PDF/A-3b bytes with ``files`` embedded as associated files."""
     from weasyprint import HTML, Attachment
 
-    logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    quiet_by_default()
     attachments = [Attachment(string=f.data, name=f.name, description=f.description,
                               relationship="Data") for f in files]
     return HTML(string=html, base_url=str(templates_dir())).write_pdf(

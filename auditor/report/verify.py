@@ -8,14 +8,13 @@ Outcomes are data (``VerificationResult``); only an unreadable input or store ra
 from __future__ import annotations
 
 import json
-import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from auditor.errors import ReportError
 from auditor.hashing import sha256_bytes
+from auditor.logs import quiet_by_default
 from auditor.report.render import ATTACHMENTS_META, REPORT_ID_META
 from auditor.report.sign import DEMO_MARK
 
@@ -43,20 +42,6 @@ class VerificationResult:
     def add(self, name: str, ok: bool, detail: str) -> bool:
         self.checks.append(Check(name, bool(ok), detail))
         return bool(ok)
-
-
-@contextmanager
-def _quiet():
-    """pyHanko logs tracebacks for untrusted or broken signatures; the result says it all."""
-    loggers = [logging.getLogger(n) for n in ("pyhanko", "pyhanko_certvalidator")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def _reader(data: bytes):
@@ -192,10 +177,10 @@ def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
         raise ReportError(f"{path} is not a PDF file (it does not begin with %PDF-)")
     result = VerificationResult(path)
     try:
-        with _quiet():
-            reader = _reader(data)
-            _check_signature(result, reader, Path(trust) if trust else None)
-            files = _check_files(result, reader)
+        quiet_by_default()
+        reader = _reader(data)
+        _check_signature(result, reader, Path(trust) if trust else None)
+        files = _check_files(result, reader)
     except ReportError:
         raise
     except Exception as exc:  # a damaged file: that is an invalid report, not a tool error
