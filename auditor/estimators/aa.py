@@ -113,7 +113,7 @@ class H0Propagator:
             coeffs = self.coefficients[j]
             groups = self.class_groups[j]
             columns = {k: v.T[groups] for k, v in coeffs.table.items()}  # (C, steps)
-            self._products[j] = _ordered_product(_step_maps(coeffs.kind, coeffs.reset, columns))
+            self._products[j] = ordered_product(step_maps(coeffs.kind, coeffs.reset, columns))
         return self._products[j]
 
     def _apply_product(self, j: int, d: torch.Tensor, dm: torch.Tensor):
@@ -166,7 +166,7 @@ def _group_classes(coefficients: list[StageCoefficients]) -> tuple[torch.Tensor,
     return class_of, groups
 
 
-def _step_maps(kind: str, reset: bool, col: dict[str, torch.Tensor]) -> torch.Tensor:
+def step_maps(kind: str, reset: bool, col: dict[str, torch.Tensor]) -> torch.Tensor:
     """(C, steps, 2, 2): the H = 0 map of each step on (δ, δm), for every group class.
 
     The same formulas as ``dynamics.forward_step`` (with p = 1, used only where δm = 0 for
@@ -188,7 +188,7 @@ def _step_maps(kind: str, reset: bool, col: dict[str, torch.Tensor]) -> torch.Te
     return maps
 
 
-def _ordered_product(maps: torch.Tensor) -> torch.Tensor:
+def ordered_product(maps: torch.Tensor) -> torch.Tensor:
     """M_{n-1} ⋯ M_1 M_0 for maps (C, n, 2, 2), by pairwise halving (log n batched products)."""
     eye = torch.eye(2, dtype=maps.dtype).expand(maps.shape[0], 1, 2, 2)
     if maps.shape[1] == 0:

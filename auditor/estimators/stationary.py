@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from auditor.behaviours.base import Behaviour
-from auditor.estimators.aa import H0Propagator
+from auditor.estimators.aa import H0Propagator, ordered_product, step_maps
 from auditor.estimators.base import StageEffects, StageEmbeddings
 from auditor.estimators.common import embeddings_from_flat, settings_hash
 from auditor.estimators.curvature import LossModule, hessian_operator
@@ -58,12 +58,13 @@ class StationaryEstimator:
         h0 = H0Propagator(version, root, layout, coefficients)
         spectra = {j: self.spectrum(version, root, task, layout, j)
                    for j in range(1, len(version.stages)) if _uniform_sgd(coefficients[j])}
+        modes = {j: _mode_maps(coefficients[j], values) for j, (values, _) in spectra.items()}
         flats = []
         for k in range(len(version.stages)):
             d, dm = disp.changes[k].clone(), disp.momenta[k].clone()
             for j in range(k + 1, len(version.stages)):
                 if j in spectra:
-                    d, dm = _stage_map(coefficients[j], h0, j, spectra[j], d, dm)
+                    d, dm = _stage_map(h0, j, modes[j], spectra[j][1], d, dm)
                 else:
                     d, dm = h0.apply_stage(j, d, dm)
             flats.append(d)
@@ -100,25 +101,20 @@ def _uniform_sgd(coeffs: StageCoefficients) -> bool:
                for table in coeffs.table.values()) if active else False
 
 
-def _stage_map(coeffs: StageCoefficients, h0: H0Propagator, j: int, spectrum, d, dm):
-    values, basis = spectrum
+def _stage_map(h0: H0Propagator, j: int, maps: torch.Tensor, basis: torch.Tensor,
+               d: torch.Tensor, dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(δ, δm) through stage j: each curvature mode by its 2×2 map, the rest with H = 0."""
     a, b = basis.T @ d, basis.T @ dm
     d_rest, dm_rest = h0.apply_stage(j, d - basis @ a, dm - basis @ b)
-    group = int(next(g for g in coeffs.group_index.tolist()
-                     if g < coeffs.table["eta"].shape[1] - 1))
-    a, b = _modes(coeffs, group, values, a, b)
+    a, b = maps[:, 0, 0] * a + maps[:, 0, 1] * b, maps[:, 1, 0] * a + maps[:, 1, 1] * b
     return d_rest + basis @ a, dm_rest + basis @ b
 
 
-def _modes(coeffs: StageCoefficients, g: int, curvature: torch.Tensor, d: torch.Tensor,
-           dm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SGD step maps with a = (λ + ν·h)·δ for every mode h, through the stage."""
-    col = {k: v[:, g].tolist() for k, v in coeffs.table.items()}
-    nu = coeffs.clip.tolist()
-    for t in range(coeffs.steps):
-        if coeffs.reset and t == 0:
-            dm = torch.zeros_like(dm)
-        a = (col["lam_c"][t] + nu[t] * curvature) * d
-        dm = col["mu"][t] * dm + col["c"][t] * a
-        d = d - col["eta"][t] * (col["na"][t] * a + col["nm"][t] * dm)
-    return d, dm
+def _mode_maps(coeffs: StageCoefficients, curvature: torch.Tensor) -> torch.Tensor:
+    """(rank, 2, 2): the stage's SGD map for each mode h, whose step has a = (λ + ν·h)·δ."""
+    padding = coeffs.table["eta"].shape[1] - 1  # the column of coordinates in no group
+    group = int(coeffs.group_index[coeffs.group_index < padding][0])
+    col = {k: v[:, group].expand(len(curvature), -1) for k, v in coeffs.table.items()}
+    col["lam_c"] = col["lam_c"] + coeffs.clip * curvature[:, None]
+    col["active"] = torch.ones_like(col["lam_c"])
+    return ordered_product(step_maps("sgd", coeffs.reset, col))
