@@ -78,4 +78,4 @@ def with_lineage(items: list[WorkItem], store: Store) -> Iterator[WorkItem]:
     """The items with their lineage JSON, read from the store as the executor asks for them: the
     driver holds only the lineages in flight, however many versions the audit has."""
     for item in items:
-        yield replace(item, version_json=store.get_version(item.key).model_dump_json())
+        yield replace(item, version_json=store.lineage_json(item.key))

@@ -23,11 +23,16 @@ HOOKS_ENV = "AUDITOR_TEST_HOOKS"
 def attribute_rows(version_json: str, root_uri: str, task_spec: str, behaviours_spec: str,
                    estimator: str, settings: dict[str, Any]) -> pa.Table:
     """Score rows of one version under one estimator and one behaviour set."""
+    return _attribute(ModelVersion.model_validate_json(version_json), root_uri, task_spec,
+                      behaviours_spec, estimator, settings)
+
+
+def _attribute(version: ModelVersion, root_uri: str, task_spec: str, behaviours_spec: str,
+               estimator: str, settings: dict[str, Any]) -> pa.Table:
     from auditor.behaviours.library import load_behaviours
     from auditor.estimators import attribute
     from auditor.task import load_task
 
-    version = ModelVersion.model_validate_json(version_json)
     effects = attribute(version, root_path(root_uri), load_task(task_spec),
                         load_behaviours(behaviours_spec), estimator, **settings)
     return score_rows(effects)
@@ -36,10 +41,10 @@ def attribute_rows(version_json: str, root_uri: str, task_spec: str, behaviours_
 def run_item(item: WorkItem) -> pa.Table:
     """Run one work item (the function the executors map over items)."""
     _test_hooks()
-    version = ModelVersion.model_validate_json(item.version_json)
+    version = ModelVersion.model_validate_json(item.version_json)  # parsed once
     _check_checkpoints(item, version)
-    return attribute_rows(item.version_json, item.root_uri, item.task, item.behaviours,
-                          item.estimator, item.settings)
+    return _attribute(version, item.root_uri, item.task, item.behaviours, item.estimator,
+                      item.settings)
 
 
 def _check_checkpoints(item: WorkItem, version: ModelVersion) -> None:

@@ -75,13 +75,17 @@ class VersionMethods:
         return {f"models:{model}": str(digest)}
 
     def get_version(self: Store, key: str) -> ModelVersion:
+        return ModelVersion.model_validate_json(self.lineage_json(key))
+
+    def lineage_json(self: Store, key: str) -> str:
+        """The version's lineage as stored (JSON text, validated when it was added)."""
         model, version = split_key(key)
         row = first_row(self.conn.execute(
             "SELECT lineage_json FROM versions WHERE model = ? AND version = ?",
             [model, version]))
         if row is None:
             raise StoreError(f"version {key} is not in the store {self.path}")
-        return ModelVersion.model_validate_json(row[0])
+        return row[0]
 
     def list_versions(self: Store, model: str | None = None,
                       period: str | None = None) -> list[VersionInfo]:
