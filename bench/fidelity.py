@@ -11,7 +11,10 @@ ratio time(estimator) / time(replay) (prepare + score, same behaviours; "prep": 
 behaviour-agnostic preparation alone, against replay's retraining alone). Spec suffixes:
 ``+plugin`` scores f(θ_T) − f(θ_T − e_k); ``+fixed`` / ``+jac`` pick the Adam form of the
 unrolled estimators (default ``jacobian+shift``); ``aa-ggn+fisher`` the empirical Fisher instead
-of the Gauss–Newton curvature.
+of the Gauss–Newton curvature; ``aa-ggn+proj`` the random projection (256 sketch coordinates per
+tensor, 4 samples per step) from factors the recorder logged — the scenario is recorded a second
+time with ``sketch=``, and "record ×" prints what that costs against the plain recording (SGD
+scenarios only: the projection refuses Adam stages).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from auditor.demo.record import record_version  # noqa: E402
 from auditor.estimators import get_estimator  # noqa: E402
 from auditor.estimators.plugin import score_by_plugin  # noqa: E402
 from auditor.estimators.registry import final_model  # noqa: E402
+from auditor.estimators.sketch import SketchSpec  # noqa: E402
 from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
 
 ESTIMATORS = ["aa", "aa+plugin", "naive", "tracin", "aa-hessian", "aa-hessian+plugin",
               "aa-hessian+fixed", "aa-ggn", "aa-ggn+plugin", "aa-ggn+fisher",
-              "aa-ggn+fisher+plugin"]
+              "aa-ggn+fisher+plugin", "aa-ggn+proj"]
+SKETCH = SketchSpec(dim=256, samples=4)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,15 +52,18 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 VARIANTS = {"": {}, "jac": {"adam": "jacobian"}, "fixed": {"adam": "fixed"},
-            "shift": {"adam": "jacobian+shift"}, "fisher": {"curvature": "fisher"}}
+            "shift": {"adam": "jacobian+shift"}, "fisher": {"curvature": "fisher"},
+            "proj": {"projection": SKETCH.dim, "samples": SKETCH.samples,
+                     "sketch_seed": SKETCH.seed}}
 
 
 class Runner:
     """Runs estimator specs such as ``aa-hessian+plugin``; embeddings are prepared once per
     estimator and settings, and shared by its gradient and plug-in scoring."""
 
-    def __init__(self, version, root, task, behaviours):
+    def __init__(self, version, root, task, behaviours, sketched=None):
         self.args = (version, root, task)
+        self.sketched = sketched  # (version, root) recorded with the sketch, for projection
         self.behaviours = behaviours
         self.model = final_model(version, root, task)
         self.prepared: dict[tuple, tuple] = {}
@@ -67,8 +75,9 @@ class Runner:
         estimator = get_estimator(base, **settings)
         key = (base, tuple(sorted(settings.items())))
         if key not in self.prepared:
+            args = self.args if "projection" not in settings else (*self.sketched, self.args[2])
             started = time.perf_counter()
-            embeddings = estimator.prepare(*self.args)
+            embeddings = estimator.prepare(*args)
             self.prepared[key] = (embeddings, time.perf_counter() - started)
         embeddings, prepare_time = self.prepared[key]
         started = time.perf_counter()
@@ -108,9 +117,18 @@ def run_scenario(scenario: Scenario, work: Path, estimators: list[str]) -> dict:
     started = time.perf_counter()
     version = record_version(scenario.plan, folder)
     recorded = time.perf_counter() - started
+    sketched, sketch_seconds = None, None
+    if all(s.optimizer.kind == "sgd" for s in version.stages[1:]):
+        started = time.perf_counter()
+        sketched_folder = work / f"{scenario.name}-sketched"
+        sketched = (record_version(scenario.plan, sketched_folder, sketch=SKETCH),
+                    sketched_folder)
+        sketch_seconds = time.perf_counter() - started
+    else:
+        estimators = [e for e in estimators if "+proj" not in e]
     task, behaviours = scenario.task(), scenario.behaviours()
     group = [b.name for b in behaviours].index(scenario.group)
-    runner = Runner(version, folder, task, behaviours)
+    runner = Runner(version, folder, task, behaviours, sketched)
     truth, replay_time, replay_prepare = runner.run("replay")
     rows = {"replay": {"seconds": replay_time, "prepare": replay_prepare,
                        "blamed": truth.stages[int(np.argmax(truth.effects[:, group]))],
@@ -123,6 +141,7 @@ def run_scenario(scenario: Scenario, work: Path, estimators: list[str]) -> dict:
     params = sum(p.numel() for p in task.build_model().parameters())
     return {"scenario": scenario.name, "stages": list(truth.stages), "parameters": params,
             "steps": [s.steps for s in version.stages], "record_seconds": recorded,
+            "sketched_record_seconds": sketch_seconds,
             "behaviours": len(behaviours), "group": scenario.group,
             "planted": scenario.planted, "rows": rows}
 
@@ -133,6 +152,10 @@ def print_scenario(result: dict) -> None:
     print(f"\n## {result['scenario']}  (P={result['parameters']}, steps={result['steps']}, "
           f"Q={result['behaviours']}, replay {rows['replay']['seconds']:.2f}s, "
           f"replay blames {rows['replay']['blamed']}, planted {result['planted']})")
+    if result["sketched_record_seconds"]:
+        print(f"recording with the curvature sketch: {result['sketched_record_seconds']:.1f}s, "
+              f"record × {result['sketched_record_seconds'] / result['record_seconds']:.1f} "
+              f"the plain recording ({result['record_seconds']:.1f}s)")
     stage_cols = " ".join(f"{s[:14]:>14}" for s in stages)
     print(f"{'estimator':<24} {'pearson':>7} {'spearman':>8} {'sign':>5} {'top1+':>5} "
           f"{'top1-':>5} {'cost':>7} {'prep':>7}  per-stage r/ρ/sign: {stage_cols}")
@@ -155,6 +178,7 @@ def markdown(result: dict) -> str:
              f"[{', '.join(map(str, result['steps']))}], Q = {result['behaviours']}, replay "
              f"{replay['seconds']:.2f} s; replay blames `{replay['blamed']}` (planted "
              f"`{result['planted']}`)", "",
+             *_record_line(result),
              "| estimator | pooled r | Spearman | sign | top-1 blamed | top-1 credited | "
              f"cost / replay | prepare / replay | per-stage r ({stages}) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -167,6 +191,14 @@ def markdown(result: dict) -> str:
             f"{'yes' if row['top1_credited'] else 'no'} | {row['cost_ratio']:.4f} | "
             f"{row['prepare_ratio']:.4f} | {', '.join(f'{r:.2f}' for r in row['per_stage'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _record_line(result: dict) -> list[str]:
+    sketched, plain = result["sketched_record_seconds"], result["record_seconds"]
+    if not sketched:
+        return []
+    return [f"Recording with the curvature sketch (for `aa-ggn+proj`): {sketched:.1f} s, "
+            f"{sketched / plain:.1f}× the plain recording ({plain:.1f} s).", ""]
 
 
 def warm_up() -> None:

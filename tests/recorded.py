@@ -29,12 +29,12 @@ def _train(rec, task, model, opt, sched, steps, seed, clip=None):
             sched.step()
 
 
-def record_sgd(tmp_path):
+def record_sgd(tmp_path, sketch=None):
     task = TinyTask()
     torch.manual_seed(1)
     model = task.build_model()
     rec = Recorder(tmp_path, model, model_name="tiny", version="v1",
-                   task="tinytask:tiny_task", seed=7)
+                   task="tinytask:tiny_task", seed=7, sketch=sketch)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
     with rec.stage("pretrain", kind="pretrain", optimizer=opt, datasets=DATA):

@@ -49,8 +49,10 @@ def _batches(pool_size: int, steps: int, seed: int) -> list[torch.Tensor]:
     return [torch.randint(0, pool_size, (BATCH,), generator=gen) for _ in range(steps)]
 
 
-def record_version(plan: VersionPlan, out_dir: str | Path, seed: int = 0) -> ModelVersion:
-    """Train ``plan`` with the Recorder into ``out_dir``; reuse it if already recorded."""
+def record_version(plan: VersionPlan, out_dir: str | Path, seed: int = 0,
+                   sketch=None) -> ModelVersion:
+    """Train ``plan`` with the Recorder into ``out_dir``; reuse it if already recorded.
+    ``sketch``: a ``SketchSpec`` to log the sketched curvature for ``aa-ggn`` projection."""
     out_dir = Path(out_dir)
     if (out_dir / LINEAGE_FILE).is_file():
         return load_lineage(out_dir)
@@ -59,7 +61,7 @@ def record_version(plan: VersionPlan, out_dir: str | Path, seed: int = 0) -> Mod
     model = task.build_model()
     recorder = Recorder(out_dir, model, model_name=plan.model, version=plan.version,
                         task=plan.scenario.TASK, seed=seed, created_at=plan.created_at,
-                        description=plan.description)
+                        description=plan.description, sketch=sketch)
     optimizer = None
     for index, stage in enumerate(plan.stages):
         if optimizer is None or stage.fresh_optimizer:

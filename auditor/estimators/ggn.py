@@ -8,16 +8,29 @@ per-example losses (``task.loss(..., reduction="none")``); needs no output split
 Both are PSD, so the propagation contracts ("forgetting") and stays stable over long early
 stages where the exact, indefinite Hessian can blow up. Same forward / reverse modes as
 ``aa-hessian``.
+
+``projection=d``: random projection (auditor.estimators.projected): the Gauss–Newton factors of
+every step, sampled (``samples`` Rademacher vectors, or ``"exact"``) and count-sketched to at
+most d coordinates per parameter tensor, read from the lineage when the recorder logged them
+(``Recorder(..., sketch=SketchSpec(...))``) — then no step is re-run — else computed in one walk.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from auditor.errors import EstimatorError
+from auditor.estimators.base import StageEmbeddings
+from auditor.estimators.common import embeddings_from_flat
 from auditor.estimators.curvature import fisher_operator, gauss_newton_operator
 from auditor.estimators.hessian import UnrolledEstimator
+from auditor.estimators.projected import propagate_projected
+from auditor.estimators.sketch import Samples, SketchSpec
 from auditor.estimators.unrolled import OperatorFactory
+from auditor.lineage.models import ModelVersion
+from auditor.task import TrainingTask
 
 Curvature = Literal["gauss-newton", "fisher"]
 CURVATURES: dict[str, tuple[OperatorFactory, str]] = {
@@ -30,15 +43,38 @@ class GGNEstimator(UnrolledEstimator):
     name: ClassVar[str] = "aa-ggn"
     version: ClassVar[str] = "2"  # 1: empirical Fisher only
 
-    def __init__(self, *args: Any, curvature: Curvature = "gauss-newton", **settings: Any):
+    def __init__(self, *args: Any, curvature: Curvature = "gauss-newton",
+                 projection: int | None = None, samples: Samples = 4, sketch_seed: int = 0,
+                 **settings: Any):
         super().__init__(*args, **settings)
         if curvature not in CURVATURES:
             raise EstimatorError(f"{self.name}: curvature must be one of "
                                  f"{', '.join(CURVATURES)}, not {curvature!r}")
         self.curvature = curvature
+        self.sketch = None
+        if projection is not None:
+            self.sketch = SketchSpec(projection, samples, sketch_seed)
+            if curvature != "gauss-newton" or self.plugin or self.mode == "reverse":
+                raise EstimatorError(
+                    f"{self.name}: projection works with curvature=gauss-newton in forward "
+                    "mode and without plugin (a lifted sketch is only accurate in gradient "
+                    "scores)")
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "curvature": self.curvature}
+        settings = {**super().settings(), "curvature": self.curvature}
+        if self.sketch is not None:
+            settings["sketch"] = self.sketch.as_dict()
+        return settings
+
+    def prepare(self, version: ModelVersion, root: str | Path,
+                task: TrainingTask) -> StageEmbeddings:
+        if self.sketch is None:
+            return super().prepare(version, root, task)
+        started = time.perf_counter()
+        problem = self.problem(version, root, task)
+        flats = propagate_projected(problem, self.sketch, self.name)
+        return embeddings_from_flat(self, version, problem.layout, flats, started,
+                                    {"mode": "forward", "sketch": self.sketch.as_dict()})
 
     def curvature_operator(self) -> tuple[OperatorFactory, str]:
         return CURVATURES[self.curvature]

@@ -102,17 +102,19 @@ def stage_displacements(version: ModelVersion, root: str | Path,
     theta = [load_flat(layout, s.theta_start, root) for s in stages]
     theta.append(load_flat(layout, stages[-1].theta_end, root))
     changes = [theta[k + 1] - theta[k] for k in range(len(stages))]
-    momenta = []
-    for k, stage in enumerate(stages):
-        carried = k + 1 < len(stages) and stages[k + 1].convention == "carry"
-        if not carried:
-            momenta.append(torch.zeros(layout.total, dtype=torch.float64))
-            continue
-        field = momentum_field(stage)
-        end = load_flat(layout, stage.optimizer_end, root, field)
-        start = load_flat(layout, stage.optimizer_start, root, field)
-        momenta.append(end - start)
+    momenta = [momentum_change(stage, k + 1 < len(stages) and stages[k + 1].convention == "carry",
+                               root, layout) for k, stage in enumerate(stages)]
     return StageDisplacements(theta, changes, momenta)
+
+
+def momentum_change(stage: Stage, carried: bool, root: str | Path,
+                    layout: ParamLayout) -> torch.Tensor:
+    """M_k: the stage's change of the momentum buffer, when the next stage carries it."""
+    if not carried:
+        return torch.zeros(layout.total, dtype=torch.float64)
+    field = momentum_field(stage)
+    end = load_flat(layout, stage.optimizer_end, root, field)
+    return end - load_flat(layout, stage.optimizer_start, root, field)
 
 
 def stage_bounds(version: ModelVersion) -> list[tuple[int, int]]:

@@ -40,6 +40,18 @@ class CheckpointRef(Strict):
     format: CheckpointFormat = "safetensors"
 
 
+class CurvatureSketch(Strict):
+    """Projected Gauss–Newton factors of every step of a stage, logged by the recorder
+    (auditor.estimators.sketch): ``file`` holds ``factors`` of shape (steps, samples, width)."""
+
+    file: CheckpointRef
+    dim: int = Field(ge=1, description="count-sketch buckets per parameter tensor, at most")
+    samples: int | Literal["exact"] = Field(
+        description="Rademacher samples per step, or exact (a basis of the output space)")
+    seed: int = Field(ge=0)
+    method: Literal["ggn-rademacher"] = "ggn-rademacher"
+
+
 class ParamGroup(Strict):
     params: list[str] = Field(description="names (model.named_parameters) in this group")
     frozen: list[str] = Field(default_factory=list,
@@ -136,6 +148,8 @@ class Stage(Strict):
         default=None, description="example ids of each step's batch, in order")
     rng_seeds: list[int] | None = Field(
         default=None, description="torch seed set before each step (dropout, augmentation)")
+    curvature_sketch: CurvatureSketch | None = Field(
+        default=None, description="opt-in: sketched curvature of every step (aa-ggn projection)")
     code_commit: str | None = None
     config_hash: str | None = None
     notes: str | None = None
@@ -179,8 +193,9 @@ class ModelVersion(Strict):
         usually the next one's start: files are named by content)."""
         refs: dict[tuple[str, str], CheckpointRef] = {}
         for stage in self.stages:
+            sketch = stage.curvature_sketch.file if stage.curvature_sketch else None
             for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
-                        stage.optimizer_end):
+                        stage.optimizer_end, sketch):
                 if ref is not None:
                     refs.setdefault((ref.uri, ref.sha256), ref)
         return list(refs.values())

@@ -14,6 +14,11 @@
 At each stage boundary the model (and optimizer) state is written as safetensors named by its
 sha256. A post-step hook on the optimizer logs every parameter group's hyperparameters as they
 were used by that step, whatever scheduler set them.
+
+Opt-in, ``sketch=SketchSpec(dim, samples, seed)`` (needs ``task``): every step after the first
+stage also logs its sampled, count-sketched Gauss–Newton factors (auditor.estimators.sketch), so
+that ``aa-ggn`` with ``projection=dim`` never re-runs a step. It costs one forward and
+``samples`` backward passes per step.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,6 +45,7 @@ from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_js
 from auditor.lineage.models import (
     CheckpointRef,
     Convention,
+    CurvatureSketch,
     DatasetRef,
     ModelVersion,
     OptimizerLog,
@@ -49,6 +56,9 @@ from auditor.lineage.models import (
 from auditor.lineage.replay import seed_step
 from auditor.lineage.steplog import StepLogger, optimizer_kind
 
+if TYPE_CHECKING:
+    from auditor.estimators.sketch import SketchSpec
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +66,8 @@ class Recorder:
     def __init__(self, out_dir: str | Path, model: torch.nn.Module, *, model_name: str,
                  version: str, task: str | None = None, seed: int = 0,
                  description: str = "", parent: str | None = None,
-                 code_commit: str | None = None, created_at: datetime | None = None):
+                 code_commit: str | None = None, created_at: datetime | None = None,
+                 sketch: SketchSpec | None = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model = model
@@ -68,6 +79,16 @@ class Recorder:
                             description=description, parent=parent,
                             created_at=created_at or datetime.now(timezone.utc))
         self._code_commit = code_commit
+        self._sketch_spec = sketch
+        self._pairs: list = []  # (D_k, M_k) of the finished stages, for the sketch's dots
+        self._task = None
+        if sketch is not None:
+            if task is None:
+                raise LineageError("sketch= needs task= (the factors are the task's loss "
+                                   "curvature)")
+            from auditor.task import load_task
+
+            self._task = load_task(task)
 
     # -- the training loop's calls ----------------------------------------------------------
 
@@ -96,6 +117,8 @@ class Recorder:
         seed = (self._seed * 1_000_003 + self._global_step) % (2**63)
         seed_step(seed)
         active.logger.pending(list(map(int, ids)), seed)
+        if active.sketch is not None:
+            active.sketch.batch(active.id, list(map(int, ids)), seed, self._global_step)
 
     def clip_grad_norm_(self, max_norm: float) -> float:
         """Clip the model's gradients like ``torch.nn.utils.clip_grad_norm_`` and log it."""
@@ -122,6 +145,7 @@ class Recorder:
         logger = StepLogger(optimizer, self.model)
         handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step())
         return _ActiveStage(
+            sketch=self._sketch_log(convention) if self._stages else None,  # stage 1's: unused
             id=stage_id, kind=kind, optimizer=optimizer, datasets=datasets,
             convention=convention, notes=notes, logger=logger, handle=handle,
             theta_start=self._save_model(stage_id), optimizer_start=opt_start, diverging=False,
@@ -130,6 +154,8 @@ class Recorder:
     def _after_step(self) -> None:
         active = self._active
         clip = active.logger.step_done()
+        if active.sketch is not None:
+            active.sketch.step_done()
         # a step taken with a non-finite gradient (one a GradScaler skipped is no warning)
         if clip is not None and not math.isfinite(clip[1]) and not active.diverging:
             active.diverging = True
@@ -156,6 +182,7 @@ class Recorder:
             optimizer_end=self._save_optimizer(active.optimizer, active.id),
             optimizer=optimizer_log, datasets=active.datasets,
             batch_ids=active.logger.batch_ids, rng_seeds=active.logger.seeds,
+            curvature_sketch=self._save_sketch(active.sketch),
             code_commit=self._code_commit, notes=active.notes,
             config_hash=_stage_config_hash(optimizer_log, active.datasets))
         self._stages.append(stage)
@@ -168,6 +195,26 @@ class Recorder:
     def _save_optimizer(self, optimizer: torch.optim.Optimizer, stage_id: str) -> CheckpointRef:
         state = _finite_state(optimizer_state(optimizer, self.model), stage_id, "optimizer state")
         return save_tensors(state, self.out_dir / "checkpoints", self.out_dir, prefix="optim")
+
+    def _sketch_log(self, convention: str):
+        if self._sketch_spec is None:
+            return None
+        from auditor.estimators.layout import ParamLayout
+        from auditor.estimators.sketch import SketchLog, displacement_pair
+
+        layout = ParamLayout.of(self.model)
+        del self._pairs[len(self._stages) - 1:]  # a stage that raised was not recorded
+        self._pairs.append(displacement_pair(self._stages[-1], convention == "carry",
+                                             self.out_dir, layout))
+        return SketchLog(self._sketch_spec, self._task, self.model, torch.stack(self._pairs))
+
+    def _save_sketch(self, sketch) -> CurvatureSketch | None:
+        tensors = sketch.tensors() if sketch is not None else None
+        if tensors is None:
+            return None
+        ref = save_tensors(tensors, self.out_dir / "checkpoints", self.out_dir, prefix="sketch")
+        spec = self._sketch_spec
+        return CurvatureSketch(file=ref, dim=spec.dim, samples=spec.samples, seed=spec.seed)
 
     def _write(self) -> None:
         write_lineage_json(self.lineage, self.out_dir / LINEAGE_FILE)

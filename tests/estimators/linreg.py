@@ -37,6 +37,10 @@ class LinRegTask:
         return errors.mean() if reduction == "mean" else errors
 
 
+def linreg_task() -> LinRegTask:
+    return LinRegTask()
+
+
 def linear_behaviours(task: LinRegTask, count: int = 6) -> list[Behaviour]:
     gen = torch.Generator().manual_seed(5)
     probes = torch.randn(count, task.d, generator=gen, dtype=torch.float64)
@@ -45,7 +49,11 @@ def linear_behaviours(task: LinRegTask, count: int = 6) -> list[Behaviour]:
             for i in range(count)]
 
 
-def _optimizer(kind, model, lr, weight_decay, momentum, nesterov):
+def _optimizer(kind, model, lr, weight_decay, momentum, nesterov, split=False):
+    if split:  # two groups: the bias without weight decay
+        groups = [{"params": [model.weight]}, {"params": [model.bias], "weight_decay": 0.0}]
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov)
     if kind == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if kind == "adamw":
@@ -55,16 +63,19 @@ def _optimizer(kind, model, lr, weight_decay, momentum, nesterov):
 
 
 def record_linreg(tmp_path, convention: str, *, weight_decay: float = 0.01,
-                  momentum: float = 0.9, nesterov: bool = False, optimizer_kind: str = "sgd"):
+                  momentum: float = 0.9, nesterov: bool = False, optimizer_kind: str = "sgd",
+                  sketch=None, split_groups: bool = False):
     task = LinRegTask()
     torch.manual_seed(0)
     model = task.build_model()
-    rec = Recorder(tmp_path, model, model_name="linreg", version=convention, seed=3)
+    rec = Recorder(tmp_path, model, model_name="linreg", version=convention, seed=3,
+                   task="linreg:linreg_task" if sketch else None, sketch=sketch)
     gen = torch.Generator().manual_seed(1)
     optimizer = None
     for index, (stage_id, steps, lr) in enumerate(STAGES):
         if optimizer is None or convention == "reset":
-            optimizer = _optimizer(optimizer_kind, model, lr, weight_decay, momentum, nesterov)
+            optimizer = _optimizer(optimizer_kind, model, lr, weight_decay, momentum, nesterov,
+                                   split_groups)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with rec.stage(stage_id, kind="fine-tune" if index else "pretrain", optimizer=optimizer):

@@ -1,0 +1,226 @@
+"""Sketched Gauss–Newton curvature: the per-step factors of ``aa-ggn`` with random projection.
+
+The generalised Gauss–Newton of a step's loss is G = Jᵀ H J (J: the Jacobian of the model's
+outputs on the batch, H: the loss's Hessian in the outputs, block-diagonal over examples). With
+L_z L_zᵀ = H_z per example and a Rademacher ξ, the vector h = Jᵀ (L ξ) — one backward pass of
+the outputs — has E[h hᵀ] = G. ``samples`` such vectors per step give an unbiased rank-m
+estimate of G; ``samples="exact"`` takes ξ over a basis of the output space (m = B·C) and
+gives G exactly.
+
+What the sketch would estimate worst — h·δ for the large displacement D_k itself — is logged
+exactly: per step, the inner products of every h with every earlier stage's (D_k, M_k), per
+parameter tensor (``tensor_dots``). Only the curvature correction, which lives in the span of
+the gradients, goes through the sketch.
+
+Each h is projected to a few coordinates with a count sketch R (each coordinate of a parameter
+tensor goes to one of at most ``dim`` buckets of that tensor, with a random sign): R x costs
+O(P), E[(Rx)ᵀ(Ry)] = xᵀy, and a tensor with no more than ``dim`` entries is only permuted
+(exactly). The blocks follow parameter tensors, so every per-group optimizer scalar (learning
+rate, momentum, weight decay, frozen) acts on a projected vector as on the full one.
+
+The recorder can log the projected factors during training (``SketchSpec``); ``aa-ggn`` then
+propagates the stage displacements in d dimensions, O(m·d) per step and stage, without
+touching the model (auditor.estimators.projected).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch.func import functional_call, grad, jvp, vjp
+
+from auditor.errors import EstimatorError
+from auditor.estimators.curvature import (
+    LossModule,
+    _loss_at_outputs,
+    _model_output,
+    _prefixed,
+    _seeded,
+)
+from auditor.estimators.layout import ParamLayout
+
+Samples = int | Literal["exact"]
+
+
+@dataclass(frozen=True)
+class SketchSpec:
+    """How curvature factors are sketched: buckets per parameter tensor, samples per step, seed."""
+
+    dim: int = 256
+    samples: Samples = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+            raise EstimatorError(f"projection must be a positive number of coordinates per "
+                                 f"parameter tensor, not {self.dim!r}")
+        if self.samples != "exact" and (isinstance(self.samples, bool)
+                                        or not isinstance(self.samples, int) or self.samples < 1):
+            raise EstimatorError(f"samples must be a positive integer or 'exact', "
+                                 f"not {self.samples!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dim": self.dim, "samples": self.samples, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class CountSketch:
+    """R: P → D, block-diagonal over parameter tensors; R x = Σ_j sign_j x_j e_{bucket_j}."""
+
+    bucket: torch.Tensor  # (P,) long, in [0, D)
+    sign: torch.Tensor  # (P,) float64, ±1
+    width: int  # D
+    source: torch.Tensor  # (D,) long: one parameter coordinate of each bucket (same tensor)
+
+    @classmethod
+    def build(cls, layout: ParamLayout, dim: int, seed: int) -> CountSketch:
+        gen = torch.Generator().manual_seed(int(seed))
+        buckets, sources, start, width = [], [], 0, 0
+        for size in layout.sizes:
+            slots = min(dim, size)
+            # a random permutation folded onto ``slots`` buckets: a bijection when size <= dim
+            local = torch.randperm(size, generator=gen) % slots
+            buckets.append(local + width)
+            first = torch.full((slots,), -1, dtype=torch.long)
+            first[local] = torch.arange(size) + start
+            sources.append(first)
+            start += size
+            width += slots
+        sign = torch.randint(0, 2, (layout.total,), generator=gen).to(torch.float64) * 2 - 1
+        bucket = torch.cat(buckets) if buckets else torch.zeros(0, dtype=torch.long)
+        source = torch.cat(sources) if sources else torch.zeros(0, dtype=torch.long)
+        return cls(bucket, sign, width, source)
+
+    def project(self, vectors: torch.Tensor) -> torch.Tensor:
+        """R x for x of shape (..., P)."""
+        vectors = vectors.to(torch.float64)
+        out = torch.zeros(*vectors.shape[:-1], self.width, dtype=torch.float64)
+        return out.index_add_(-1, self.bucket, vectors * self.sign)
+
+    def lift(self, sketched: torch.Tensor) -> torch.Tensor:
+        """Rᵀ y for y of shape (..., D): each coordinate reads its bucket."""
+        return sketched[..., self.bucket] * self.sign
+
+    def coordinate_index(self, per_coordinate: torch.Tensor) -> torch.Tensor:
+        """A per-parameter-coordinate table (e.g. optimizer group) read per bucket."""
+        return per_coordinate[self.source]
+
+
+def step_generator(spec: SketchSpec, global_step: int) -> torch.Generator:
+    """The Rademacher draws of one step: the same in the recorder and in any later walk."""
+    return torch.Generator().manual_seed((spec.seed * 1_000_003 + global_step) % (2**63))
+
+
+def ggn_factors(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
+                seed: int | None, layout: ParamLayout, samples: Samples,
+                generator: torch.Generator) -> torch.Tensor:
+    """(m, P) vectors h_j with (1/m) Σ_j h_j h_jᵀ = G (exact) or E[·] = G (sampled)."""
+    primals = _prefixed(params)
+
+    def outputs(p):
+        _seeded(seed)
+        return _model_output(module, lambda: functional_call(module, p, (batch,)))
+
+    out, pullback = vjp(outputs, primals)
+    out = out.detach()
+    roots = _output_hessian_roots(module, batch, out)  # (B, C, C): L_z
+    count, width = roots.shape[0], roots.shape[1]
+    if samples == "exact":
+        # ξ over the basis of the (B·C)-dimensional output space, scaled so that the mean of
+        # the m = B·C outer products is G
+        eye = torch.eye(count * width, dtype=roots.dtype).reshape(-1, count, width)
+        draws = eye * (count * width) ** 0.5
+    else:
+        draws = (torch.randint(0, 2, (samples, count, width), generator=generator)
+                 .to(roots.dtype) * 2 - 1)
+    factors = []
+    for xi in draws:
+        cotangent = torch.einsum("bij,bj->bi", roots, xi).reshape(out.shape)
+        (back,) = pullback(cotangent)
+        factors.append(layout.flatten({n[len("inner."):]: t for n, t in back.items()}))
+    return torch.stack(factors)
+
+
+def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
+    """L_z with L_z L_zᵀ = ∂²loss/∂out_z² for every example row z (PSD part, by eigh)."""
+    rows = out.reshape(out.shape[0], -1)
+    width = rows.shape[1]
+
+    def loss_of(flat):
+        return _loss_at_outputs(module, batch, flat.reshape(out.shape))
+
+    gradient = grad(loss_of)
+    columns = []
+    for c in range(width):  # the loss is a sum over rows, so H is block-diagonal
+        tangent = torch.zeros_like(rows)
+        tangent[:, c] = 1.0
+        _, column = jvp(gradient, (rows,), (tangent,))
+        columns.append(column)
+    hessians = torch.stack(columns, dim=-1)  # (B, C, C)
+    hessians = 0.5 * (hessians + hessians.transpose(1, 2))
+    values, vectors = torch.linalg.eigh(hessians)
+    return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
+
+
+def tensor_dots(factors: torch.Tensor, pairs: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
+    """(m, K', tensors, 2): h_j · D_k and h_j · M_k restricted to each parameter tensor, for
+    factors (m, P) and pairs (K', 2, P) of the stages before the step."""
+    out = torch.zeros(factors.shape[0], pairs.shape[0], len(layout.sizes), 2, dtype=torch.float64)
+    factors = factors.to(torch.float64)
+    for i, span in enumerate(layout.offsets().values()):
+        out[:, :, i, :] = torch.einsum("mp,kip->mki", factors[:, span], pairs[:, :, span])
+    return out
+
+
+class SketchLog:
+    """The recorder's opt-in log of one stage's sketched factors, one row per optimizer step.
+
+    ``pairs`` (K', 2, P): D_k and M_k of the stages recorded before this one. ``batch``
+    computes the factors at θ_t before the training loop's own forward pass and re-seeds torch
+    afterwards, so the loop's dropout masks are untouched; a batch whose step never came (a
+    GradScaler skipped it) is dropped, as in the step log.
+    """
+
+    def __init__(self, spec: SketchSpec, task: Any, model: torch.nn.Module,
+                 pairs: torch.Tensor):
+        self.spec, self.task, self.model, self.pairs = spec, task, model, pairs
+        self.layout = ParamLayout.of(model)
+        self.sketch = CountSketch.build(self.layout, spec.dim, spec.seed)
+        self.module = LossModule(model, task, "mean")
+        self.rows: list[tuple[torch.Tensor, torch.Tensor]] | None = []
+        self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def batch(self, stage_id: str, ids: list[int], seed: int, global_step: int) -> None:
+        from auditor.lineage.replay import seed_step
+
+        params = {n: p.detach() for n, p in self.model.named_parameters()}
+        factors = ggn_factors(self.module, params, self.task.batch(stage_id, ids), seed,
+                              self.layout, self.spec.samples,
+                              step_generator(self.spec, global_step))
+        dtype = next(iter(params.values())).dtype if params else torch.float64
+        self.pending = (self.sketch.project(factors).to(dtype),
+                        tensor_dots(factors, self.pairs, self.layout))
+        seed_step(seed)
+
+    def step_done(self) -> None:
+        if self.rows is not None and self.pending is not None:
+            self.rows.append(self.pending)
+        else:
+            self.rows = None  # a step without a logged batch: no sketch for this stage
+        self.pending = None
+
+    def tensors(self) -> dict[str, torch.Tensor] | None:
+        if not self.rows:
+            return None
+        return {"factors": torch.stack([f for f, _ in self.rows]),
+                "dots": torch.stack([d for _, d in self.rows])}
+
+
+def displacement_pair(stage: Any, carried: bool, root: Any, layout: ParamLayout) -> torch.Tensor:
+    """(2, P): D_k and M_k of a finished stage (M_k = 0 unless the next stage carries)."""
+    from auditor.estimators.layout import load_flat, momentum_change
+
+    change = load_flat(layout, stage.theta_end, root) - load_flat(layout, stage.theta_start, root)
+    return torch.stack([change, momentum_change(stage, carried, root, layout)])

@@ -1,0 +1,146 @@
+"""``aa-ggn`` with random projection: exact where the sketch is, logged = walked, clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from linreg import linear_behaviours, record_linreg
+from recorded import record_adamw, record_sgd
+from tinytask import TinyTask
+
+from auditor.errors import CheckpointError, EstimatorError, LineageError
+from auditor.estimators import attribute, get_estimator
+from auditor.estimators.layout import ParamLayout
+from auditor.estimators.sketch import CountSketch, SketchSpec
+from auditor.lineage.checkpoints import resolve
+from auditor.lineage.recorder import Recorder
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def _embeddings(version, root, task, **settings) -> torch.Tensor:
+    estimator = get_estimator("aa-ggn", **settings)
+    prepared = estimator.prepare(version, root, task)
+    layout = ParamLayout.of(task.build_model())
+    return torch.stack([layout.flatten(v) for v in prepared.vectors])
+
+
+def test_count_sketch_is_a_signed_permutation_where_tensors_fit_and_unbiased_elsewhere():
+    layout = ParamLayout.of(torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.Linear(30, 2)))
+    exact = CountSketch.build(layout, dim=5000, seed=1)
+    x = torch.randn(3, layout.total, dtype=torch.float64)
+    assert exact.width == layout.total
+    assert torch.allclose(exact.lift(exact.project(x)), x)  # RᵀR = I
+    folded = CountSketch.build(layout, dim=64, seed=1)
+    assert folded.width == 64 + 30 + 60 + 2  # at most 64 buckets per tensor
+    y = torch.randn(layout.total, dtype=torch.float64)
+    estimates = [float(CountSketch.build(layout, 64, s).project(x[0]) @
+                       CountSketch.build(layout, 64, s).project(y)) for s in range(400)]
+    spread = float(x[0].norm() * y.norm()) / 8  # ~ ‖x‖‖y‖/√64 per draw
+    assert abs(np.mean(estimates) - float(x[0] @ y)) < 4 * spread / np.sqrt(400)
+
+
+@pytest.mark.parametrize("convention,split", [("carry", False), ("reset", False),
+                                              ("carry", True)])
+def test_exact_factors_in_a_sketch_that_fits_equal_replay(tmp_path, convention, split):
+    """Linear model, squared loss, every tensor within the sketch, exact Gauss–Newton factors:
+    the projected propagation is the full one, so it is replay (float64); ``split``: two
+    optimizer groups (per-bucket coefficients instead of one scalar per step)."""
+    task, version = record_linreg(tmp_path, convention, split_groups=split)
+    behaviours = linear_behaviours(task)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    projected = attribute(version, tmp_path, task, behaviours, "aa-ggn", projection=64,
+                          samples="exact").effects
+    assert np.abs(truth).max() > 1e-3
+    assert _relative(projected, truth) <= 1e-8
+    folded = attribute(version, tmp_path, task, behaviours, "aa-ggn", projection=2,
+                       samples="exact").effects
+    assert _relative(folded, truth) > 1e-6  # the 5-weight tensor folded onto 2 buckets
+
+
+def test_exact_factors_logged_by_the_recorder_equal_replay(tmp_path):
+    task, version = record_linreg(tmp_path, "carry", sketch=SketchSpec(64, "exact"))
+    assert all(s.curvature_sketch.samples == "exact" for s in version.stages[1:])
+    behaviours = linear_behaviours(task)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    logged = attribute(version, tmp_path, task, behaviours, "aa-ggn", projection=64,
+                       samples="exact").effects
+    assert _relative(logged, truth) <= 1e-8
+
+
+def test_logged_sketch_equals_the_walk_and_leaves_training_unchanged(tmp_path):
+    spec = SketchSpec(dim=4, samples=3, seed=5)
+    task, plain = record_sgd(tmp_path / "plain")
+    _, rec = record_sgd(tmp_path / "sketched", sketch=spec)
+    logged = rec.lineage
+    # the factors' forward passes do not shift the loop's dropout masks
+    assert [s.theta_end.sha256 for s in logged.stages] == \
+        [s.theta_end.sha256 for s in plain.lineage.stages]
+    assert logged.stages[0].curvature_sketch is None  # stage 1's curvature is never used
+    sketches = [s.curvature_sketch for s in logged.stages[1:]]
+    assert all(s is not None and s.dim == 4 and s.samples == 3 for s in sketches)
+    assert json.loads(logged.model_dump_json())["stages"][1]["curvature_sketch"]["seed"] == 5
+
+    class NoBatches(TinyTask):  # the logged path never runs a training step
+        def batch(self, stage_id, ids):
+            raise AssertionError("a training batch was fetched")
+
+    from_log = _embeddings(logged, tmp_path / "sketched", NoBatches(), projection=4,
+                           samples=3, sketch_seed=5)
+    walked = _embeddings(plain.lineage, tmp_path / "plain", task, projection=4, samples=3,
+                         sketch_seed=5)
+    assert torch.allclose(from_log, walked, rtol=1e-5, atol=1e-7)
+    other_seed = _embeddings(logged, tmp_path / "sketched", task, projection=4, samples=3,
+                             sketch_seed=6)  # not logged: walks, with other draws
+    assert not torch.allclose(other_seed, walked, rtol=1e-3, atol=1e-6)
+
+
+def test_projected_estimate_tracks_the_full_gauss_newton(tmp_path):
+    task, rec = record_sgd(tmp_path)
+    version = rec.lineage
+    full = _embeddings(version, tmp_path, task)
+    exact = _embeddings(version, tmp_path, task, projection=1000, samples="exact")
+    assert torch.allclose(exact, full, rtol=1e-4, atol=1e-6)
+    # sampled factors (unbiased for G): the error shrinks with the samples, well below the
+    # whole curvature correction (the H = 0 map of aa)
+    prepared = get_estimator("aa").prepare(version, tmp_path, task)
+    layout = ParamLayout.of(task.build_model())
+    h0 = torch.stack([layout.flatten(v) for v in prepared.vectors])
+    errors = [float((_embeddings(version, tmp_path, task, projection=1000, samples=m)[:-1]
+                     - full[:-1]).norm()) for m in (4, 64)]
+    assert errors[1] < errors[0] < float((h0[:-1] - full[:-1]).norm())
+    assert errors[1] < 0.2 * float((h0[:-1] - full[:-1]).norm())
+
+
+def test_a_changed_sketch_file_is_caught_by_its_hash(tmp_path):
+    task, rec = record_sgd(tmp_path, sketch=SketchSpec(dim=4, samples=2))
+    version = rec.lineage
+    path = resolve(version.stages[1].curvature_sketch.file, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256|hash"):
+        _embeddings(version, tmp_path, task, projection=4, samples=2)
+    assert version.stages[1].curvature_sketch.file in version.checkpoint_refs()
+
+
+def test_projection_refusals(tmp_path):
+    with pytest.raises(EstimatorError, match="projection works with"):
+        get_estimator("aa-ggn", projection=8, plugin=True)
+    with pytest.raises(EstimatorError, match="projection works with"):
+        get_estimator("aa-ggn", projection=8, curvature="fisher")
+    with pytest.raises(EstimatorError, match="positive number"):
+        get_estimator("aa-ggn", projection=0)
+    with pytest.raises(EstimatorError, match="samples must be"):
+        get_estimator("aa-ggn", projection=8, samples="many")
+    task, rec = record_adamw(tmp_path)
+    with pytest.raises(EstimatorError, match="needs SGD.*sft"):
+        _embeddings(rec.lineage, tmp_path, task, projection=8)
+    with pytest.raises(LineageError, match="needs task="):
+        Recorder(tmp_path / "r", TinyTask().build_model(), model_name="m", version="v",
+                 sketch=SketchSpec())
