@@ -11,7 +11,7 @@ ratio time(estimator) / time(replay) (prepare + score, same behaviours; "prep": 
 behaviour-agnostic preparation alone, against replay's retraining alone). Spec suffixes:
 ``+plugin`` scores f(θ_T) − f(θ_T − e_k); ``+fixed`` / ``+jac`` pick the Adam form of the
 unrolled estimators (default ``jacobian+shift``); ``aa-ggn+fisher`` the empirical Fisher instead
-of the Gauss–Newton curvature; ``aa-ggn+proj`` the random projection (256 sketch coordinates per
+of the Gauss–Newton curvature; ``aa-ggn+proj`` the random projection (1024 sketch coordinates per
 tensor, 4 samples per step) from factors the recorder logged — the scenario is recorded a second
 time with ``sketch=``, and "record ×" prints what that costs against the plain recording (SGD
 scenarios only: the projection refuses Adam stages).
@@ -42,7 +42,7 @@ from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
 ESTIMATORS = ["aa", "aa+plugin", "naive", "tracin", "aa-hessian", "aa-hessian+plugin",
               "aa-hessian+fixed", "aa-ggn", "aa-ggn+plugin", "aa-ggn+fisher",
               "aa-ggn+fisher+plugin", "aa-ggn+proj"]
-SKETCH = SketchSpec(dim=256, samples=4)
+SKETCH = SketchSpec(dim=1024, samples=4)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -21,14 +21,9 @@ import torch
 from torch import nn
 
 from auditor.errors import EstimatorError
-from auditor.estimators.aa import stage_embeddings_h0
+from auditor.estimators.aa import H0Propagator, step_maps
 from auditor.estimators.curvature import LossModule
-from auditor.estimators.dynamics import (
-    StageCoefficients,
-    StepVectors,
-    forward_step,
-    step_vectors,
-)
+from auditor.estimators.dynamics import StageCoefficients, forward_step, step_vectors
 from auditor.estimators.sketch import (
     CountSketch,
     SketchSpec,
@@ -61,7 +56,8 @@ def logged_sketches_match(version: ModelVersion, spec: SketchSpec) -> bool:
 class SketchedTangents:
     """Every started stage's tangent, one row each, as [ĉ | A]: the curvature correction in
     the sketch (D columns), then the H = 0 part as coefficients of D_k and of M_k per parameter
-    tensor (2 × tensors columns). The step's coefficients act on both alike."""
+    tensor (2 × tensors columns). ``state[0]`` holds δ, ``state[1]`` δm; the step's
+    coefficients act on both parts alike."""
 
     def __init__(self, problem: Problem, sketch: CountSketch):
         self.problem, self.sketch = problem, sketch
@@ -75,71 +71,68 @@ class SketchedTangents:
                                   per_tensor])
             self.coefficients.append(replace(coeffs, group_index=combined))
         # stage 1 is never stepped through: its displacement is where propagation starts
-        self.scalars = [None] + [_scalar_steps(c) for c in self.coefficients[1:]]
-        width = sketch.width + 2 * self.tensors
-        self.x = self.xm = torch.zeros(0, width, dtype=torch.float64)
+        self.scalar_maps = [None] + [_scalar_maps(c) for c in self.coefficients[1:]]
+        self.state = torch.zeros(2, 0, sketch.width + 2 * self.tensors, dtype=torch.float64)
 
     def start(self, stage: int) -> None:
         """The tangent of ``stage`` at its end: δ = D_k, δm = M_k, no correction yet."""
-        zero, one = torch.zeros(self.tensors), torch.ones(self.tensors)
-        blank = torch.zeros(self.sketch.width)
-        x = torch.cat([blank, one, zero]).to(torch.float64)[None]
-        xm = torch.cat([blank, zero, one]).to(torch.float64)[None]
-        if stage != self.x.shape[0]:
+        if stage != self.state.shape[1]:
             raise EstimatorError(f"stage {stage} started out of order")
-        self.x, self.xm = torch.cat([self.x, x]), torch.cat([self.xm, xm])
+        row = torch.zeros(2, 1, self.state.shape[2], dtype=torch.float64)
+        width, tensors = self.sketch.width, self.tensors
+        row[0, 0, width:width + tensors] = 1.0  # δ = 1·D_k
+        row[1, 0, width + tensors:] = 1.0  # δm = 1·M_k
+        self.state = torch.cat([self.state, row], dim=1)
 
     def step(self, stage: int, local_step: int, factors: torch.Tensor,
              dots: torch.Tensor) -> None:
         """One logged step: ``factors`` (m, D) sketched, ``dots`` (K', 2·tensors, m) exact
         (both float64)."""
-        width, rows = self.sketch.width, self.x.shape[0]
+        width, rows = self.sketch.width, self.state.shape[1]
+        x = self.state[0]
         # h_j · δ^{H0} for every row, exactly: Σ over tensors of the (D_k, M_k) coefficients
         # (row k is stage k's tangent: stages start in order)
-        exact = torch.bmm(self.x[:, None, width:], dots[:rows]).squeeze(1)
-        # R G (δ^{H0} + c) times m
-        curved = torch.addmm(exact, self.x[:, :width], factors.T) @ factors
+        exact = torch.bmm(x[:, None, width:], dots[:rows]).squeeze(1)
+        # R G (δ^{H0} + c), times m
+        curved = torch.addmm(exact, x[:, :width], factors.T) @ factors
         scale = 1.0 / factors.shape[0]
-        scalars = self.scalars[stage]
-        if scalars is not None:
-            self._scalar_step(scalars[local_step], curved, scale)
+        maps = self.scalar_maps[stage]
+        if maps is not None:  # one group: a 2×2 map of (δ, δm) and the curvature's response
+            mix, response = maps[0][local_step], maps[1][local_step]
+            self.state = (mix @ self.state.reshape(2, -1)).reshape(self.state.shape)
+            self.state[:, :, :width].add_(response.mul(scale).view(2, 1, 1) * curved)
             return
         idle = torch.zeros(rows, 2 * self.tensors, dtype=torch.float64)
-        self.x, self.xm = forward_step(step_vectors(self.coefficients[stage], local_step),
-                                       self.x, self.xm,
-                                       lambda _x: torch.cat([curved * scale, idle], 1))
-
-    def _scalar_step(self, s: StepVectors, curved: torch.Tensor, scale: float) -> None:
-        """``forward_step`` for SGD with one group: the same formulas, fused."""
-        a = self.x * (s.active * s.lam_c)
-        a[:, :self.sketch.width].add_(curved, alpha=s.active * s.nu * scale)
-        xm = torch.zeros_like(self.xm) if s.reset_before else self.xm
-        xm = torch.add(xm * s.mu, a, alpha=s.c)
-        self.x = self.x.add(a, alpha=-s.eta * s.na).add_(xm, alpha=-s.eta * s.nm)
-        self.xm = xm
+        d, dm = forward_step(step_vectors(self.coefficients[stage], local_step),
+                             self.state[0], self.state[1],
+                             lambda _x: torch.cat([curved * scale, idle], 1))
+        self.state = torch.stack([d, dm])
 
     def corrections(self) -> torch.Tensor:
         """Rᵀ ĉ_k for every started stage (rows)."""
-        return self.sketch.lift(self.x[:, :self.sketch.width])
+        return self.sketch.lift(self.state[0, :, :self.sketch.width])
 
 
-def _scalar_steps(coeffs: StageCoefficients) -> list[StepVectors] | None:
-    """Each step's coefficients as plain numbers when every coordinate is in the stage's one
-    optimizer group (the common case: a dozen scalar operations per step instead of vectors)."""
+def _scalar_maps(coeffs: StageCoefficients) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For an SGD stage whose coordinates are all in its one optimizer group: per step, the
+    2×2 map of (δ, δm) with H = 0 (``aa.step_maps``) and the response of (δ, δm) to the
+    curvature term ν·Gδ — ``forward_step``'s formulas folded into (steps, 2, 2) and (steps, 2)."""
     index = coeffs.group_index
     if coeffs.kind != "sgd" or len(index) == 0 or bool((index != 0).any()):
         return None
-    fields = ("eta", "lam_c", "lam_d", "mu", "c", "na", "nm", "beta1", "c1", "active")
-    columns = {f: coeffs.table[f][:, 0].tolist() for f in fields}
-    clip = coeffs.clip.tolist()
-    return [StepVectors("sgd", coeffs.reset and t == 0, clip[t],
-                        **{f: columns[f][t] for f in fields})
-            for t in range(coeffs.steps)]
+    col = {k: v.T[:1] for k, v in coeffs.table.items()}  # (1, steps) per field
+    mix = step_maps("sgd", coeffs.reset, col)[0]
+    gain = (col["active"] * coeffs.clip[None])[0]  # a = ν·(curvature term) on active groups
+    response = torch.stack([-col["eta"][0] * (col["na"][0] + col["nm"][0] * col["c"][0]) * gain,
+                            col["c"][0] * gain], dim=1)
+    return mix, response
 
 
 def propagate_projected(problem: Problem, spec: SketchSpec, name: str) -> list[torch.Tensor]:
     version, layout = problem.version, problem.layout
-    h0 = stage_embeddings_h0(version, problem.root, layout)
+    disp = problem.displacements
+    propagator = H0Propagator(version, problem.root, layout, problem.coefficients)
+    h0 = [propagator.run(k, disp.changes[k], disp.momenta[k]) for k in range(len(disp.changes))]
     if len(version.stages) == 1:
         return h0
     require_sgd(version, name)
@@ -153,6 +146,9 @@ def propagate_projected(problem: Problem, spec: SketchSpec, name: str) -> list[t
     else:
         _walk_factors(problem, spec, tangents)
     corrections = tangents.corrections()
+    if not bool(torch.isfinite(corrections).all()):
+        raise EstimatorError(f"{name}: the curvature sketch gave non-finite corrections (a "
+                             "NaN or Inf in the logged factors, or training diverged)")
     last = len(version.stages) - 1
     return [h0[k] + corrections[k] for k in range(last)] + [h0[last]]
 
@@ -160,7 +156,9 @@ def propagate_projected(problem: Problem, spec: SketchSpec, name: str) -> list[t
 def _logged_factors(problem: Problem, width: int):
     tensors = len(problem.layout.sizes)
     for j, stage in enumerate(problem.version.stages[1:], start=1):
-        logged = load_tensors(stage.curvature_sketch.file, problem.root)
+        # hash-checked; finiteness is checked once on the result (a NaN in the factors reaches
+        # it), not over the whole file
+        logged = load_tensors(stage.curvature_sketch.file, problem.root, check_finite=False)
         factors, dots = logged.get("factors"), logged.get("dots")
         if (factors is None or dots is None or factors.ndim != 3
                 or factors.shape[0] != stage.steps or factors.shape[2] != width
@@ -170,10 +168,9 @@ def _logged_factors(problem: Problem, width: int):
                 f"stage {stage.id!r}: the logged curvature sketch {shapes} does not fit this "
                 f"model (factors ({stage.steps}, samples, {width}), dots ({stage.steps}, "
                 f"samples, {j}, {tensors}, 2)); re-record it or drop projection=")
-        factors = factors.to(torch.float64)
         dots = _dots_by_stage(dots.to(torch.float64))
         for t in range(stage.steps):
-            yield j, t, factors[t], dots[t]
+            yield j, t, factors[t].to(torch.float64), dots[t]
 
 
 def _walk_factors(problem: Problem, spec: SketchSpec, tangents: SketchedTangents) -> None:

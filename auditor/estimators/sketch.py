@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch.func import functional_call, grad, jvp, vjp
+from torch.func import functional_call, vjp, vmap
 
 from auditor.errors import EstimatorError
 from auditor.estimators.curvature import (
@@ -48,7 +48,7 @@ Samples = int | Literal["exact"]
 class SketchSpec:
     """How curvature factors are sketched: buckets per parameter tensor, samples per step, seed."""
 
-    dim: int = 256
+    dim: int = 1024
     samples: Samples = 4
     seed: int = 0
 
@@ -135,12 +135,13 @@ def ggn_factors(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
     else:
         draws = (torch.randint(0, 2, (samples, count, width), generator=generator)
                  .to(roots.dtype) * 2 - 1)
-    factors = []
-    for xi in draws:
-        cotangent = torch.einsum("bij,bj->bi", roots, xi).reshape(out.shape)
-        (back,) = pullback(cotangent)
-        factors.append(layout.flatten({n[len("inner."):]: t for n, t in back.items()}))
-    return torch.stack(factors)
+    cotangents = torch.einsum("bij,mbj->mbi", roots, draws).reshape(-1, *out.shape)
+    (back,) = vmap(pullback)(cotangents)  # one batched backward pass for all m vectors
+    count = len(cotangents)
+    parts = [back[f"inner.{name}"].reshape(count, -1).to(torch.float64) if f"inner.{name}" in back
+             else torch.zeros(count, size, dtype=torch.float64)
+             for name, size in zip(layout.names, layout.sizes)]
+    return torch.cat(parts, dim=1)
 
 
 def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
@@ -151,14 +152,16 @@ def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> 
     def loss_of(flat):
         return _loss_at_outputs(module, batch, flat.reshape(out.shape))
 
-    gradient = grad(loss_of)
-    columns = []
-    for c in range(width):  # the loss is a sum over rows, so H is block-diagonal
-        tangent = torch.zeros_like(rows)
-        tangent[:, c] = 1.0
-        _, column = jvp(gradient, (rows,), (tangent,))
-        columns.append(column)
-    hessians = torch.stack(columns, dim=-1)  # (B, C, C)
+    leaf = rows.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(loss_of(leaf), leaf, create_graph=True)
+        # the loss is a sum over rows, so H is block-diagonal: C tangents (one per output
+        # column, in every row at once) give every row's C × C block, in one batched backward
+        tangents = torch.eye(width, dtype=rows.dtype)[:, None, :].expand(width, *rows.shape)
+        if not gradient.requires_grad:  # a loss linear in the outputs
+            return torch.zeros(rows.shape[0], width, width, dtype=rows.dtype)
+        (columns,) = torch.autograd.grad(gradient, leaf, tangents, is_grads_batched=True)
+    hessians = columns.permute(1, 2, 0)  # (B, C, C): [b, i, c] = H_b[i, c]
     hessians = 0.5 * (hessians + hessians.transpose(1, 2))
     values, vectors = torch.linalg.eigh(hessians)
     return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
@@ -205,6 +208,11 @@ class SketchLog:
         seed_step(seed)
 
     def step_done(self) -> None:
+        if self.rows and self.pending is not None and \
+                self.pending[0].shape != self.rows[0][0].shape:
+            raise EstimatorError(
+                "samples='exact' logs one factor per output of the batch, so it needs the "
+                "same batch size at every step of a stage; use a number of samples")
         if self.rows is not None and self.pending is not None:
             self.rows.append(self.pending)
         else:
