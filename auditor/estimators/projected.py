@@ -108,9 +108,53 @@ class SketchedTangents:
                              lambda _x: torch.cat([curved * scale, idle], 1))
         self.state = torch.stack([d, dm])
 
+    def run_stage(self, stage: int, factors: torch.Tensor, dots: torch.Tensor) -> None:
+        """Every step of a logged stage: ``factors`` (steps, m, D), ``dots`` (steps, K',
+        2·tensors, m). A one-group SGD stage takes the fast path: the H = 0 coefficients
+        follow the prefix products of the 2×2 maps, so every step's exact inner products are
+        formed at once, and the loop carries only the sketched correction."""
+        self.start(stage - 1)
+        maps = self.scalar_maps[stage]
+        if maps is None:
+            for t in range(len(factors)):
+                self.step(stage, t, factors[t].to(torch.float64), dots[t])
+            return
+        mix, response = maps
+        width, rows = self.sketch.width, self.state.shape[1]
+        prefix = _prefix_products(mix)  # (steps + 1, 2, 2): the maps before each step
+        start = self.state[:, :, width:]  # (2, n, 2·tensors)
+        # h_j · δ^{H0}_t = P_t[0,0] (A_δ · dots_t) + P_t[0,1] (A_δm · dots_t)
+        along = torch.einsum("inc,tncm->itnm", start, dots[:, :rows].to(torch.float64))
+        exact = prefix[:-1, 0, 0, None, None] * along[0] + prefix[:-1, 0, 1, None, None] * along[1]
+        # the loop runs in the dtype the factors were logged in (the model's: float64 for the
+        # exactness tests, float32 otherwise, well below the sampling noise)
+        dtype = factors.dtype
+        exact, mix = exact.to(dtype), mix.to(dtype)
+        gains = (response / factors.shape[1]).to(dtype).view(-1, 2, 1, 1)
+        sketched = self.state[:, :, :width].to(dtype).contiguous()
+        for t in range(len(factors)):
+            f = factors[t]
+            curved = torch.addmm(exact[t], sketched[0], f.T) @ f
+            sketched = (mix[t] @ sketched.view(2, -1)).view(sketched.shape)
+            sketched.add_(gains[t] * curved)
+        coefficients = (prefix[-1] @ start.reshape(2, -1)).reshape(start.shape)
+        self.state = torch.cat([sketched.to(torch.float64), coefficients], dim=2)
+
     def corrections(self) -> torch.Tensor:
         """Rᵀ ĉ_k for every started stage (rows)."""
         return self.sketch.lift(self.state[0, :, :self.sketch.width])
+
+
+def _prefix_products(maps: torch.Tensor) -> torch.Tensor:
+    """(n + 1, 2, 2): I, M_0, M_1 M_0, … for maps (n, 2, 2) (plain floats: 2×2 is too small
+    for tensor operations to pay)."""
+    values = maps.tolist()
+    a, b, c, d = 1.0, 0.0, 0.0, 1.0
+    out = [(a, b, c, d)]
+    for (p, q), (r, s) in values:
+        a, b, c, d = p * a + q * c, p * b + q * d, r * a + s * c, r * b + s * d
+        out.append((a, b, c, d))
+    return torch.tensor(out, dtype=torch.float64).view(-1, 2, 2)
 
 
 def _scalar_maps(coeffs: StageCoefficients) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -138,11 +182,8 @@ def propagate_projected(problem: Problem, spec: SketchSpec, name: str) -> list[t
     require_sgd(version, name)
     tangents = SketchedTangents(problem, CountSketch.build(layout, spec.dim, spec.seed))
     if logged_sketches_match(version, spec):
-        for stage, local_step, factors, dots in _logged_factors(problem,
-                                                                tangents.sketch.width):
-            if local_step == 0:
-                tangents.start(stage - 1)
-            tangents.step(stage, local_step, factors, dots)
+        for stage, factors, dots in _logged_factors(problem, tangents.sketch.width):
+            tangents.run_stage(stage, factors, dots)
     else:
         _walk_factors(problem, spec, tangents)
     corrections = tangents.corrections()
@@ -168,9 +209,7 @@ def _logged_factors(problem: Problem, width: int):
                 f"stage {stage.id!r}: the logged curvature sketch {shapes} does not fit this "
                 f"model (factors ({stage.steps}, samples, {width}), dots ({stage.steps}, "
                 f"samples, {j}, {tensors}, 2)); re-record it or drop projection=")
-        dots = _dots_by_stage(dots.to(torch.float64))
-        for t in range(stage.steps):
-            yield j, t, factors[t].to(torch.float64), dots[t]
+        yield j, factors, _dots_by_stage(dots.to(torch.float64))
 
 
 def _walk_factors(problem: Problem, spec: SketchSpec, tangents: SketchedTangents) -> None:
