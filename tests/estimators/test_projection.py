@@ -144,3 +144,37 @@ def test_projection_refusals(tmp_path):
     with pytest.raises(LineageError, match="needs task="):
         Recorder(tmp_path / "r", TinyTask().build_model(), model_name="m", version="v",
                  sketch=SketchSpec())
+
+
+def test_a_step_a_grad_scaler_skipped_leaves_no_sketch_row(tmp_path):
+    """The sketch keeps one row per logged step: a skipped batch's factors are dropped with it,
+    so the logged factors still equal the walk's."""
+    from recorded import DATA, _batches
+
+    task = TinyTask()
+    torch.manual_seed(3)
+    model = task.build_model()
+    spec = SketchSpec(dim=8, samples=2)
+    rec = Recorder(tmp_path, model, model_name="tiny", version="amp", task="tinytask:tiny_task",
+                   sketch=spec)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    for stage_id, poisoned in (("pretrain", set()), ("sft", {1, 4})):
+        with rec.stage(stage_id, kind="fine-tune", optimizer=opt, datasets=DATA):
+            for step, ids in enumerate(_batches(6, len(poisoned))):
+                rec.batch(ids)
+                loss = task.loss(model, task.batch("", ids))
+                if step in poisoned:
+                    loss = loss * float("inf")
+                opt.zero_grad()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+    version = rec.lineage
+    assert version.stages[1].steps == 4
+    unsketched = version.model_copy(deep=True)
+    unsketched.stages[1].curvature_sketch = None
+    settings = dict(projection=8, samples=2, sketch_seed=0)
+    assert torch.allclose(_embeddings(version, tmp_path, task, **settings),
+                          _embeddings(unsketched, tmp_path, task, **settings),
+                          rtol=1e-5, atol=1e-7)
