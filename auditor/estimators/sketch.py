@@ -39,7 +39,8 @@ from auditor.estimators.curvature import (
     _prefixed,
     _seeded,
 )
-from auditor.estimators.layout import ParamLayout
+from auditor.estimators.layout import ParamLayout, load_flat, momentum_change
+from auditor.lineage.replay import seed_step
 
 Samples = int | Literal["exact"]
 
@@ -130,16 +131,16 @@ def ggn_factors(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
     if samples == "exact":
         # ξ over the basis of the (B·C)-dimensional output space, scaled so that the mean of
         # the m = B·C outer products is G
-        eye = torch.eye(count * width, dtype=roots.dtype).reshape(-1, count, width)
-        draws = eye * (count * width) ** 0.5
-    else:
+        eye = torch.eye(count * width, dtype=roots.dtype, device=roots.device)
+        draws = eye.reshape(-1, count, width) * (count * width) ** 0.5
+    else:  # drawn on the CPU generator: the same signs whatever the device
         draws = (torch.randint(0, 2, (samples, count, width), generator=generator)
-                 .to(roots.dtype) * 2 - 1)
+                 .to(roots.device, roots.dtype) * 2 - 1)
     cotangents = torch.einsum("bij,mbj->mbi", roots, draws).reshape(-1, *out.shape)
     (back,) = vmap(pullback)(cotangents)  # one batched backward pass for all m vectors
     count = len(cotangents)
-    parts = [back[f"inner.{name}"].reshape(count, -1).to(torch.float64) if f"inner.{name}" in back
-             else torch.zeros(count, size, dtype=torch.float64)
+    parts = [back[f"inner.{name}"].reshape(count, -1).to("cpu", torch.float64)
+             if f"inner.{name}" in back else torch.zeros(count, size, dtype=torch.float64)
              for name, size in zip(layout.names, layout.sizes)]
     return torch.cat(parts, dim=1)
 
@@ -157,7 +158,8 @@ def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> 
         (gradient,) = torch.autograd.grad(loss_of(leaf), leaf, create_graph=True)
         # the loss is a sum over rows, so H is block-diagonal: C tangents (one per output
         # column, in every row at once) give every row's C × C block, in one batched backward
-        tangents = torch.eye(width, dtype=rows.dtype)[:, None, :].expand(width, *rows.shape)
+        tangents = torch.eye(width, dtype=rows.dtype, device=rows.device)[:, None, :]
+        tangents = tangents.expand(width, *rows.shape)
         if not gradient.requires_grad:  # a loss linear in the outputs
             return torch.zeros(rows.shape[0], width, width, dtype=rows.dtype)
         (columns,) = torch.autograd.grad(gradient, leaf, tangents, is_grads_batched=True)
@@ -196,8 +198,6 @@ class SketchLog:
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def batch(self, stage_id: str, ids: list[int], seed: int, global_step: int) -> None:
-        from auditor.lineage.replay import seed_step
-
         params = {n: p.detach() for n, p in self.model.named_parameters()}
         factors = ggn_factors(self.module, params, self.task.batch(stage_id, ids), seed,
                               self.layout, self.spec.samples,
@@ -228,7 +228,5 @@ class SketchLog:
 
 def displacement_pair(stage: Any, carried: bool, root: Any, layout: ParamLayout) -> torch.Tensor:
     """(2, P): D_k and M_k of a finished stage (M_k = 0 unless the next stage carries)."""
-    from auditor.estimators.layout import load_flat, momentum_change
-
     change = load_flat(layout, stage.theta_end, root) - load_flat(layout, stage.theta_start, root)
     return torch.stack([change, momentum_change(stage, carried, root, layout)])
