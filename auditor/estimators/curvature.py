@@ -40,15 +40,15 @@ class LossModule(nn.Module):
         return self.task.loss(self.inner, batch, reduction=self.reduction)
 
 
-def _prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {f"inner.{n}": t for n, t in tensors.items()}
 
 
-def _unprefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def unprefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {n[len("inner."):]: t for n, t in tensors.items()}
 
 
-def _seeded(seed: int | None) -> None:
+def seeded(seed: int | None) -> None:
     if seed is not None:
         seed_step(seed)
 
@@ -59,9 +59,9 @@ def hessian_operator(module: LossModule, params: dict[str, torch.Tensor], batch:
     one backward-of-backward per vector (cheaper than ``hessian_operator_func`` for several
     vectors at the same step; the two agree to rounding)."""
     leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-    _seeded(seed)
+    seeded(seed)
     with torch.enable_grad():
-        loss = functional_call(module, _prefixed(leaves), (batch,))
+        loss = functional_call(module, prefixed(leaves), (batch,))
         grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True,
                                     allow_unused=True)
     used = [(name, g) for name, g in zip(leaves, grads) if g is not None and g.requires_grad]
@@ -81,7 +81,7 @@ def hessian_operator(module: LossModule, params: dict[str, torch.Tensor], batch:
 
 def hessian_operator_func(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
                      seed: int | None, layout: ParamLayout) -> Operator:
-    primals = _prefixed(params)
+    primals = prefixed(params)
 
     def loss(p):
         return functional_call(module, p, (batch,))
@@ -89,10 +89,10 @@ def hessian_operator_func(module: LossModule, params: dict[str, torch.Tensor], b
     grad_fn = grad(loss)
 
     def apply(vector: torch.Tensor) -> torch.Tensor:
-        tangent = _prefixed(layout.unflatten(vector, like=params))
-        _seeded(seed)
+        tangent = prefixed(layout.unflatten(vector, like=params))
+        seeded(seed)
         _, hv = jvp(grad_fn, (primals,), (tangent,))
-        return layout.flatten(_unprefixed(hv))
+        return layout.flatten(unprefixed(hv))
 
     return apply
 
@@ -100,21 +100,21 @@ def hessian_operator_func(module: LossModule, params: dict[str, torch.Tensor], b
 def fisher_operator(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
                     seed: int | None, layout: ParamLayout) -> Operator:
     """Empirical Fisher of the per-example losses (``module.reduction`` must be "none")."""
-    primals = _prefixed(params)
+    primals = prefixed(params)
 
     def losses(p):
         return functional_call(module, p, (batch,))
 
-    _seeded(seed)
+    seeded(seed)
     values, pullback = vjp(losses, primals)
     count = values.numel()
 
     def apply(vector: torch.Tensor) -> torch.Tensor:
-        tangent = _prefixed(layout.unflatten(vector, like=params))
-        _seeded(seed)
+        tangent = prefixed(layout.unflatten(vector, like=params))
+        seeded(seed)
         _, jv = jvp(losses, (primals,), (tangent,))
         (back,) = pullback(jv / count)
-        return layout.flatten(_unprefixed(back))
+        return layout.flatten(unprefixed(back))
 
     return apply
 
@@ -125,30 +125,30 @@ def gauss_newton_operator(module: LossModule, params: dict[str, torch.Tensor], b
     task change: the model's output is read with a forward hook, and the loss of given outputs
     is the task's loss with the model's forward answering them. The task's loss must call the
     model once per batch."""
-    primals = _prefixed(params)
+    primals = prefixed(params)
 
     def outputs(p):
-        _seeded(seed)
-        return _model_output(module, lambda: functional_call(module, p, (batch,)))
+        seeded(seed)
+        return model_output(module, lambda: functional_call(module, p, (batch,)))
 
     def loss_at(out):
-        return _loss_at_outputs(module, batch, out)
+        return loss_at_outputs(module, batch, out)
 
     out0, pullback = vjp(outputs, primals)
     loss_gradient = grad(loss_at)
     out0 = out0.detach()
 
     def apply(vector: torch.Tensor) -> torch.Tensor:
-        tangent = _prefixed(layout.unflatten(vector, like=params))
+        tangent = prefixed(layout.unflatten(vector, like=params))
         _, jv = jvp(outputs, (primals,), (tangent,))
         _, hjv = jvp(loss_gradient, (out0,), (jv,))
         (back,) = pullback(hjv)
-        return layout.flatten(_unprefixed(back))
+        return layout.flatten(unprefixed(back))
 
     return apply
 
 
-def _model_output(module: LossModule, run: Callable[[], Any]) -> torch.Tensor:
+def model_output(module: LossModule, run: Callable[[], Any]) -> torch.Tensor:
     """The output of ``module.inner`` during ``run()`` (which must call it exactly once)."""
     seen: list[torch.Tensor] = []
     handle = module.inner.register_forward_hook(lambda _m, _i, out: seen.append(out))
@@ -163,7 +163,7 @@ def _model_output(module: LossModule, run: Callable[[], Any]) -> torch.Tensor:
     return seen[0]
 
 
-def _loss_at_outputs(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
+def loss_at_outputs(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
     """The task's loss when the model returns ``out`` (the model itself is not run)."""
     module.inner.forward = lambda *args, **kwargs: out
     try:

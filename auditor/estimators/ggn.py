@@ -44,16 +44,20 @@ class GGNEstimator(UnrolledEstimator):
     version: ClassVar[str] = "2"  # 1: empirical Fisher only
 
     def __init__(self, *args: Any, curvature: Curvature = "gauss-newton",
-                 projection: int | None = None, samples: Samples = 4, sketch_seed: int = 0,
-                 **settings: Any):
+                 projection: int | None = None, samples: Samples | None = None,
+                 sketch_seed: int | None = None, **settings: Any):
         super().__init__(*args, **settings)
         if curvature not in CURVATURES:
             raise EstimatorError(f"{self.name}: curvature must be one of "
                                  f"{', '.join(CURVATURES)}, not {curvature!r}")
         self.curvature = curvature
         self.sketch = None
+        if projection is None and (samples is not None or sketch_seed is not None):
+            raise EstimatorError(f"{self.name}: samples and sketch_seed are settings of the "
+                                 "random projection; set projection= too")
         if projection is not None:
-            self.sketch = SketchSpec(projection, samples, sketch_seed)
+            self.sketch = SketchSpec(projection, 4 if samples is None else samples,
+                                     sketch_seed or 0)
             if curvature != "gauss-newton" or self.plugin or self.mode == "reverse":
                 raise EstimatorError(
                     f"{self.name}: projection works with curvature=gauss-newton in forward "

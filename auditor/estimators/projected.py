@@ -60,7 +60,7 @@ class SketchedTangents:
     coefficients act on both parts alike."""
 
     def __init__(self, problem: Problem, sketch: CountSketch):
-        self.problem, self.sketch = problem, sketch
+        self.sketch = sketch
         first = torch.tensor([span.start for span in problem.layout.offsets().values()],
                              dtype=torch.long)
         self.tensors = len(first)

@@ -34,10 +34,10 @@ from torch.func import functional_call, vjp, vmap
 from auditor.errors import EstimatorError
 from auditor.estimators.curvature import (
     LossModule,
-    _loss_at_outputs,
-    _model_output,
-    _prefixed,
-    _seeded,
+    loss_at_outputs,
+    model_output,
+    prefixed,
+    seeded,
 )
 from auditor.estimators.layout import ParamLayout, load_flat, momentum_change
 from auditor.lineage.replay import seed_step
@@ -118,11 +118,11 @@ def ggn_factors(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
                 seed: int | None, layout: ParamLayout, samples: Samples,
                 generator: torch.Generator) -> torch.Tensor:
     """(m, P) vectors h_j with (1/m) Σ_j h_j h_jᵀ = G (exact) or E[·] = G (sampled)."""
-    primals = _prefixed(params)
+    primals = prefixed(params)
 
     def outputs(p):
-        _seeded(seed)
-        return _model_output(module, lambda: functional_call(module, p, (batch,)))
+        seeded(seed)
+        return model_output(module, lambda: functional_call(module, p, (batch,)))
 
     out, pullback = vjp(outputs, primals)
     out = out.detach()
@@ -151,7 +151,7 @@ def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> 
     width = rows.shape[1]
 
     def loss_of(flat):
-        return _loss_at_outputs(module, batch, flat.reshape(out.shape))
+        return loss_at_outputs(module, batch, flat.reshape(out.shape))
 
     leaf = rows.detach().requires_grad_(True)
     with torch.enable_grad():

@@ -138,6 +138,8 @@ def test_projection_refusals(tmp_path):
         get_estimator("aa-ggn", projection=0)
     with pytest.raises(EstimatorError, match="samples must be"):
         get_estimator("aa-ggn", projection=8, samples="many")
+    with pytest.raises(EstimatorError, match="set projection= too"):
+        get_estimator("aa-ggn", samples=8)
     task, rec = record_adamw(tmp_path)
     with pytest.raises(EstimatorError, match="needs SGD.*sft"):
         _embeddings(rec.lineage, tmp_path, task, projection=8)
