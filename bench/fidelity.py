@@ -137,11 +137,16 @@ def run_scenario(scenario: Scenario, work: Path, estimators: list[str]) -> dict:
     rows = {"replay": {"seconds": replay_time, "prepare": replay_prepare,
                        "blamed": truth.stages[int(np.argmax(truth.effects[:, group]))],
                        "group_effects": truth.effects[:, group].tolist()}}
+    effects = {}
     for name in estimators:
         estimate, seconds, prepare = runner.run(name)
         rows[name] = measure(estimate, truth, group, (replay_time, replay_prepare), seconds,
                              prepare)
         rows[name]["group_effects"] = estimate.effects[:, group].tolist()
+        effects[name] = estimate.effects
+    if "aa-ggn" in effects and "aa-ggn+proj" in effects:  # what the projection keeps
+        rows["aa-ggn+proj"]["r_vs_full"] = pearson(effects["aa-ggn+proj"].ravel(),
+                                                   effects["aa-ggn"].ravel())
     params = sum(p.numel() for p in task.build_model().parameters())
     return {"scenario": scenario.name, "stages": list(truth.stages), "parameters": params,
             "steps": [s.steps for s in version.stages], "record_seconds": recorded,
@@ -156,6 +161,9 @@ def print_scenario(result: dict) -> None:
     print(f"\n## {result['scenario']}  (P={result['parameters']}, steps={result['steps']}, "
           f"Q={result['behaviours']}, replay {rows['replay']['seconds']:.2f}s, "
           f"replay blames {rows['replay']['blamed']}, planted {result['planted']})")
+    if "r_vs_full" in rows.get("aa-ggn+proj", {}):
+        print(f"aa-ggn+proj against aa-ggn's own effects (all behaviours): pooled r "
+              f"{rows['aa-ggn+proj']['r_vs_full']:.3f}")
     if result["sketched_record_seconds"]:
         print(f"recording with the curvature sketch: {result['sketched_record_seconds']:.1f}s, "
               f"record × {result['sketched_record_seconds'] / result['record_seconds']:.1f} "
