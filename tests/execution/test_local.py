@@ -80,3 +80,29 @@ def test_attribute_version_one_key_and_clear_errors(tiny_store):
     with pytest.raises(StoreError, match="tiny@nope"):
         api.attribute_version("tiny@nope", db=db, estimator="naive",
                               behaviours="tinyaudit:behaviours", progress=False)
+
+
+def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path):
+    """The sketch travels with the lineage into the store and into the work item (it is one of
+    the item's hashed checkpoints); the stored scores are the library's."""
+    from recorded import record_sgd
+    from tinyaudit import behaviours
+
+    from auditor.estimators import attribute
+    from auditor.estimators.sketch import SketchSpec
+
+    task, rec = record_sgd(tmp_path / "run", sketch=SketchSpec(dim=4, samples=2))
+    db = tmp_path / "audit.duckdb"
+    version = api.record_lineage(tmp_path / "run", db=db)
+    assert version.stages[1].curvature_sketch is not None
+    settings = {"projection": 4, "samples": 2}
+    summary = api.attribute_version(version.key, db=db, estimator="aa-ggn", settings=settings,
+                                    behaviours="tinyaudit:behaviours", progress=False)
+    assert (summary.done, summary.failed) == (1, 0)
+    expected = attribute(version, tmp_path / "run", task, behaviours(), "aa-ggn",
+                         **settings).effects
+    stored = {(r["stage_index"], r["behaviour"]): r["effect"] for r in score_rows(db)}
+    assert len(stored) == expected.size
+    for k in range(len(version.stages)):
+        for q, behaviour in enumerate(behaviours()):
+            assert stored[(k, behaviour.name)] == pytest.approx(expected[k, q], rel=1e-9)
