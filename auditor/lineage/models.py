@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 OptimizerKind = Literal["sgd", "adam", "adamw"]
 Convention = Literal["reset", "carry"]
@@ -161,6 +161,15 @@ class Stage(Strict):
     @property
     def replayable(self) -> bool:
         return self.batch_ids is not None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_sketch(self, handler):
+        """A stage without a sketch serialises as before the field existed, so a lineage's
+        sha256 (which the store compares when a version is added again) does not change."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("curvature_sketch") is None:
+            data.pop("curvature_sketch", None)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage:
