@@ -62,8 +62,9 @@ def dataset_rows(version: ModelVersion) -> list[dict[str, Any]]:
 def checkpoint_rows(version: ModelVersion) -> list[dict[str, Any]]:
     rows = []
     for stage in version.stages:
-        for role in _CHECKPOINT_ROLES:
-            ref = getattr(stage, role)
+        sketch = stage.curvature_sketch.file if stage.curvature_sketch else None
+        for role, ref in [*((r, getattr(stage, r)) for r in _CHECKPOINT_ROLES),
+                          ("curvature_sketch", sketch)]:
             if ref is not None:
                 rows.append({"model": version.model, "version": version.version,
                              "stage_id": stage.id, "role": role, "uri": ref.uri,

@@ -95,6 +95,11 @@ def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path):
     db = tmp_path / "audit.duckdb"
     version = api.record_lineage(tmp_path / "run", db=db)
     assert version.stages[1].curvature_sketch is not None
+    with Store.open(db, read_only=True) as store:
+        roles = store.query("SELECT stage_id, sha256 FROM checkpoints "
+                            "WHERE role = 'curvature_sketch' ORDER BY stage_id")
+    assert [(r["stage_id"], r["sha256"]) for r in roles] == sorted(
+        (s.id, s.curvature_sketch.file.sha256) for s in version.stages[1:])
     settings = {"projection": 4, "samples": 2}
     summary = api.attribute_version(version.key, db=db, estimator="aa-ggn", settings=settings,
                                     behaviours="tinyaudit:behaviours", progress=False)
