@@ -61,6 +61,8 @@ class SketchSpec:
                                         or not isinstance(self.samples, int) or self.samples < 1):
             raise EstimatorError(f"samples must be a positive integer or 'exact', "
                                  f"not {self.samples!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise EstimatorError(f"sketch_seed must be a non-negative integer, not {self.seed!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"dim": self.dim, "samples": self.samples, "seed": self.seed}

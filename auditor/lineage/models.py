@@ -42,7 +42,9 @@ class CheckpointRef(Strict):
 
 class CurvatureSketch(Strict):
     """Projected Gauss–Newton factors of every step of a stage, logged by the recorder
-    (auditor.estimators.sketch): ``file`` holds ``factors`` of shape (steps, samples, width)."""
+    (auditor.estimators.sketch): ``file`` holds ``factors`` (steps, samples, width) and their
+    exact inner products with the earlier stages' displacements, ``dots`` (steps, samples,
+    earlier stages, parameter tensors, 2)."""
 
     file: CheckpointRef
     dim: int = Field(ge=1, description="count-sketch buckets per parameter tensor, at most")
