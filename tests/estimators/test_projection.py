@@ -33,12 +33,13 @@ def _embeddings(version, root, task, **settings) -> torch.Tensor:
 def test_count_sketch_is_a_signed_permutation_where_tensors_fit_and_unbiased_elsewhere():
     layout = ParamLayout.of(torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.Linear(30, 2)))
     exact = CountSketch.build(layout, dim=5000, seed=1)
-    x = torch.randn(3, layout.total, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, layout.total, dtype=torch.float64, generator=gen)
     assert exact.width == layout.total
     assert torch.allclose(exact.lift(exact.project(x)), x)  # RᵀR = I
     folded = CountSketch.build(layout, dim=64, seed=1)
     assert folded.width == 64 + 30 + 60 + 2  # at most 64 buckets per tensor
-    y = torch.randn(layout.total, dtype=torch.float64)
+    y = x[0] + torch.randn(layout.total, dtype=torch.float64, generator=gen)  # x·y ≈ ‖x‖²
     estimates = [float(CountSketch.build(layout, 64, s).project(x[0]) @
                        CountSketch.build(layout, 64, s).project(y)) for s in range(400)]
     spread = float(x[0].norm() * y.norm()) / 8  # ~ ‖x‖‖y‖/√64 per draw
