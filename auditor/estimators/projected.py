@@ -218,15 +218,19 @@ def _walk_factors(problem: Problem, spec: SketchSpec, tangents: SketchedTangents
     pairs = torch.stack([torch.stack([d, m]) for d, m in zip(disp.changes, disp.momenta)])
 
     def before(step: FactualStep, model: nn.Module) -> None:
+        nonlocal pairs
         if not modules:
             modules.append(LossModule(model, problem.task, "mean"))
+            first = next(iter(model.parameters()))
+            pairs = pairs.to(first.device, first.dtype)  # once, in the blocks' dtype
         if step.local_step == 0:
             tangents.start(step.stage_index - 1)
         factors = ggn_factors(modules[0], params_of(model), step.batch, step.seed,
                               problem.layout, spec.samples,
                               step_generator(spec, step.global_step))
         dots = tensor_dots(factors, pairs[:step.stage_index], problem.layout)
-        tangents.step(step.stage_index, step.local_step, tangents.sketch.project(factors),
+        tangents.step(step.stage_index, step.local_step,
+                      tangents.sketch.project_blocks(factors, problem.layout),
                       _dots_by_stage(dots[None])[0])
 
     walk(problem.version, problem.root, problem.task, 1, before)

@@ -25,7 +25,7 @@ touching the model (auditor.estimators.projected).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -76,6 +76,7 @@ class CountSketch:
     sign: torch.Tensor  # (P,) float64, ±1
     width: int  # D
     source: torch.Tensor  # (D,) long: one parameter coordinate of each bucket (same tensor)
+    _signs: dict = field(default_factory=dict, compare=False, repr=False)  # by dtype, device
 
     @classmethod
     def build(cls, layout: ParamLayout, dim: int, seed: int) -> CountSketch:
@@ -102,6 +103,26 @@ class CountSketch:
         out = torch.zeros(*vectors.shape[:-1], self.width, dtype=torch.float64)
         return out.index_add_(-1, self.bucket, vectors * self.sign)
 
+    def project_blocks(self, blocks: list[torch.Tensor], layout: ParamLayout) -> torch.Tensor:
+        """R x for x given per parameter tensor (a list of (m, size) blocks, any float dtype):
+        each block fills its own buckets, so the (m, P) matrix is never formed. float64."""
+        parts, start = [], 0
+        for block, size in zip(blocks, layout.sizes):
+            local = self.bucket[start:start + size]
+            width = int(local.max()) + 1 - int(local.min()) if size else 0
+            first = int(local.min()) if size else 0
+            signed = block * self._sign_as(block)[start:start + size]
+            out = torch.zeros(block.shape[0], width, dtype=block.dtype, device=block.device)
+            parts.append(out.index_add_(1, local - first, signed).to("cpu", torch.float64))
+            start += size
+        return torch.cat(parts, dim=1)
+
+    def _sign_as(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        if key not in self._signs:
+            self._signs[key] = self.sign.to(like.device, like.dtype)
+        return self._signs[key]
+
     def lift(self, sketched: torch.Tensor) -> torch.Tensor:
         """Rᵀ y for y of shape (..., D): each coordinate reads its bucket."""
         return sketched[..., self.bucket] * self.sign
@@ -118,8 +139,9 @@ def step_generator(spec: SketchSpec, global_step: int) -> torch.Generator:
 
 def ggn_factors(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
                 seed: int | None, layout: ParamLayout, samples: Samples,
-                generator: torch.Generator) -> torch.Tensor:
-    """(m, P) vectors h_j with (1/m) Σ_j h_j h_jᵀ = G (exact) or E[·] = G (sampled)."""
+                generator: torch.Generator) -> list[torch.Tensor]:
+    """m vectors h_j with (1/m) Σ_j h_j h_jᵀ = G (exact) or E[·] = G (sampled), as one
+    (m, size) block per parameter tensor, in the model's dtype and device."""
     primals = prefixed(params)
 
     def outputs(p):
@@ -141,10 +163,9 @@ def ggn_factors(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
     cotangents = torch.einsum("bij,mbj->mbi", roots, draws).reshape(-1, *out.shape)
     (back,) = vmap(pullback)(cotangents)  # one batched backward pass for all m vectors
     count = len(cotangents)
-    parts = [back[f"inner.{name}"].reshape(count, -1).to("cpu", torch.float64)
-             if f"inner.{name}" in back else torch.zeros(count, size, dtype=torch.float64)
-             for name, size in zip(layout.names, layout.sizes)]
-    return torch.cat(parts, dim=1)
+    return [back[f"inner.{name}"].reshape(count, -1) if f"inner.{name}" in back
+            else torch.zeros(count, size, dtype=out.dtype, device=out.device)
+            for name, size in zip(layout.names, layout.sizes)]
 
 
 def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
@@ -171,14 +192,16 @@ def _output_hessian_roots(module: LossModule, batch: Any, out: torch.Tensor) -> 
     return vectors * values.clamp_min(0).sqrt().unsqueeze(1)
 
 
-def tensor_dots(factors: torch.Tensor, pairs: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
-    """(m, K', tensors, 2): h_j · D_k and h_j · M_k restricted to each parameter tensor, for
-    factors (m, P) and pairs (K', 2, P) of the stages before the step."""
-    out = torch.zeros(factors.shape[0], pairs.shape[0], len(layout.sizes), 2, dtype=torch.float64)
-    factors = factors.to(torch.float64)
-    for i, span in enumerate(layout.offsets().values()):
-        out[:, :, i, :] = torch.einsum("mp,kip->mki", factors[:, span], pairs[:, :, span])
-    return out
+def tensor_dots(blocks: list[torch.Tensor], pairs: torch.Tensor,
+                layout: ParamLayout) -> torch.Tensor:
+    """(m, K', tensors, 2) float64: h_j · D_k and h_j · M_k restricted to each parameter
+    tensor, for the factors' blocks and pairs (K', 2, P) of the stages before the step (pairs
+    in the blocks' dtype and device: cast once, not every step)."""
+    columns = [torch.einsum("mp,kip->mki", block, pairs[:, :, span])
+               for block, span in zip(blocks, layout.offsets().values())]
+    if not columns:
+        return torch.zeros(0, pairs.shape[0], 0, 2, dtype=torch.float64)
+    return torch.stack(columns, dim=2).to("cpu", torch.float64)
 
 
 class SketchLog:
@@ -192,8 +215,11 @@ class SketchLog:
 
     def __init__(self, spec: SketchSpec, task: Any, model: torch.nn.Module,
                  pairs: torch.Tensor):
-        self.spec, self.task, self.model, self.pairs = spec, task, model, pairs
+        self.spec, self.task, self.model = spec, task, model
         self.layout = ParamLayout.of(model)
+        first = next(iter(model.parameters()), None)
+        self.dtype = first.dtype if first is not None else torch.float64
+        self.pairs = pairs.to(first.device if first is not None else "cpu", self.dtype)
         self.sketch = CountSketch.build(self.layout, spec.dim, spec.seed)
         self.module = LossModule(model, task, "mean")
         self.rows: list[tuple[torch.Tensor, torch.Tensor]] | None = []
@@ -204,8 +230,7 @@ class SketchLog:
         factors = ggn_factors(self.module, params, self.task.batch(stage_id, ids), seed,
                               self.layout, self.spec.samples,
                               step_generator(self.spec, global_step))
-        dtype = next(iter(params.values())).dtype if params else torch.float64
-        self.pending = (self.sketch.project(factors).to(dtype),
+        self.pending = (self.sketch.project_blocks(factors, self.layout).to(self.dtype),
                         tensor_dots(factors, self.pairs, self.layout))
         seed_step(seed)
 
