@@ -230,7 +230,7 @@ def _walk_factors(problem: Problem, spec: SketchSpec, tangents: SketchedTangents
                               step_generator(spec, step.global_step))
         dots = tensor_dots(factors, pairs[:step.stage_index], problem.layout)
         tangents.step(step.stage_index, step.local_step,
-                      tangents.sketch.project_blocks(factors, problem.layout),
+                      tangents.sketch.project_blocks(factors),
                       _dots_by_stage(dots[None])[0])
 
     walk(problem.version, problem.root, problem.task, 1, before)

@@ -76,7 +76,9 @@ class CountSketch:
     sign: torch.Tensor  # (P,) float64, ±1
     width: int  # D
     source: torch.Tensor  # (D,) long: one parameter coordinate of each bucket (same tensor)
-    _signs: dict = field(default_factory=dict, compare=False, repr=False)  # by dtype, device
+    sizes: tuple[int, ...]  # entries of each parameter tensor
+    slots: tuple[int, ...]  # buckets of each parameter tensor (min(dim, size))
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)  # by dtype, device
 
     @classmethod
     def build(cls, layout: ParamLayout, dim: int, seed: int) -> CountSketch:
@@ -95,7 +97,8 @@ class CountSketch:
         sign = torch.randint(0, 2, (layout.total,), generator=gen).to(torch.float64) * 2 - 1
         bucket = torch.cat(buckets) if buckets else torch.zeros(0, dtype=torch.long)
         source = torch.cat(sources) if sources else torch.zeros(0, dtype=torch.long)
-        return cls(bucket, sign, width, source)
+        return cls(bucket, sign, width, source, tuple(layout.sizes),
+                   tuple(min(dim, n) for n in layout.sizes))
 
     def project(self, vectors: torch.Tensor) -> torch.Tensor:
         """R x for x of shape (..., P)."""
@@ -103,25 +106,30 @@ class CountSketch:
         out = torch.zeros(*vectors.shape[:-1], self.width, dtype=torch.float64)
         return out.index_add_(-1, self.bucket, vectors * self.sign)
 
-    def project_blocks(self, blocks: list[torch.Tensor], layout: ParamLayout) -> torch.Tensor:
-        """R x for x given per parameter tensor (a list of (m, size) blocks, any float dtype):
-        each block fills its own buckets, so the (m, P) matrix is never formed. float64."""
-        parts, start = [], 0
-        for block, size in zip(blocks, layout.sizes):
-            local = self.bucket[start:start + size]
-            width = int(local.max()) + 1 - int(local.min()) if size else 0
-            first = int(local.min()) if size else 0
-            signed = block * self._sign_as(block)[start:start + size]
-            out = torch.zeros(block.shape[0], width, dtype=block.dtype, device=block.device)
-            parts.append(out.index_add_(1, local - first, signed).to("cpu", torch.float64))
-            start += size
-        return torch.cat(parts, dim=1)
+    def project_blocks(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """R x for x given per parameter tensor (a list of (m, size) blocks in one dtype and
+        device): each block fills its own buckets, so the (m, P) matrix is never formed.
+        Returns float64 on the CPU."""
+        if not blocks:
+            return torch.zeros(0, self.width, dtype=torch.float64)
+        local, signs = self._per_tensor(blocks[0])
+        parts = [torch.zeros(block.shape[0], slots, dtype=block.dtype, device=block.device)
+                 .index_add_(1, index, block * sign)
+                 for block, slots, index, sign in zip(blocks, self.slots, local, signs)]
+        return torch.cat(parts, dim=1).to("cpu", torch.float64)
 
-    def _sign_as(self, like: torch.Tensor) -> torch.Tensor:
+    def _per_tensor(self, like: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each tensor's buckets (counted from its first) and signs, on ``like``'s device and
+        in its dtype (made once)."""
         key = (like.dtype, like.device)
-        if key not in self._signs:
-            self._signs[key] = self.sign.to(like.device, like.dtype)
-        return self._signs[key]
+        if key not in self._cache:
+            local, signs, start, offset = [], [], 0, 0
+            for size, slots in zip(self.sizes, self.slots):
+                local.append((self.bucket[start:start + size] - offset).to(like.device))
+                signs.append(self.sign[start:start + size].to(like.device, like.dtype))
+                start, offset = start + size, offset + slots
+            self._cache[key] = (local, signs)
+        return self._cache[key]
 
     def lift(self, sketched: torch.Tensor) -> torch.Tensor:
         """Rᵀ y for y of shape (..., D): each coordinate reads its bucket."""
@@ -230,7 +238,7 @@ class SketchLog:
         factors = ggn_factors(self.module, params, self.task.batch(stage_id, ids), seed,
                               self.layout, self.spec.samples,
                               step_generator(self.spec, global_step))
-        self.pending = (self.sketch.project_blocks(factors, self.layout).to(self.dtype),
+        self.pending = (self.sketch.project_blocks(factors).to(self.dtype),
                         tensor_dots(factors, self.pairs, self.layout))
         seed_step(seed)
 

@@ -39,6 +39,8 @@ def test_count_sketch_is_a_signed_permutation_where_tensors_fit_and_unbiased_els
     assert torch.allclose(exact.lift(exact.project(x)), x)  # RᵀR = I
     folded = CountSketch.build(layout, dim=64, seed=1)
     assert folded.width == 64 + 30 + 60 + 2  # at most 64 buckets per tensor
+    blocks = [x[:, span].float() for span in layout.offsets().values()]  # per tensor, float32
+    assert torch.allclose(folded.project_blocks(blocks), folded.project(x), atol=1e-4)
     y = x[0] + torch.randn(layout.total, dtype=torch.float64, generator=gen)  # x·y ≈ ‖x‖²
     estimates = [float(CountSketch.build(layout, 64, s).project(x[0]) @
                        CountSketch.build(layout, 64, s).project(y)) for s in range(400)]
