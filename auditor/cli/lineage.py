@@ -60,6 +60,11 @@ def show(
                       f"{stage.theta_start.sha256[:10]} → {stage.theta_end.sha256[:10]}",
                       ", ".join(d.name for d in stage.datasets) or "-")
     console.print(table)
+    sketched = [(s.id, s.curvature_sketch) for s in version.stages if s.curvature_sketch]
+    if sketched:
+        spec = sketched[0][1]
+        console.print(f"curvature sketch for aa-ggn projection: {', '.join(i for i, _ in sketched)}"
+                      f" (projection={spec.dim}, samples={spec.samples}, sketch_seed={spec.seed})")
 
 
 @app.command("export")

@@ -82,7 +82,7 @@ def test_attribute_version_one_key_and_clear_errors(tiny_store):
                               behaviours="tinyaudit:behaviours", progress=False)
 
 
-def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path):
+def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path, capsys):
     """The sketch travels with the lineage into the store and into the work item (it is one of
     the item's hashed checkpoints); the stored scores are the library's."""
     from recorded import record_sgd
@@ -100,6 +100,11 @@ def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path):
                             "WHERE role = 'curvature_sketch' ORDER BY stage_id")
     assert [(r["stage_id"], r["sha256"]) for r in roles] == sorted(
         (s.id, s.curvature_sketch.file.sha256) for s in version.stages[1:])
+    from auditor.cli import main
+
+    assert main(["lineage", "show", version.key, "--db", str(db)]) == 0
+    assert "curvature sketch for aa-ggn projection: finetune, polish (projection=4, samples=2" \
+        in " ".join(capsys.readouterr().out.split())
     settings = {"projection": 4, "samples": 2}
     summary = api.attribute_version(version.key, db=db, estimator="aa-ggn", settings=settings,
                                     behaviours="tinyaudit:behaviours", progress=False)
