@@ -122,7 +122,8 @@ def run_scenario(scenario: Scenario, work: Path, estimators: list[str]) -> dict:
     version = record_version(scenario.plan, folder)
     recorded = time.perf_counter() - started
     sketched, sketch_seconds = None, None
-    if all(s.optimizer.kind == "sgd" for s in version.stages[1:]):
+    wants_sketch = any("+proj" in e for e in estimators)
+    if wants_sketch and all(s.optimizer.kind == "sgd" for s in version.stages[1:]):
         started = time.perf_counter()
         sketched_folder = work / f"{scenario.name}-sketched"
         sketched = (record_version(scenario.plan, sketched_folder, sketch=SKETCH),
