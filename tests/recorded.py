@@ -29,6 +29,22 @@ def _train(rec, task, model, opt, sched, steps, seed, clip=None):
             sched.step()
 
 
+def train_amp(rec, task, model, opt, scaler, batches, poisoned, clip=None):
+    """A mixed-precision loop whose ``poisoned`` steps overflow (the GradScaler skips them)."""
+    for step, ids in enumerate(batches):
+        rec.batch(ids)
+        loss = task.loss(model, task.batch("", ids))
+        if step in poisoned:
+            loss = loss * float("inf")
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        if clip:
+            scaler.unscale_(opt)
+            rec.clip_grad_norm_(clip)
+        scaler.step(opt)
+        scaler.update()
+
+
 def record_sgd(tmp_path, sketch=None):
     task = TinyTask()
     torch.manual_seed(1)

@@ -160,7 +160,7 @@ def test_projection_refusals(tmp_path):
 def test_a_step_a_grad_scaler_skipped_leaves_no_sketch_row(tmp_path):
     """The sketch keeps one row per logged step: a skipped batch's factors are dropped with it,
     so the logged factors still equal the walk's."""
-    from recorded import DATA, _batches
+    from recorded import DATA, _batches, train_amp
 
     task = TinyTask()
     torch.manual_seed(3)
@@ -172,15 +172,7 @@ def test_a_step_a_grad_scaler_skipped_leaves_no_sketch_row(tmp_path):
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     for stage_id, poisoned in (("pretrain", set()), ("sft", {1, 4})):
         with rec.stage(stage_id, kind="fine-tune", optimizer=opt, datasets=DATA):
-            for step, ids in enumerate(_batches(6, len(poisoned))):
-                rec.batch(ids)
-                loss = task.loss(model, task.batch("", ids))
-                if step in poisoned:
-                    loss = loss * float("inf")
-                opt.zero_grad()
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
+            train_amp(rec, task, model, opt, scaler, _batches(6, len(poisoned)), poisoned)
     version = rec.lineage
     assert version.stages[1].steps == 4
     unsketched = version.model_copy(deep=True)

@@ -60,7 +60,7 @@ def test_a_gradscaler_loop_with_skipped_steps_records_and_replays_bitwise(tmp_pa
     power-of-two loss scale is exact in float32)."""
     import logging
 
-    from recorded import DATA, _batches
+    from recorded import DATA, _batches, train_amp
     from tinytask import TinyTask
 
     from auditor import Recorder
@@ -75,17 +75,8 @@ def test_a_gradscaler_loop_with_skipped_steps_records_and_replays_bitwise(tmp_pa
     poisoned = {2, 6}  # these batches overflow: their step is skipped
     caplog.set_level(logging.INFO, logger="auditor.lineage.recorder")
     with rec.stage("sft", kind="fine-tune", optimizer=opt, datasets=DATA):
-        for step, ids in enumerate(_batches(7, 0)):  # the last batch is skipped too
-            rec.batch(ids)
-            loss = task.loss(model, task.batch("", ids))
-            if step in poisoned:
-                loss = loss * float("inf")
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            rec.clip_grad_norm_(10.0)
-            scaler.step(opt)
-            scaler.update()
+        # the last batch is skipped too
+        train_amp(rec, task, model, opt, scaler, _batches(7, 0), poisoned, clip=10.0)
     stage = rec.lineage.stages[0]
     assert stage.steps == 5 and len(stage.batch_ids) == 5
     assert stage.optimizer.steps.grad_norm is not None
