@@ -84,40 +84,32 @@ class SketchedTangents:
         row[1, 0, width + tensors:] = 1.0  # δm = 1·M_k
         self.state = torch.cat([self.state, row], dim=1)
 
-    def step(self, stage: int, local_step: int, factors: torch.Tensor,
-             dots: torch.Tensor) -> None:
-        """One logged step: ``factors`` (m, D) sketched, ``dots`` (K', 2·tensors, m) exact
-        (both float64)."""
+    def _generic_step(self, stage: int, local_step: int, factors: torch.Tensor,
+                      dots: torch.Tensor) -> None:
+        """One step with per-bucket coefficients (several optimizer groups, frozen tensors):
+        ``factors`` (m, D) and ``dots`` (K', 2·tensors, m), float64."""
         width, rows = self.sketch.width, self.state.shape[1]
         x = self.state[0]
         # h_j · δ^{H0} for every row, exactly: Σ over tensors of the (D_k, M_k) coefficients
         # (row k is stage k's tangent: stages start in order)
         exact = torch.bmm(x[:, None, width:], dots[:rows]).squeeze(1)
-        # R G (δ^{H0} + c), times m
-        curved = torch.addmm(exact, x[:, :width], factors.T) @ factors
-        scale = 1.0 / factors.shape[0]
-        maps = self.scalar_maps[stage]
-        if maps is not None:  # one group: a 2×2 map of (δ, δm) and the curvature's response
-            mix, response = maps[0][local_step], maps[1][local_step]
-            self.state = (mix @ self.state.reshape(2, -1)).reshape(self.state.shape)
-            self.state[:, :, :width].add_(response.mul(scale).view(2, 1, 1) * curved)
-            return
+        curved = (torch.addmm(exact, x[:, :width], factors.T) @ factors) / factors.shape[0]
         idle = torch.zeros(rows, 2 * self.tensors, dtype=torch.float64)
         d, dm = forward_step(step_vectors(self.coefficients[stage], local_step),
                              self.state[0], self.state[1],
-                             lambda _x: torch.cat([curved * scale, idle], 1))
+                             lambda _x: torch.cat([curved, idle], 1))
         self.state = torch.stack([d, dm])
 
     def run_stage(self, stage: int, factors: torch.Tensor, dots: torch.Tensor) -> None:
-        """Every step of a logged stage: ``factors`` (steps, m, D), ``dots`` (steps, K',
-        2·tensors, m). A one-group SGD stage takes the fast path: the H = 0 coefficients
-        follow the prefix products of the 2×2 maps, so every step's exact inner products are
-        formed at once, and the loop carries only the sketched correction."""
+        """Every step of a stage: ``factors`` (steps, m, D), ``dots`` (steps, K', 2·tensors,
+        m). A one-group SGD stage takes the fast path: the H = 0 coefficients follow the
+        prefix products of the 2×2 maps, so every step's exact inner products are formed at
+        once, and the loop carries only the sketched correction."""
         self.start(stage - 1)
         maps = self.scalar_maps[stage]
         if maps is None:
             for t in range(len(factors)):
-                self.step(stage, t, factors[t].to(torch.float64), dots[t])
+                self._generic_step(stage, t, factors[t].to(torch.float64), dots[t])
             return
         mix, response = maps
         width, rows = self.sketch.width, self.state.shape[1]
@@ -213,9 +205,17 @@ def _logged_factors(problem: Problem, width: int):
 
 
 def _walk_factors(problem: Problem, spec: SketchSpec, tangents: SketchedTangents) -> None:
+    """The factors of every step, computed in one walk of the factual trajectory, and each
+    stage propagated as soon as its last step is sketched."""
     modules: list[LossModule] = []
     disp = problem.displacements
     pairs = torch.stack([torch.stack([d, m]) for d, m in zip(disp.changes, disp.momenta)])
+    stage_rows: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def flush(stage: int) -> None:
+        factors, dots = (torch.stack(column) for column in zip(*stage_rows))
+        tangents.run_stage(stage, factors, _dots_by_stage(dots))
+        stage_rows.clear()
 
     def before(step: FactualStep, model: nn.Module) -> None:
         nonlocal pairs
@@ -223,17 +223,16 @@ def _walk_factors(problem: Problem, spec: SketchSpec, tangents: SketchedTangents
             modules.append(LossModule(model, problem.task, "mean"))
             first = next(iter(model.parameters()))
             pairs = pairs.to(first.device, first.dtype)  # once, in the blocks' dtype
-        if step.local_step == 0:
-            tangents.start(step.stage_index - 1)
+        if step.local_step == 0 and stage_rows:
+            flush(step.stage_index - 1)
         factors = ggn_factors(modules[0], params_of(model), step.batch, step.seed,
                               problem.layout, spec.samples,
                               step_generator(spec, step.global_step))
-        dots = tensor_dots(factors, pairs[:step.stage_index], problem.layout)
-        tangents.step(step.stage_index, step.local_step,
-                      tangents.sketch.project_blocks(factors),
-                      _dots_by_stage(dots[None])[0])
+        stage_rows.append((tangents.sketch.project_blocks(factors),
+                           tensor_dots(factors, pairs[:step.stage_index], problem.layout)))
 
     walk(problem.version, problem.root, problem.task, 1, before)
+    flush(len(problem.version.stages) - 1)
 
 
 def _dots_by_stage(dots: torch.Tensor) -> torch.Tensor:
