@@ -100,12 +100,6 @@ class CountSketch:
         return cls(bucket, sign, width, source, tuple(layout.sizes),
                    tuple(min(dim, n) for n in layout.sizes))
 
-    def project(self, vectors: torch.Tensor) -> torch.Tensor:
-        """R x for x of shape (..., P)."""
-        vectors = vectors.to(torch.float64)
-        out = torch.zeros(*vectors.shape[:-1], self.width, dtype=torch.float64)
-        return out.index_add_(-1, self.bucket, vectors * self.sign)
-
     def project_blocks(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         """R x for x given per parameter tensor (a list of (m, size) blocks in one dtype and
         device): each block fills its own buckets, so the (m, P) matrix is never formed.

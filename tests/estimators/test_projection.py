@@ -30,20 +30,33 @@ def _embeddings(version, root, task, **settings) -> torch.Tensor:
     return torch.stack([layout.flatten(v) for v in prepared.vectors])
 
 
+def _dense(sketch: CountSketch) -> torch.Tensor:
+    """R as a (D, P) matrix, written out from its definition: R[bucket_j, j] = sign_j."""
+    matrix = torch.zeros(sketch.width, len(sketch.bucket), dtype=torch.float64)
+    matrix[sketch.bucket, torch.arange(len(sketch.bucket))] = sketch.sign
+    return matrix
+
+
+def _project(sketch: CountSketch, x: torch.Tensor, layout: ParamLayout) -> torch.Tensor:
+    return sketch.project_blocks([x[..., span] for span in layout.offsets().values()])
+
+
 def test_count_sketch_is_a_signed_permutation_where_tensors_fit_and_unbiased_elsewhere():
     layout = ParamLayout.of(torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.Linear(30, 2)))
     exact = CountSketch.build(layout, dim=5000, seed=1)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3, layout.total, dtype=torch.float64, generator=gen)
     assert exact.width == layout.total
-    assert torch.allclose(exact.lift(exact.project(x)), x)  # RᵀR = I
+    assert torch.allclose(exact.lift(_project(exact, x, layout)), x)  # RᵀR = I
     folded = CountSketch.build(layout, dim=64, seed=1)
     assert folded.width == 64 + 30 + 60 + 2  # at most 64 buckets per tensor
-    blocks = [x[:, span].float() for span in layout.offsets().values()]  # per tensor, float32
-    assert torch.allclose(folded.project_blocks(blocks), folded.project(x), atol=1e-4)
+    assert torch.allclose(_project(folded, x, layout), x @ _dense(folded).T)
+    assert torch.allclose(_project(folded, x.float(), layout), x @ _dense(folded).T, atol=1e-4)
+    assert torch.allclose(folded.lift(x[:, :folded.width]), x[:, :folded.width] @ _dense(folded))
     y = x[0] + torch.randn(layout.total, dtype=torch.float64, generator=gen)  # x·y ≈ ‖x‖²
-    estimates = [float(CountSketch.build(layout, 64, s).project(x[0]) @
-                       CountSketch.build(layout, 64, s).project(y)) for s in range(400)]
+    sketches = [CountSketch.build(layout, 64, s) for s in range(400)]
+    estimates = [float(_project(r, x[:1], layout) @ _project(r, y[None], layout).T)
+                 for r in sketches]
     spread = float(x[0].norm() * y.norm()) / 8  # ~ ‖x‖‖y‖/√64 per draw
     assert abs(np.mean(estimates) - float(x[0] @ y)) < 4 * spread / np.sqrt(400)
 
