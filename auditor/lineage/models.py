@@ -164,6 +164,14 @@ class Stage(Strict):
     def replayable(self) -> bool:
         return self.batch_ids is not None
 
+    def checkpoints(self) -> list[tuple[str, CheckpointRef]]:
+        """(role, file) of every file the stage names: weights, optimizer state, sketch."""
+        sketch = self.curvature_sketch.file if self.curvature_sketch else None
+        roles = [("theta_start", self.theta_start), ("theta_end", self.theta_end),
+                 ("optimizer_start", self.optimizer_start),
+                 ("optimizer_end", self.optimizer_end), ("curvature_sketch", sketch)]
+        return [(role, ref) for role, ref in roles if ref is not None]
+
     @model_serializer(mode="wrap")
     def _without_absent_sketch(self, handler):
         """A stage without a sketch serialises as before the field existed, so a lineage's
@@ -204,11 +212,8 @@ class ModelVersion(Strict):
         usually the next one's start: files are named by content)."""
         refs: dict[tuple[str, str], CheckpointRef] = {}
         for stage in self.stages:
-            sketch = stage.curvature_sketch.file if stage.curvature_sketch else None
-            for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
-                        stage.optimizer_end, sketch):
-                if ref is not None:
-                    refs.setdefault((ref.uri, ref.sha256), ref)
+            for _role, ref in stage.checkpoints():
+                refs.setdefault((ref.uri, ref.sha256), ref)
         return list(refs.values())
 
     @property

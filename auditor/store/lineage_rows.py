@@ -8,8 +8,6 @@ from typing import Any
 from auditor.hashing import sha256_bytes
 from auditor.lineage.models import ModelVersion, Stage
 
-_CHECKPOINT_ROLES = ("theta_start", "theta_end", "optimizer_start", "optimizer_end")
-
 
 def utc_naive(moment: datetime | None) -> datetime | None:
     """A datetime as naive UTC (naive input is taken to be UTC already)."""
@@ -60,16 +58,9 @@ def dataset_rows(version: ModelVersion) -> list[dict[str, Any]]:
 
 
 def checkpoint_rows(version: ModelVersion) -> list[dict[str, Any]]:
-    rows = []
-    for stage in version.stages:
-        sketch = stage.curvature_sketch.file if stage.curvature_sketch else None
-        for role, ref in [*((r, getattr(stage, r)) for r in _CHECKPOINT_ROLES),
-                          ("curvature_sketch", sketch)]:
-            if ref is not None:
-                rows.append({"model": version.model, "version": version.version,
-                             "stage_id": stage.id, "role": role, "uri": ref.uri,
-                             "sha256": ref.sha256, "format": ref.format})
-    return rows
+    return [{"model": version.model, "version": version.version, "stage_id": stage.id,
+             "role": role, "uri": ref.uri, "sha256": ref.sha256, "format": ref.format}
+            for stage in version.stages for role, ref in stage.checkpoints()]
 
 
 def lineage_tables(version: ModelVersion, source: str | None,
