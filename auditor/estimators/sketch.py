@@ -207,25 +207,34 @@ def tensor_dots(blocks: list[torch.Tensor], pairs: torch.Tensor,
 
 
 class SketchLog:
-    """The recorder's opt-in log of one stage's sketched factors, one row per optimizer step.
+    """The recorder's opt-in log of sketched factors, one row per optimizer step of the
+    current stage. Made once per recorder (layout, count sketch and loss wrapper are built
+    once); ``start_stage`` begins a stage's rows and adds the (D_k, M_k) of the stage before it.
 
-    ``pairs`` (K', 2, P): D_k and M_k of the stages recorded before this one. ``batch``
-    computes the factors at θ_t before the training loop's own forward pass and re-seeds torch
-    afterwards, so the loop's dropout masks are untouched; a batch whose step never came (a
-    GradScaler skipped it) is dropped, as in the step log.
+    ``batch`` computes the factors at θ_t before the training loop's own forward pass and
+    re-seeds torch afterwards, so the loop's dropout masks are untouched; a batch whose step
+    never came (a GradScaler skipped it) is dropped, as in the step log.
     """
 
-    def __init__(self, spec: SketchSpec, task: Any, model: torch.nn.Module,
-                 pairs: torch.Tensor):
+    def __init__(self, spec: SketchSpec, task: Any, model: torch.nn.Module):
         self.spec, self.task, self.model = spec, task, model
         self.layout = ParamLayout.of(model)
         first = next(iter(model.parameters()), None)
         self.dtype = first.dtype if first is not None else torch.float64
-        self.pairs = pairs.to(first.device if first is not None else "cpu", self.dtype)
+        self.device = first.device if first is not None else torch.device("cpu")
         self.sketch = CountSketch.build(self.layout, spec.dim, spec.seed)
         self.module = LossModule(model, task, "mean")
+        self.pairs: list[torch.Tensor] = []  # (2, P) per finished stage, model dtype
         self.rows: list[tuple[torch.Tensor, torch.Tensor]] | None = []
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def start_stage(self, finished: list[Any], carried: bool, root: Any) -> None:
+        """A new stage after ``finished`` (its convention ``carried`` decides M_k of the
+        last one)."""
+        del self.pairs[len(finished) - 1:]  # a stage that raised was not recorded
+        pair = displacement_pair(finished[-1], carried, root, self.layout)
+        self.pairs.append(pair.to(self.device, self.dtype))
+        self.rows, self.pending = [], None
 
     def batch(self, stage_id: str, ids: list[int], seed: int, global_step: int) -> None:
         params = {n: p.detach() for n, p in self.model.named_parameters()}
@@ -233,7 +242,7 @@ class SketchLog:
                               self.layout, self.spec.samples,
                               step_generator(self.spec, global_step))
         self.pending = (self.sketch.project_blocks(factors).to(self.dtype),
-                        tensor_dots(factors, self.pairs, self.layout))
+                        tensor_dots(factors, torch.stack(self.pairs), self.layout))
         seed_step(seed)
 
     def step_done(self) -> None:

@@ -79,16 +79,15 @@ class Recorder:
                             description=description, parent=parent,
                             created_at=created_at or datetime.now(timezone.utc))
         self._code_commit = code_commit
-        self._sketch_spec = sketch
-        self._pairs: list = []  # (D_k, M_k) of the finished stages, for the sketch's dots
-        self._task = None
+        self._sketch = None
         if sketch is not None:
             if task is None:
                 raise LineageError("sketch= needs task= (the factors are the task's loss "
                                    "curvature)")
+            from auditor.estimators.sketch import SketchLog
             from auditor.task import load_task
 
-            self._task = load_task(task)
+            self._sketch = SketchLog(sketch, load_task(task), model)
 
     # -- the training loop's calls ----------------------------------------------------------
 
@@ -197,23 +196,17 @@ class Recorder:
         return save_tensors(state, self.out_dir / "checkpoints", self.out_dir, prefix="optim")
 
     def _sketch_log(self, convention: str):
-        if self._sketch_spec is None:
+        if self._sketch is None:
             return None
-        from auditor.estimators.layout import ParamLayout
-        from auditor.estimators.sketch import SketchLog, displacement_pair
-
-        layout = ParamLayout.of(self.model)
-        del self._pairs[len(self._stages) - 1:]  # a stage that raised was not recorded
-        self._pairs.append(displacement_pair(self._stages[-1], convention == "carry",
-                                             self.out_dir, layout))
-        return SketchLog(self._sketch_spec, self._task, self.model, torch.stack(self._pairs))
+        self._sketch.start_stage(self._stages, convention == "carry", self.out_dir)
+        return self._sketch
 
     def _save_sketch(self, sketch) -> CurvatureSketch | None:
         tensors = sketch.tensors() if sketch is not None else None
         if tensors is None:
             return None
         ref = save_tensors(tensors, self.out_dir / "checkpoints", self.out_dir, prefix="sketch")
-        spec = self._sketch_spec
+        spec = sketch.spec
         return CurvatureSketch(file=ref, dim=spec.dim, samples=spec.samples, seed=spec.seed)
 
     def _write(self) -> None:
