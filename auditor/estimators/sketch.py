@@ -234,6 +234,7 @@ class SketchLog:
         del self.pairs[len(finished) - 1:]  # a stage that raised was not recorded
         pair = displacement_pair(finished[-1], carried, root, self.layout)
         self.pairs.append(pair.to(self.device, self.dtype))
+        self.stacked = torch.stack(self.pairs)  # (K', 2, P), once per stage
         self.rows, self.pending = [], None
 
     def batch(self, stage_id: str, ids: list[int], seed: int, global_step: int) -> None:
@@ -242,7 +243,7 @@ class SketchLog:
                               self.layout, self.spec.samples,
                               step_generator(self.spec, global_step))
         self.pending = (self.sketch.project_blocks(factors).to(self.dtype),
-                        tensor_dots(factors, torch.stack(self.pairs), self.layout))
+                        tensor_dots(factors, self.stacked, self.layout))
         seed_step(seed)
 
     def step_done(self) -> None:
