@@ -12,7 +12,8 @@ behaviour-agnostic preparation alone, against replay's retraining alone). Spec s
 ``+plugin`` scores f(θ_T) − f(θ_T − e_k); ``+fixed`` / ``+jac`` pick the Adam form of the
 unrolled estimators (default ``jacobian+shift``); ``aa-ggn+fisher`` the empirical Fisher instead
 of the Gauss–Newton curvature; ``aa-ggn+proj`` the random projection (1024 sketch coordinates per
-tensor, 4 samples per step) from factors the recorder logged — the scenario is recorded a second
+tensor, 4 samples per step; ``--sketch DIM SAMPLES`` to change) from factors the recorder
+logged — the scenario is recorded a second
 time with ``sketch=``, and "record ×" prints what that costs against the plain recording (SGD
 scenarios only: the projection refuses Adam stages).
 """
@@ -44,7 +45,7 @@ from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
 ESTIMATORS = ["aa", "aa+plugin", "naive", "tracin", "aa-hessian", "aa-hessian+plugin",
               "aa-hessian+fixed", "aa-ggn", "aa-ggn+plugin", "aa-ggn+fisher",
               "aa-ggn+fisher+plugin", "aa-ggn+proj"]
-SKETCH = SketchSpec(dim=1024, samples=4)
+SKETCH = SketchSpec(dim=1024, samples=4)  # --sketch DIM SAMPLES changes it
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,18 +55,21 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 VARIANTS = {"": {}, "jac": {"adam": "jacobian"}, "fixed": {"adam": "fixed"},
-            "shift": {"adam": "jacobian+shift"}, "fisher": {"curvature": "fisher"},
-            "proj": {"projection": SKETCH.dim, "samples": SKETCH.samples,
-                     "sketch_seed": SKETCH.seed}}
+            "shift": {"adam": "jacobian+shift"}, "fisher": {"curvature": "fisher"}}
+
+
+def sketch_settings(sketch: SketchSpec) -> dict:
+    return {"projection": sketch.dim, "samples": sketch.samples, "sketch_seed": sketch.seed}
 
 
 class Runner:
     """Runs estimator specs such as ``aa-hessian+plugin``; embeddings are prepared once per
     estimator and settings, and shared by its gradient and plug-in scoring."""
 
-    def __init__(self, version, root, task, behaviours, sketched=None):
+    def __init__(self, version, root, task, behaviours, sketched=None, sketch=SKETCH):
         self.args = (version, root, task)
-        self.sketched = sketched  # (version, root) recorded with the sketch, for projection
+        self.sketched = sketched  # (version, root) recorded with ``sketch``, for projection
+        self.sketch = sketch
         self.behaviours = behaviours
         self.model = final_model(version, root, task)
         self.prepared: dict[tuple, tuple] = {}
@@ -73,7 +77,8 @@ class Runner:
     def run(self, spec: str):
         base, _, variant = spec.partition("+")
         plugin = variant.endswith("plugin")
-        settings = VARIANTS[variant.removesuffix("plugin").rstrip("+")]
+        form = variant.removesuffix("plugin").rstrip("+")
+        settings = sketch_settings(self.sketch) if form == "proj" else VARIANTS[form]
         estimator = get_estimator(base, **settings)
         key = (base, tuple(sorted(settings.items())))
         if key not in self.prepared:
@@ -115,7 +120,8 @@ def measure(estimate, truth, group: int, replay: tuple[float, float], seconds: f
     }
 
 
-def run_scenario(scenario: Scenario, work: Path, estimators: list[str]) -> dict:
+def run_scenario(scenario: Scenario, work: Path, estimators: list[str],
+                 sketch: SketchSpec = SKETCH) -> dict:
     folder = work / scenario.name
     scenario.task()  # load the dataset (cached) before timing the recording
     started = time.perf_counter()
@@ -125,15 +131,15 @@ def run_scenario(scenario: Scenario, work: Path, estimators: list[str]) -> dict:
     wants_sketch = any("+proj" in e for e in estimators)
     if wants_sketch and all(s.optimizer.kind == "sgd" for s in version.stages[1:]):
         started = time.perf_counter()
-        sketched_folder = work / f"{scenario.name}-sketched"
-        sketched = (record_version(scenario.plan, sketched_folder, sketch=SKETCH),
+        sketched_folder = work / f"{scenario.name}-sketched-{sketch.dim}-{sketch.samples}"
+        sketched = (record_version(scenario.plan, sketched_folder, sketch=sketch),
                     sketched_folder)
         sketch_seconds = time.perf_counter() - started
     else:
         estimators = [e for e in estimators if "+proj" not in e]
     task, behaviours = scenario.task(), scenario.behaviours()
     group = [b.name for b in behaviours].index(scenario.group)
-    runner = Runner(version, folder, task, behaviours, sketched)
+    runner = Runner(version, folder, task, behaviours, sketched, sketch)
     truth, replay_time, replay_prepare = runner.run("replay")
     rows = {"replay": {"seconds": replay_time, "prepare": replay_prepare,
                        "blamed": truth.stages[int(np.argmax(truth.effects[:, group]))],
@@ -239,6 +245,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="folder for recorded runs (reused)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write the tables of docs/fidelity.md here")
+    parser.add_argument("--sketch", nargs=2, type=int, metavar=("DIM", "SAMPLES"),
+                        default=(SKETCH.dim, SKETCH.samples),
+                        help="aa-ggn+proj: sketch buckets per tensor and samples per step")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warm_up()
@@ -247,7 +256,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         for scenario in chosen:
-            results.append(run_scenario(scenario, work, args.estimators))
+            results.append(run_scenario(scenario, work, args.estimators,
+                                        SketchSpec(*args.sketch)))
             print_scenario(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
