@@ -13,9 +13,8 @@ behaviour-agnostic preparation alone, against replay's retraining alone). Spec s
 unrolled estimators (default ``jacobian+shift``); ``aa-ggn+fisher`` the empirical Fisher instead
 of the Gauss–Newton curvature; ``aa-ggn+proj`` the random projection (1024 sketch coordinates per
 tensor, 4 samples per step; ``--sketch DIM SAMPLES`` to change) from factors the recorder
-logged — the scenario is recorded a second
-time with ``sketch=``, and "record ×" prints what that costs against the plain recording (SGD
-scenarios only: the projection refuses Adam stages).
+logged — the scenario is recorded a second time with ``sketch=``, and "record ×" prints what
+that costs against the plain recording (SGD scenarios only: the projection refuses Adam stages).
 """
 
 from __future__ import annotations
