@@ -48,8 +48,6 @@ def embedding_matrix(embeddings: StageEmbeddings,
     return torch.stack(rows)
 
 
-
-
 def score_by_gradients(embeddings: StageEmbeddings, behaviours: list[Behaviour],
                        model: torch.nn.Module) -> StageEffects:
     """effects[k, q] = ∇f_q(θ_T) · e_k: one backward pass per behaviour, then K dot products;
