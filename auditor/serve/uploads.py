@@ -15,15 +15,16 @@ class UploadProblem(Exception):
         self.status = status
 
 
-async def capped_body(request: Request, limit: int) -> bytes:
+async def capped_body(request: Request, limit: int, shown: int) -> bytes:
+    """The request body, refused (413, naming the limit ``shown``) past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise UploadProblem(413, _too_large(limit))
+        raise UploadProblem(413, _too_large(shown))
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise UploadProblem(413, _too_large(limit))
+            raise UploadProblem(413, _too_large(shown))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -35,7 +36,7 @@ def _too_large(limit: int) -> str:
 async def uploaded_pdf(request: Request, field: str, limit: int) -> tuple[str, bytes, dict]:
     """(file name, bytes, other form fields) of a multipart form with one file in ``field``;
     a raw ``application/pdf`` body is accepted too."""
-    body = await capped_body(request, limit + (64 << 10))  # room for the multipart framing
+    body = await capped_body(request, limit + (64 << 10), limit)  # room for multipart framing
     kind = request.headers.get("content-type", "")
     if kind.startswith("application/pdf"):
         data, name, fields = body, "upload.pdf", {}
