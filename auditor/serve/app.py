@@ -94,16 +94,17 @@ class App:
         check_params(request, ())
         model, name = request.path_params["model"], request.path_params["version"]
 
-        def work(store):
+        def work(store):  # one connection for the whole page
             if not version.exists(store, model, name):
                 raise Problem(404, f"no version {model}@{name} in the store")
-            return version.version_page(store, model, name)
+            data, behaviours = version.version_page(store, model, name)
+            data["reports"] = [{k: r[k] for k in ("report_id", "kind", "created_at", "signer",
+                                                  "subject", "file")}
+                               for r in reports.report_index(store)
+                               if any(v["key"] == data["key"] for v in r["versions"])]
+            return data, behaviours
 
         data, behaviours = await run_in_threadpool(self.read, work)
-        data["reports"] = [{k: r[k] for k in ("report_id", "kind", "created_at", "signer",
-                                              "subject", "file")}
-                           for r in await run_in_threadpool(self.read, reports.report_index)
-                           if any(v["key"] == data["key"] for v in r["versions"])]
         return render(request, "version.html.j2", data, store=self.label,
                       heatmap=charts.heatmap(behaviours))
 

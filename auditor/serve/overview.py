@@ -23,7 +23,8 @@ def quarter(moment: datetime | None) -> str | None:
 
 def overview_sql(columns: set[str], *, model: str | None, period: str | None,
                  verdict: str | None) -> tuple[str, list[Any]]:
-    kind, lo, hi = evidence.evidence_sql(columns)
+    stored = {"evidence", "lo", "hi"} <= columns
+    kind, _, _ = evidence.evidence_sql({"evidence", "lo", "hi"}, "g")
     where, params = ["TRUE"], []
     if model is not None:
         where.append("v.model = ?")
@@ -36,16 +37,21 @@ def overview_sql(columns: set[str], *, model: str | None, period: str | None,
     elif verdict is not None:
         where.append("lv.verdict = ?")
         params.append(verdict)
+    # group the score rows first (few keys per run), then name their evidence kind
     sql = f"""
 WITH done AS (SELECT run_id, finished_at FROM runs WHERE status = 'complete'),
+grouped AS (
+  SELECT run_id, model, version, estimator,
+         {"evidence" if stored else "NULL::VARCHAR"} AS evidence,
+         {"max((hi - lo) / 2)" if stored else "NULL::DOUBLE"} AS band, count(*) AS n
+  FROM stage_scores GROUP BY ALL),
 per_run AS (
   SELECT run_id, model, version,
-         count(*) FILTER (WHERE {kind} = 'exact') AS exact,
-         count(*) FILTER (WHERE {kind} = 'estimate') AS estimate,
-         count(*) FILTER (WHERE {kind} NOT IN ('exact', 'estimate')) AS uncalibrated,
-         max(({hi} - {lo}) / 2) FILTER (WHERE {kind} = 'estimate') AS band,
-         min(estimator) AS estimator, count(DISTINCT behaviour) AS behaviours
-  FROM stage_scores GROUP BY run_id, model, version),
+         coalesce(sum(n) FILTER (WHERE {kind} = 'exact'), 0) AS exact,
+         coalesce(sum(n) FILTER (WHERE {kind} = 'estimate'), 0) AS estimate,
+         coalesce(sum(n) FILTER (WHERE {kind} NOT IN ('exact', 'estimate')), 0) AS uncalibrated,
+         max(band) FILTER (WHERE {kind} = 'estimate') AS band, min(estimator) AS estimator
+  FROM grouped g GROUP BY run_id, model, version),
 scored AS (
   SELECT p.*, row_number() OVER (PARTITION BY p.model, p.version
                                  ORDER BY d.finished_at DESC, p.run_id) AS latest
@@ -63,7 +69,7 @@ blamed AS (
   GROUP BY run_id, model, version)
 SELECT v.model, v.version, v.created_at, v.stage_count, v.description,
        lv.verdict, lv.policy_id, lv.evaluated_at, b.stages AS blamed,
-       s.estimator, s.behaviours, s.exact, s.estimate, s.uncalibrated, s.band
+       s.estimator, s.exact, s.estimate, s.uncalibrated, s.band
 FROM versions v
 LEFT JOIN lv ON lv.model = v.model AND lv.version = v.version
 LEFT JOIN blamed b ON b.run_id = lv.run_id AND b.model = v.model AND b.version = v.version
@@ -86,10 +92,11 @@ def overview(store: Store, *, model: str | None = None, period: str | None = Non
                      "stages": row["stage_count"], "description": row["description"],
                      "verdict": row["verdict"] or NOT_EVALUATED, "policy": row["policy_id"],
                      "evaluated_at": row["evaluated_at"], "blamed": row["blamed"] or [],
-                     "estimator": row["estimator"], "behaviours": row["behaviours"] or 0,
-                     "evidence": summary})
+                     "estimator": row["estimator"], "evidence": summary})
     models = [r["model"] for r in store.query("SELECT model FROM models ORDER BY model")]
-    periods = sorted({r["period"] for r in rows if r["period"]}, reverse=True)
+    periods = sorted({quarter(r["q"]) for r in store.query(
+        "SELECT DISTINCT date_trunc('quarter', created_at) AS q FROM versions "
+        "WHERE created_at IS NOT NULL")}, reverse=True)
     counts = {name: sum(r["verdict"] == name for r in rows) for name in VERDICT_FILTERS}
     return {"filters": {"model": model, "period": period, "verdict": verdict},
             "models": models, "periods": periods, "verdicts": list(VERDICT_FILTERS),
