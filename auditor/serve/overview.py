@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from auditor.serve import evidence
+from auditor.serve.links import version_url
 from auditor.store import Store
 from auditor.store.periods import period_bounds
 from auditor.store.schema import VERDICTS
@@ -88,6 +89,7 @@ def overview(store: Store, *, model: str | None = None, period: str | None = Non
         summary = evidence.summary({k: row[k] for k in evidence.KINDS}, row["band"])
         rows.append({"model": row["model"], "version": row["version"],
                      "key": f"{row['model']}@{row['version']}",
+                     "url": version_url(row["model"], row["version"]),
                      "created_at": row["created_at"], "period": quarter(row["created_at"]),
                      "stages": row["stage_count"], "description": row["description"],
                      "verdict": row["verdict"] or NOT_EVALUATED, "policy": row["policy_id"],

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from auditor.paths import templates_dir
+from auditor.serve.links import key_url, version_url
 
 log = logging.getLogger(__name__)
 FORMATS = ("html", "json")
@@ -68,15 +69,6 @@ def _when(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return "-" if value is None else str(value)
-
-
-def version_url(model: str, version: str) -> str:
-    return f"/versions/{quote(model, safe='')}/{quote(version, safe='')}"
-
-
-def key_url(key: str) -> str:
-    model, _, version = key.partition("@")
-    return version_url(model, version)
 
 
 def _environment() -> Environment:
