@@ -70,6 +70,30 @@ def heading(driver) -> str:
     return by_css(driver, "h1")[0].text
 
 
+def submit_upload(driver, url: str, pdf: Path) -> str:
+    """Choose ``pdf`` on the Verify form, submit it, and return the page's heading once the
+    answer has loaded."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/verify")
+    form = by_css(driver, "#verify-form")[0]
+    by_css(driver, "#report-file")[0].send_keys(str(pdf))
+    by_css(driver, "#verify-submit")[0].click()
+    WebDriverWait(driver, 60).until(lambda d: not _attached(form))
+    WebDriverWait(driver, 60).until(lambda d: by_css(d, "#verdict") or by_css(d, "#error"))
+    return heading(driver)
+
+
+def _attached(element) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+        return True
+    except StaleElementReferenceException:
+        return False
+
+
 @pytest.mark.parametrize("name, path, title", [
     ("overview", "/", "Overview"),
     ("version-failing", "/versions/clf/v2", "clf @ v2"),
@@ -131,20 +155,17 @@ def test_vendor_markup_is_shown_as_text(browser, server):
 @pytest.mark.parametrize("which, expected", [("genuine", "VALID"), ("tampered", "INVALID")])
 def test_verify_upload(browser, server, shots, built, which, expected):
     pdf = built.report_pdf if which == "genuine" else built.tampered_pdf
-    browser.get(server.url + "/verify")
-    by_css(browser, "#report-file")[0].send_keys(str(pdf))
-    by_css(browser, "#verify-submit")[0].click()
-    assert by_css(browser, "#verdict")[0].text == expected
+    submit_upload(browser, server.url, pdf)
+    verdict = by_css(browser, "#verdict")
+    assert verdict, browser.find_element("tag name", "body").text
+    assert verdict[0].text == expected
     failed = [row.text for row in by_css(browser, "table.checks tbody tr") if "FAIL" in row.text]
     assert (not failed) == (expected == "VALID")
     screenshot(browser, shots, f"verify-{which}")
 
 
 def test_verify_refuses_a_file_that_is_not_a_pdf(browser, server, built):
-    browser.get(server.url + "/verify")
-    by_css(browser, "#report-file")[0].send_keys(str(built.policy))
-    by_css(browser, "#verify-submit")[0].click()
-    assert heading(browser).startswith("400")
+    assert submit_upload(browser, server.url, built.policy).startswith("400")
     assert "policy.yaml is not a PDF file" in by_css(browser, "#error")[0].text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from conftest import Server
+from serving import Server
 
 from auditor.cli import main
 

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import Server
+from serving import Server
 from testpaths import ROOT, WORKER_PATH
 
 pytestmark = pytest.mark.slow
