@@ -1,150 +1,235 @@
-"""Inline SVG charts: crisp in print, small in the PDF, no plotting library.
+"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML.
 
-Every chart prints its numbers too (cell values, bar labels), so a greyscale print stays readable.
+Every chart has axis titles, round ticks, a colour-blind-safe palette (Okabe–Ito), prints its
+numbers (cell values, bar labels) so a greyscale print stays readable, and carries alt text
+(``role="img"``, ``aria-label`` and an SVG ``<title>``) that states what it shows. No pyplot:
+each chart is its own ``Figure`` on an SVG canvas, so the dashboard can draw charts from several
+threads at once.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from html import escape
 from typing import Any
 
-FONT = "font-family='DejaVu Sans' font-size='10'"
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-           "#7f7f7f")
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
+# deficiency. Vermillion marks harm raised, blue harm lowered.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+             "#000000")
+PALETTE = OKABE_ITO
+HARM_UP, HARM_DOWN = "#D55E00", "#0072B2"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES = ("-", "--", "-.", ":")
+FONT = {"font.family": "DejaVu Sans", "font.size": 8.0, "svg.fonttype": "none",
+        "svg.hashsalt": "auditor", "axes.spines.top": False, "axes.spines.right": False}
 
 
-def _svg(width: float, height: float, body: list[str], title: str) -> str:
-    return (f"<svg xmlns='http://www.w3.org/2000/svg' class='chart' viewBox='0 0 {width:.0f} "
-            f"{height:.0f}' width='{width:.0f}' height='{height:.0f}' role='img' "
-            f"aria-label='{escape(title)}'>" + "".join(body) + "</svg>")
+CHAR_IN = 0.062  # width of one 8-pt DejaVu Sans character, inches (margins without a layout pass)
 
 
-def _text(x: float, y: float, text: str, anchor: str = "start", extra: str = "") -> str:
-    return (f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' {FONT} {extra}>"
-            f"{escape(text)}</text>")
+def _figure(width_in: float, height_in: float, *, left_chars: int = 6, bottom_in: float = 0.45,
+            right_in: float = 0.15, top_in: float = 0.3):
+    """A figure with margins computed from the label lengths: matplotlib's layout engines draw
+    every chart twice, which doubled the time charts add to a report."""
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in))
+    FigureCanvasSVG(fig)
+    left_in = 0.45 + CHAR_IN * left_chars
+    fig.subplots_adjust(left=left_in / width_in, right=1 - right_in / width_in,
+                        bottom=bottom_in / height_in, top=1 - top_in / height_in)
+    return fig
 
 
-def _heat_colour(value: float, scale: float) -> str:
-    """Red for harm raised, blue for harm lowered, white at zero."""
-    t = 0.0 if scale == 0 else max(-1.0, min(1.0, value / scale))
-    fade = int(255 * (1 - abs(t) * 0.75))
-    return f"rgb(255,{fade},{fade})" if t >= 0 else f"rgb({fade},{fade},255)"
+def _svg(fig, alt: str) -> str:
+    """The figure as an inline ``<svg>`` element with its alt text."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context(FONT):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    label = escape(alt, quote=True)
+    text = re.sub(r"<svg ", f"<svg class=\"chart\" role=\"img\" aria-label=\"{label}\" ", text,
+                  count=1)
+    text = re.sub(r"(<svg[^>]*>)", rf"\1<title>{label}</title>", text, count=1)
+    return re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "±Inf"
+    return f"{value:.3g}"
+
+
+def _finite(value: float | None) -> bool:
+    """A value the chart can place: NaN, ±Inf and missing values are left out."""
+    return value is not None and math.isfinite(value)
+
+
+_plottable = _finite
+
+
+def _with(fig, draw) -> None:
+    import matplotlib
+
+    with matplotlib.rc_context(FONT):
+        draw()
 
 
 def heatmap(behaviours: list[dict[str, Any]]) -> str:
     """Stage (rows) × behaviour (columns) of harm contributions (effect, sign-flipped for benefit
-    behaviours so that red always means "made it worse")."""
+    behaviours so that vermillion always means "made it worse")."""
     if not behaviours:
         return ""
-    stages = [(s["stage_id"], s["stage_kind"]) for s in behaviours[0]["stages"]]
-    cell_w, cell_h, left, top = 92.0, 22.0, 150.0, 34.0
-    scale = max((abs(s["harm"]) for b in behaviours for s in b["stages"]), default=0.0)
-    body = [_text(left + (j + 0.5) * cell_w, top - 8, b["name"][:16], "middle",
-                  "font-weight='bold'") for j, b in enumerate(behaviours)]
-    for i, (sid, kind) in enumerate(stages):
-        body.append(_text(left - 6, top + (i + 0.68) * cell_h, f"{sid} ({kind})"[:26], "end"))
-    for j, b in enumerate(behaviours):
-        for i, s in enumerate(b["stages"]):
-            x, y = left + j * cell_w, top + i * cell_h
-            body.append(f"<rect x='{x:.1f}' y='{y:.1f}' width='{cell_w:.1f}' height='{cell_h:.1f}'"
-                        f" fill='{_heat_colour(s['harm'], scale)}' stroke='#999'/>")
-            body.append(_text(x + cell_w / 2, y + cell_h * 0.68, _fmt(s["harm"]), "middle"))
-    height = top + len(stages) * cell_h + 8
-    return _svg(left + len(behaviours) * cell_w + 10, height, body, "stage by behaviour heat map")
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+    stages = [f"{s['stage_id']} ({s['stage_kind']})" for s in behaviours[0]["stages"]]
+    names = [b["name"] for b in behaviours]
+    grid = [[b["stages"][i]["harm"] if i < len(b["stages"]) else None for b in behaviours]
+            for i in range(len(stages))]
+    finite = [abs(v) for row in grid for v in row if _finite(v)]
+    scale = max(finite, default=0.0) or 1.0
+    cmap = LinearSegmentedColormap.from_list("harm", [HARM_DOWN, "#FFFFFF", HARM_UP])
+    row_names = [s[:30] for s in stages]
+    col_names = [n[:22] for n in names]
+    bottom = 0.35 + 0.045 * max(len(n) for n in col_names)
+    left = max(len(r) for r in row_names)
+    width = min(0.45 + CHAR_IN * left + 0.8 * len(names) + 1.35, 6.6)
+    fig = _figure(width, bottom + 0.2 + 0.26 * len(stages), left_chars=left, bottom_in=bottom,
+                  right_in=1.35, top_in=0.15)
+
+    def draw():
+        ax = fig.add_subplot()
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.patches import Rectangle
+
+        norm = Normalize(-scale, scale)
+        for i, row in enumerate(grid):  # one vector cell each (imshow would embed a bitmap)
+            for j, value in enumerate(row):
+                colour = cmap(norm(value)) if _finite(value) else "#DDDDDD"
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=colour,
+                                       edgecolor="#999999", linewidth=0.5, gid=f"cell-{i}-{j}"))
+        ax.set_xlim(-0.5, len(names) - 0.5)
+        ax.set_ylim(len(stages) - 0.5, -0.5)
+        image = ScalarMappable(norm=norm, cmap=cmap)
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                strong = _finite(value) and abs(value) > 0.6 * scale
+                ax.text(j, i, _fmt(value), ha="center", va="center", fontsize=7,
+                        color="white" if strong else "black")
+        ax.set_xticks(range(len(names)), col_names, rotation=30, ha="right")
+        ax.set_yticks(range(len(stages)), row_names)
+        ax.set_xlabel("behaviour")
+        ax.set_ylabel("training stage")
+        ax.tick_params(length=0)
+        right = 1 - 1.35 / width
+        bar = fig.colorbar(image, cax=fig.add_axes((right + 0.15 / width, 0.2, 0.1 / width,
+                                                   0.7)))
+        bar.set_label("harm contribution")
+
+    _with(fig, draw)
+    worst = max(((v, s, n) for s, row in zip(stages, grid) for n, v in zip(names, row)
+                 if _finite(v)), default=None)
+    alt = (f"Heat map of the harm contribution of {len(stages)} stages to {len(names)} "
+           "behaviours; vermillion: the stage made the behaviour worse, blue: better.")
+    if worst:
+        alt += f" Largest: {worst[1]} on {worst[2]}, {_fmt(worst[0])}."
+    return _svg(fig, alt)
 
 
 def bars(behaviour: dict[str, Any]) -> str:
-    """Horizontal bars of each stage's effect (or share, when the threshold is on shares), with
-    the policy threshold as a dashed line."""
+    """Horizontal bars of each stage's effect (or share of harm, on a fixed 0–1 axis, when the
+    threshold is on shares), with the policy threshold as a dashed line."""
     threshold = behaviour.get("threshold")
     metric = threshold["metric"] if threshold else "effect"
-    values = [(s["stage_id"], s[metric] or 0.0) for s in behaviour["stages"]]
-    limit = [abs(v) for _, v in values] + ([abs(threshold["value"])] if threshold else [])
-    scale = max(limit + [1e-12])
-    left, width, bar_h, top = 140.0, 300.0, 18.0, 22.0
-    zero = left + width / 2
+    values = [(s["stage_id"], s.get(metric)) for s in behaviour["stages"]]
+    left = max([len(sid[:24]) for sid, _ in values] + [4])
+    fig = _figure(6.0, 0.95 + 0.24 * len(values), left_chars=left, right_in=0.4)
 
-    def at(value: float) -> float:
-        return zero + value / scale * width / 2
+    def draw():
+        ax = fig.add_subplot()
+        ys = range(len(values))
+        plotted = [v if _finite(v) else 0.0 for _, v in values]
+        colours = [HARM_UP if v > 0 else HARM_DOWN for v in plotted]
+        ax.barh(ys, plotted, color=colours, height=0.6)
+        ax.set_yticks(ys, [sid[:24] for sid, _ in values])
+        ax.invert_yaxis()
+        if metric == "share":
+            ax.set_xlim(0.0, 1.0)
+            ax.set_xlabel("share of harm (0–1, common to every chart)")
+        else:
+            ax.axvline(0.0, color="#333333", linewidth=0.8)
+            ax.set_xlabel(f"stage {metric}")
+            ax.margins(x=0.18)
+        ax.set_ylabel("training stage")
+        for y, (_, value), shown in zip(ys, values, plotted):
+            ax.annotate(_fmt(value), (shown, y), xytext=(3 if shown >= 0 else -3, 0),
+                        textcoords="offset points", va="center",
+                        ha="left" if shown >= 0 else "right", fontsize=7)
+        if threshold:
+            ax.axvline(threshold["value"], color="black", linestyle="--", linewidth=1.2,
+                       label=f"threshold {threshold['comparator']} {threshold['value']:g} "
+                             f"({threshold['rule']})")
+            ax.legend(loc="upper right", fontsize=7, frameon=False, bbox_to_anchor=(1.0, 1.25))
+        ax.set_title(f"{behaviour['name']}: stage {metric}", fontsize=9, loc="left")
 
-    body = [_text(left, 12, f"{behaviour['name']}: stage {metric}", extra="font-weight='bold'")]
-    for i, (sid, value) in enumerate(values):
-        y = top + i * (bar_h + 4)
-        x0, x1 = sorted((zero, at(value)))
-        colour = "#d62728" if value > 0 else "#1f77b4"
-        body.append(_text(left - 6, y + bar_h * 0.72, sid[:22], "end"))
-        body.append(f"<rect x='{x0:.1f}' y='{y:.1f}' width='{max(x1 - x0, 0.5):.1f}' "
-                    f"height='{bar_h:.1f}' fill='{colour}'/>")
-        body.append(_text(left + width + 6, y + bar_h * 0.72, _fmt(value)))
-    bottom = top + len(values) * (bar_h + 4)
-    body.append(f"<line x1='{zero:.1f}' y1='{top - 4:.1f}' x2='{zero:.1f}' y2='{bottom:.1f}' "
-                "stroke='#333'/>")
+    _with(fig, draw)
+    alt = f"Bar chart of each stage's {metric} for {behaviour['name']}: " + "; ".join(
+        f"{sid} {_fmt(v)}" for sid, v in values)
     if threshold:
-        x = at(threshold["value"])
-        body.append(f"<line x1='{x:.1f}' y1='{top - 4:.1f}' x2='{x:.1f}' y2='{bottom:.1f}' "
-                    "stroke='#000' stroke-dasharray='4 3' stroke-width='1.5'/>")
-        body.append(_text(x, bottom + 12, f"threshold {threshold['comparator']} "
-                          f"{threshold['value']:g} ({threshold['rule']})", "middle"))
-    return _svg(left + width + 60, bottom + 18, body, f"{behaviour['name']} bars")
+        alt += f". Threshold {threshold['comparator']} {threshold['value']:g}."
+    return _svg(fig, alt)
 
 
-def _legend(names: list[str], x: float, y: float) -> list[str]:
-    items = []
-    for i, name in enumerate(names):
-        colour = PALETTE[i % len(PALETTE)]
-        items.append(f"<rect x='{x:.1f}' y='{y + i * 14:.1f}' width='10' height='10' "
-                     f"fill='{colour}'/>")
-        items.append(_text(x + 14, y + i * 14 + 9, name[:24]))
-    return items
-
-
-def _y_axis(low: float, high: float, left: float, top: float, height: float) -> list[str]:
-    items = [f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + height}' stroke='#333'/>"]
-    for k in range(5):
-        value = low + (high - low) * k / 4
-        y = top + height - height * k / 4
-        items.append(f"<line x1='{left}' y1='{y:.1f}' x2='{left + 4}' y2='{y:.1f}' stroke='#333'/>")
-        items.append(_text(left - 4, y + 3, f"{value:.3g}", "end"))
-    return items
-
-
-def _plottable(value: float | None) -> bool:
-    """A point the chart can place: NaN, ±Inf and missing values are left out."""
-    return value is not None and math.isfinite(value)
+def _axis_labels(labels: list[str]) -> tuple[list[str], str]:
+    """Tick labels and the x-axis title: version names under one model's name, else model@v."""
+    models = {label.split("@")[0] for label in labels if "@" in label}
+    if len(models) == 1:
+        return [label.split("@", 1)[1] for label in labels], f"version of {models.pop()}"
+    return list(labels), "model@version"
 
 
 def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) -> str:
-    """One line per series across versions; x labels are the version names."""
-    points = [v for values in series.values() for v in values if _plottable(v)]
+    """One line per series across versions. Each series has its own colour, marker and dash, and
+    later series are drawn with smaller hollow markers, so none hides another."""
+    points = [v for values in series.values() for v in values if _finite(v)]
     if not points or not labels:
         return ""
-    low, high = min(points + [0.0]), max(points + [0.0])
-    high = high if high > low else low + 1.0
-    left, top, width, height = 60.0, 22.0, 430.0, 150.0
-    step = width / max(len(labels) - 1, 1)
-    body = [_text(left, 12, title, extra="font-weight='bold'"),
-            *_y_axis(low, high, left, top, height)]
-    every = max(1, math.ceil(len(labels) / 15))
-    for i, label in enumerate(labels):
-        if (len(labels) - 1 - i) % every == 0:  # evenly spaced, the latest always shown
-            x = left + i * step
-            body.append(f"<text transform='translate({x:.1f},{top + height + 8:.1f}) "
-                        f"rotate(40)' {FONT} font-size='8'>{escape(label.split('@')[-1][:14])}"
-                        "</text>")
-    zero = top + height - (0.0 - low) / (high - low) * height
-    body.append(f"<line x1='{left}' y1='{zero:.1f}' x2='{left + width}' y2='{zero:.1f}' "
-                "stroke='#888' stroke-dasharray='3 3'/>")
-    for k, values in enumerate(series.values()):
-        coords = [(left + i * step, top + height - (v - low) / (high - low) * height)
-                  for i, v in enumerate(values) if _plottable(v)]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-        colour = PALETTE[k % len(PALETTE)]
-        body.append(f"<polyline points='{path}' fill='none' stroke='{colour}' stroke-width='1.6'/>")
-        body += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='2' fill='{colour}'/>" for x, y in coords]
-    body += _legend(list(series), left + width + 12, top)
-    return _svg(left + width + 150, top + height + 60, body, title)
+    from matplotlib.ticker import MaxNLocator
+
+    ticks, xtitle = _axis_labels(labels)
+    legend = max(len(name[:28]) for name in series)
+    fig = _figure(6.6, 2.8, right_in=0.5 + CHAR_IN * legend, bottom_in=0.95, left_chars=6)
+
+    def draw():
+        ax = fig.add_subplot()
+        for k, (name, values) in enumerate(series.items()):
+            xs = [i for i, v in enumerate(values) if _finite(v)]
+            ys = [values[i] for i in xs]
+            ax.plot(xs, ys, label=name, color=PALETTE[k % len(PALETTE)],
+                    linestyle=DASHES[k % len(DASHES)], marker=MARKERS[k % len(MARKERS)],
+                    markersize=max(6.5 - 1.2 * k, 3), linewidth=1.4,
+                    markerfacecolor="none" if k else PALETTE[0], zorder=3 + k)
+        ax.axhline(0.0, color="#888888", linewidth=0.7, linestyle=":")
+        every = max(1, math.ceil(len(labels) / 15))
+        shown = [i for i in range(len(labels)) if (len(labels) - 1 - i) % every == 0]
+        ax.set_xticks(shown, [ticks[i][:16] for i in shown], rotation=35, ha="right")
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.set_xlabel(xtitle)
+        ax.set_ylabel("value")
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+    _with(fig, draw)
+    alt = f"Line chart: {title}, across {len(labels)} versions ({labels[0]} to {labels[-1]}). " + \
+        "; ".join(f"{name}: latest {_fmt(next((v for v in reversed(vals) if _finite(v)), None))}"
+                  for name, vals in series.items())
+    return _svg(fig, alt)

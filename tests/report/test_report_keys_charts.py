@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import stat
 
@@ -81,21 +82,37 @@ BEHAVIOUR = {"name": "toxicity", "threshold": {"metric": "share", "value": 0.6,
                          "share": 0.75, "harm": 0.6}]}
 
 
+def _alt(svg: str) -> str:
+    match = re.match(r'<svg class="chart" role="img" aria-label="([^"]+)"', svg)
+    assert match and f"<title>{match.group(1)}</title>" in svg
+    return html.unescape(match.group(1))
+
+
 def test_heatmap_has_a_cell_per_stage_and_behaviour():
     svg = charts.heatmap([BEHAVIOUR, BEHAVIOUR | {"name": "bias"}])
-    assert svg.count("<rect") == 4 and ">0.6<" in svg and "s1 (alignment)" in svg
+    assert svg.count("<g id=\"cell-") == 4 and svg.count(">0.6<") == 2  # a printed cell each
+    assert "s1 (alignment)" in svg and "training stage" in svg and "behaviour" in svg
+    assert "s1 (alignment) on toxicity, 0.6" in _alt(svg)
 
 
-def test_bars_draw_the_threshold_where_it_belongs():
+def test_bars_share_on_a_common_axis_with_the_threshold():
     svg = charts.bars(BEHAVIOUR)
-    lines = re.findall(r"<line x1='([\d.]+)'[^>]*stroke-dasharray", svg)
-    zero = 140 + 300 / 2
-    assert len(lines) == 1
-    assert float(lines[0]) == pytest.approx(zero + 0.6 / 0.75 * 150, abs=0.1)
+    assert "share of harm (0–1, common to every chart)" in svg
+    assert all(f">{tick}<" in svg for tick in ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0"))
     assert "threshold &lt;= 0.6 (r1)" in svg
+    assert "#d55e00" in svg.lower() and "#2ca02c" not in svg.lower()  # Okabe–Ito, no green
+    assert _alt(svg).startswith("Bar chart of each stage's share for toxicity: s0 0.25; s1 0.75")
 
 
-def test_trend_draws_a_line_per_series():
-    svg = charts.trend("t", ["m@v1", "m@v2", "m@v3"], {"a": [1.0, 2.0, None], "b": [0.0, -1, 3]})
-    assert svg.count("<polyline") == 2 and ">v3<" in svg and svg.count("<circle") == 5
+def test_trend_names_the_model_and_keeps_every_series_visible():
+    svg = charts.trend("t", ["m@v1", "m@v2", "m@v3"], {"a": [1.0, 2.0, None],
+                                                      "b": [0.0, -1, 3]})
+    assert "version of m" in svg and ">v3<" in svg and "value" in svg
+    # two series: distinct colours, dash patterns and markers, so neither hides the other
+    assert "#0072b2" in svg.lower() and "#d55e00" in svg.lower()
+    assert "stroke-dasharray" in svg
+    assert "across 3 versions (m@v1 to m@v3)" in _alt(svg)
+    two = charts.trend("t", ["m@v1", "n@v1"], {"a": [0.281, -0.0293]})
+    assert "model@version" in two and ">m@v1<" in two
+    assert ">0.281<" not in two  # ticks are round numbers, not the data extremes
     assert charts.trend("t", [], {}) == ""

@@ -119,7 +119,7 @@ def test_overview_to_failing_version_to_its_report(browser, server, shots, built
     failing[0].click()
     assert browser.current_url == f"{server.url}/versions/{FAILING.replace('@', '/')}"
     assert "FAIL" in heading(browser)
-    cells = by_css(browser, "#heatmap svg rect")
+    cells = by_css(browser, "#heatmap svg g[id^='cell-']")
     assert len(cells) == 3 * 2  # stages × behaviours
     marks = by_css(browser, "#effects .ev")
     assert len(marks) == 6 and {m.text for m in marks} == {"uncalibrated"}

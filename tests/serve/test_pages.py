@@ -90,7 +90,7 @@ def test_version_page_holds_lineage_effects_policy_waivers_remediation(client, b
         data["remediations"][0]["behaviours"]
     assert [r["report_id"] for r in data["reports"]] == [built.report_id]
     html = client.get(f"/versions/{FAILING.replace('@', '/')}").text
-    assert html.count("<rect") >= 6 and "stage by behaviour heat map" in html
+    assert html.count('<g id="cell-') == 6 and "Heat map of the harm contribution" in html
     assert html.count('class="ev uncalibrated"') == 6
 
 
