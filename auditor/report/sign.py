@@ -18,6 +18,16 @@ DEMO_MARK = "auditor demo identity"
 
 
 @dataclass(frozen=True)
+class LongTerm:
+    """PAdES B-LT: certificates and CRLs (DER) written into the DSS; B-LTA adds a document
+    timestamp over them (needs a timestamp authority)."""
+
+    roots: tuple[bytes, ...]
+    crls: tuple[bytes, ...]
+    archive: bool = False
+
+
+@dataclass(frozen=True)
 class SignerSettings:
     """Where the signing identity is. Give ``p12`` or ``key`` + ``cert``."""
 
@@ -28,6 +38,21 @@ class SignerSettings:
     passphrase_env: str | None = None
     passphrase_file: Path | None = None
     tsa_url: str | None = None
+    crls: tuple[Path, ...] = field(default_factory=tuple)  # B-LT: revocation data for the DSS
+    trust: tuple[Path, ...] = field(default_factory=tuple)  # roots the embedded paths end at
+    archive: bool = False  # B-LTA: a document timestamp over the validation data
+
+    def long_term(self) -> LongTerm | None:
+        """The B-LT settings, or None for B-B / B-T."""
+        if not self.crls:
+            return None
+        from auditor.report.revocation import read_crls
+
+        roots = [Path(p).read_bytes() for p in (self.trust or self.chain)]
+        if not roots:
+            raise SigningError("B-LT needs the CA certificate: give --chain or --trust")
+        return LongTerm(roots=tuple(roots), crls=tuple(read_crls(self.crls)),
+                        archive=self.archive)
 
     def passphrase(self) -> bytes | None:
         if self.passphrase_env:
@@ -113,18 +138,47 @@ def _timestamper(url: str | None):
 REASON = "auditor accountability report"
 
 
-def sign_pdf(pdf: bytes, signer, *, tsa_url: str | None = None, timestamper=None) -> bytes:
-    """The PDF with one invisible PAdES signature over the whole file."""
+def _validation_context(long_term: LongTerm):
+    from pyhanko.keys import load_certs_from_pemder_data
+    from pyhanko_certvalidator import ValidationContext
+
+    roots = [c for pem in long_term.roots for c in load_certs_from_pemder_data(pem)]
+    return ValidationContext(trust_roots=roots, crls=list(long_term.crls), allow_fetching=False,
+                             revocation_mode="hard-fail")
+
+
+def level(*, timestamped: bool, long_term: LongTerm | None) -> str:
+    """The PAdES baseline level a signature made with these settings reaches."""
+    if long_term is None:
+        return "B-T" if timestamped else "B-B"
+    if not timestamped:
+        return "B-B with validation data"
+    return "B-LTA" if long_term.archive else "B-LT"
+
+
+def sign_pdf(pdf: bytes, signer, *, tsa_url: str | None = None, timestamper=None,
+             long_term: LongTerm | None = None) -> bytes:
+    """The PDF with one invisible PAdES signature over the whole file (B-B; B-T with a
+    timestamp authority). With ``long_term``, pyHanko validates the signer's (and the TSA's)
+    certificate path against the given roots and CRLs and appends them in a DSS revision
+    (B-LT), plus a document timestamp when ``long_term.archive`` (B-LTA)."""
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
     from pyhanko.sign.fields import SigSeedSubFilter
 
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    stamper = timestamper or _timestamper(tsa_url)
+    extra = {}
+    if long_term is not None:
+        if long_term.archive and stamper is None:
+            raise SigningError("B-LTA needs a timestamp authority (--tsa-url)")
+        extra = dict(embed_validation_info=True, validation_context=_validation_context(
+            long_term), use_pades_lta=long_term.archive)
     meta = signers.PdfSignatureMetadata(field_name=FIELD_NAME, md_algorithm="sha256",
-                                        subfilter=SigSeedSubFilter.PADES, reason=REASON)
+                                        subfilter=SigSeedSubFilter.PADES, reason=REASON,
+                                        **extra)
     try:
-        out = signers.sign_pdf(writer, meta, signer=signer,
-                               timestamper=timestamper or _timestamper(tsa_url),
+        out = signers.sign_pdf(writer, meta, signer=signer, timestamper=stamper,
                                new_field_spec=fields.SigFieldSpec(FIELD_NAME))
     except Exception as exc:
         raise SigningError(f"signing failed: {type(exc).__name__}: {exc}") from exc
