@@ -6,7 +6,6 @@ import html
 import re
 import stat
 
-import pytest
 from cryptography import x509
 
 from auditor.cli import main

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.report.settings import (NOT_PROVIDED, ReportSettingsError, load_settings,
-                                     responsibilities)
+from auditor.report.settings import (
+    NOT_PROVIDED,
+    ReportSettingsError,
+    load_settings,
+    responsibilities,
+)
 
 FULL = """\
 report:
