@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 _PACKAGES = ("auditor", "duckdb", "pyarrow", "numpy", "torch", "ray", "weasyprint", "pyhanko",
-             "pyhanko-certvalidator", "cryptography", "jinja2", "pydantic", "typer")
+             "pyhanko-certvalidator", "cryptography", "jinja2", "pydantic", "typer", "matplotlib")
 
 
 def _version(name: str) -> str:
