@@ -37,3 +37,18 @@ def test_settings_fill_accountability(store_db):
     rows = dict(summary.accountable)
     assert rows["Accountable owner"] == "Dr. Owner" and rows["Approval"] == "CAB, 2026-12-01"
     assert not any("independent reviewer" in step for step in summary.next_steps)
+
+
+def test_traceability_reproduce_annex_and_retention(store_db):
+    from auditor.report import traceability
+
+    with api.open_store(store_db[0], read_only=True) as store:
+        ctx = build_context(store, period="2026-Q4")
+    steps = traceability.reproduce(ctx)
+    assert any(c.startswith("auditor report --period 2026-Q4") for c in steps["commands"])
+    assert any("seed" in s for s in steps["seeds"])  # report_data records a seed per audit
+    assert str(store_db[0].parent) not in repr(steps)  # no machine paths
+    points = traceability.annex_iv()
+    assert any(p.point == "2(g)" and p.section for p in points)
+    assert any(p.section is None and "outside this report" in p.how for p in points)
+    assert any("10 years" in line and "Art. 18" in line for line in traceability.retention())
