@@ -86,6 +86,14 @@ def _stage_row(version, behaviour: str, stage_id: str) -> tuple[dict[str, Any] |
 
 
 def _evidence_kind(stage: dict[str, Any] | None) -> str:
+    """"exact (replayed)", "estimate ± w (calibrated)" or "estimate (uncalibrated)"."""
+    mark = (stage or {}).get("evidence_mark")
+    if mark == "exact":
+        return "exact (replayed)"
+    if isinstance(mark, str) and mark.startswith("±"):
+        return f"estimate {mark} (calibrated band)"
+    if mark:
+        return f"estimate ({mark})"
     evidence = (stage or {}).get("evidence")
     if isinstance(evidence, dict) and evidence.get("kind"):
         return str(evidence["kind"])
