@@ -115,3 +115,16 @@ def retention() -> list[str]:
             "The signature is timestamped and carries its validation data when signed with "
             "--tsa-url and --crl (PAdES B-T / B-LT), so it stays verifiable after the signer's "
             "certificate expires."]
+
+
+def revision_history(recorded: list[dict[str, Any]], kind: str, file_name: str) -> list[dict]:
+    """Earlier reports of the same type and subject (same file name) recorded in the store,
+    oldest first: this report supersedes them. Only names, ids, dates and hashes are shown."""
+    from pathlib import PurePath
+
+    rows = []
+    for row in recorded:
+        if row["kind"] == kind and PurePath(str(row["path"])).name == file_name:
+            rows.append({"report_id": row["report_id"], "created_at": str(row["created_at"])[:19],
+                         "sha256": row["sha256"], "signer": row.get("signer") or "unsigned"})
+    return rows
