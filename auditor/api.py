@@ -210,7 +210,8 @@ def check_policy(path: str | Path):
 
 
 # --- signed reports and their verification (auditor/report) --------------------------------
-def _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url):
+def _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url,
+                     crls=(), archive=False):
     from auditor.report.sign import SignerSettings
 
     if p12 is None and key is None and cert is None:
@@ -220,7 +221,8 @@ def _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa
                           chain=tuple(Path(c) for c in chain or ()),
                           passphrase_env=passphrase_env,
                           passphrase_file=Path(passphrase_file) if passphrase_file else None,
-                          tsa_url=tsa_url)
+                          tsa_url=tsa_url, crls=tuple(Path(c) for c in crls or ()),
+                          archive=archive)
 
 
 def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = None,
@@ -228,13 +230,22 @@ def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = No
                 key: str | Path | None = None, cert: str | Path | None = None,
                 chain: tuple[str | Path, ...] = (), passphrase_env: str | None = None,
                 passphrase_file: str | Path | None = None, tsa_url: str | None = None,
-                html: bool = True, policy_file: str | Path | None = None, wait: float = 0.0):
+                html: bool = True, policy_file: str | Path | None = None, wait: float = 0.0,
+                settings: str | Path | None = None, crls: tuple[str | Path, ...] = (),
+                archive: bool = False):
     """Render the release-gate report of ``version`` or the quarterly report of ``period``
     (PDF/A-3b with embedded evidence, plus an HTML twin), sign it when a key is given, and record
-    it in the store. Returns a ``ReportResult(pdf, html, sha256, ...)``."""
+    it in the store. ``settings`` is the report settings file (default: ./auditor.yaml when it
+    exists); its ``signing:`` defaults (timestamp authority, CRLs, archive timestamp) apply
+    where the arguments give none. Returns a ``ReportResult(pdf, html, sha256, ...)``."""
     from auditor.report.make import make_report as make
+    from auditor.report.settings import load_document
 
-    signing = _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url)
+    document = load_document(settings)
+    defaults = document.signing
+    signing = _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file,
+                               tsa_url or defaults.tsa_url, crls or tuple(defaults.crl),
+                               archive or defaults.archive)
     with open_store(db, wait=wait) as store:
         return make(store, out_dir, version=version, period=period, signing=signing,
                     write_html=html, policy_file=policy_file)

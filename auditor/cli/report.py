@@ -25,7 +25,14 @@ def report(
                                        help="Read the key passphrase from this env variable."),
     passphrase_file: Path = typer.Option(None, "--passphrase-file",
                                          help="Read the key passphrase from this file."),
-    tsa_url: str = typer.Option(None, "--tsa-url", help="RFC 3161 timestamp authority URL."),
+    tsa_url: str = typer.Option(None, "--tsa-url", help="RFC 3161 timestamp authority URL "
+                                                        "(PAdES B-T)."),
+    crl: list[Path] = typer.Option(None, "--crl", help="CRL of the signing CA, embedded with the "
+                                                       "certificates in the DSS (PAdES B-LT)."),
+    archive: bool = typer.Option(False, "--archive", help="Add a document timestamp over the "
+                                                          "validation data (PAdES B-LTA)."),
+    settings: Path = typer.Option(None, "--settings", help="Report settings file (default: "
+                                                           "./auditor.yaml when it exists)."),
     policy_file: Path = typer.Option(None, "--policy", help="Policy file to embed (default: the "
                                                             "one stored with the policy run)."),
     html: bool = typer.Option(True, "--html/--no-html", help="Also write the HTML twin."),
@@ -36,7 +43,8 @@ def report(
     result = api.make_report(db=db, out_dir=out, version=version, period=period, p12=p12,
                              key=key, cert=cert, chain=tuple(chain or ()),
                              passphrase_env=passphrase_env, passphrase_file=passphrase_file,
-                             tsa_url=tsa_url, html=html, policy_file=policy_file, wait=wait)
+                             tsa_url=tsa_url, html=html, policy_file=policy_file, wait=wait,
+                             settings=settings, crls=tuple(crl or ()), archive=archive)
     console.print(f"report {result.report_id}: {result.verdict}", soft_wrap=True)
     console.print(f"  pdf  {result.pdf} (sha256 {result.sha256})", soft_wrap=True)
     if result.html:

@@ -83,31 +83,63 @@ class Responsibility:
     provided: bool
 
 
+class SigningDefaults(BaseModel):
+    """``signing:``: a timestamp authority makes every signature PAdES B-T by default; CRLs
+    (files, relative to the settings file) make it B-LT; ``archive`` adds a document timestamp
+    (B-LTA). Command-line options override them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tsa_url: Text | None = None
+    crl: list[Text] = Field(default_factory=list)
+    archive: bool = False
+
+    @field_validator("crl", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("tsa_url")
+    @classmethod
+    def _http(cls, value):
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     report: ReportSettings = Field(default_factory=ReportSettings)
+    signing: SigningDefaults = Field(default_factory=SigningDefaults)
 
 
 def load_settings(path: str | Path | None = None, *, folder: str | Path = ".") -> ReportSettings:
     """The settings from ``path`` (YAML, or a pyproject.toml), else ``auditor.yaml`` in
     ``folder`` when it exists, else empty settings (every field "not provided")."""
+    return load_document(path, folder=folder).report
+
+
+def load_document(path: str | Path | None = None, *, folder: str | Path = ".") -> _Document:
+    """Both mappings (``report``, ``signing``); CRL paths made relative to the file's folder."""
     if path is None:
         default = Path(folder) / SETTINGS_FILE
         if not default.is_file():
-            return ReportSettings()
+            return _Document()
         path = default
     path = Path(path)
     if path.suffix == ".toml":
-        return _from_pyproject(path)
-    data, lines = parse_document(read_text(path, ReportSettingsError), path, ReportSettingsError,
-                                 _DatesAsText)
-    if data is None:
-        return ReportSettings()
-    return validate(_Document, data, path, lines, ReportSettingsError).report
+        document = _from_pyproject(path)
+    else:
+        data, lines = parse_document(read_text(path, ReportSettingsError), path,
+                                     ReportSettingsError, _DatesAsText)
+        document = _Document() if data is None else \
+            validate(_Document, data, path, lines, ReportSettingsError)
+    document.signing.crl = [str(path.parent / c) for c in document.signing.crl]
+    return document
 
 
-def _from_pyproject(path: Path) -> ReportSettings:
+def _from_pyproject(path: Path) -> _Document:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -116,8 +148,9 @@ def _from_pyproject(path: Path) -> ReportSettings:
         data = tomllib.loads(read_text(path, ReportSettingsError))
     except tomllib.TOMLDecodeError as exc:
         raise ReportSettingsError(f"syntax error: {exc}", path=str(path)) from None
-    section = data.get("tool", {}).get("auditor", {}).get("report", {})
-    return validate(ReportSettings, section, path, {}, ReportSettingsError)
+    section = data.get("tool", {}).get("auditor", {})
+    section = {key: section[key] for key in ("report", "signing") if key in section}
+    return validate(_Document, section, path, {}, ReportSettingsError)
 
 
 def _text(value: str | None) -> str:

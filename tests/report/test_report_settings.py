@@ -67,3 +67,16 @@ def test_bad_settings_name_the_line(tmp_path, text, where):
     with pytest.raises(ReportSettingsError) as info:
         load_settings(path)
     assert where in str(info.value) and "auditor.yaml" in str(info.value)
+
+
+def test_signing_defaults(tmp_path):
+    from auditor.report.settings import load_document
+
+    path = tmp_path / "auditor.yaml"
+    path.write_text("signing:\n  tsa_url: http://127.0.0.1:3161/tsa\n  crl: keys/root.crl\n")
+    document = load_document(folder=tmp_path)
+    assert document.signing.tsa_url.startswith("http://")
+    assert document.signing.crl == [str(tmp_path / "keys/root.crl")]
+    path.write_text("signing:\n  tsa_url: ftp://x\n")
+    with pytest.raises(ReportSettingsError, match="yaml:2:"):
+        load_document(path)
