@@ -15,7 +15,7 @@ from auditor.behaviours.library import probe_loss
 from auditor.errors import EstimatorError
 from auditor.estimators import ESTIMATORS, attribute, get_estimator
 from auditor.estimators.device import DeviceTask, device_transparent, resolve_device, to_device
-from auditor.estimators.registry import final_model
+from auditor.lineage.counterfactual import final_model
 
 CHECKED = ("aa", "aa-hessian", "naive", "replay")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

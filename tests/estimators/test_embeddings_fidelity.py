@@ -12,9 +12,9 @@ from auditor.errors import CheckpointError, EstimatorError
 from auditor.estimators import attribute, get_estimator
 from auditor.estimators.embeddings import load_embeddings, save_embeddings
 from auditor.estimators.fidelity import verify_by_replay
-from auditor.estimators.gradients import score_by_gradients
-from auditor.estimators.plugin import score_by_plugin
-from auditor.estimators.registry import final_model
+from auditor.estimators.scoring.gradients import score_by_gradients
+from auditor.estimators.scoring.plugin import score_by_plugin
+from auditor.lineage.counterfactual import final_model
 
 
 def test_saved_embeddings_score_a_new_behaviour_identically(tmp_path):

@@ -13,10 +13,11 @@ from tinytask import TinyTask
 
 from auditor.errors import CheckpointError, EstimatorError, LineageError
 from auditor.estimators import attribute, get_estimator
-from auditor.estimators.layout import ParamLayout
-from auditor.estimators.sketch import CountSketch, SketchSpec
 from auditor.lineage.checkpoints import resolve
 from auditor.lineage.recorder import Recorder
+from auditor.sketching.countsketch import CountSketch
+from auditor.sketching.layout import ParamLayout
+from auditor.sketching.spec import SketchSpec
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from auditor.estimators.dynamics import StageCoefficients, StepVectors, forward_step
-from auditor.estimators.layout import load_flat
-from auditor.estimators.trajectory import FactualStep, params_of, walk
-from auditor.estimators.unrolled import Problem, _ensure_module
+from auditor.estimators.propagation.dynamics import StageCoefficients, StepVectors, forward_step
+from auditor.estimators.propagation.trajectory import FactualStep, params_of, walk
+from auditor.estimators.propagation.unrolled import Problem, _ensure_module
+from auditor.sketching.layout import load_flat
 
 
 @dataclass

@@ -16,17 +16,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.estimators.curvature import LossModule, Operator
-from auditor.estimators.dynamics import (
+from auditor.estimators.curvature.products import Operator
+from auditor.estimators.propagation.dynamics import (
     StageCoefficients,
     adam_preconditioner,
     adjoint_step,
     forward_step,
     step_vectors,
 )
-from auditor.estimators.layout import ParamLayout, StageDisplacements
-from auditor.estimators.trajectory import FactualStep, exp_avg_sq, params_of, walk
+from auditor.estimators.propagation.trajectory import FactualStep, exp_avg_sq, params_of, walk
 from auditor.lineage.models import ModelVersion
+from auditor.sketching.layout import ParamLayout, StageDisplacements
+from auditor.sketching.loss import LossModule
 from auditor.task import TrainingTask
 
 OperatorFactory = Callable[[LossModule, dict, Any, "int | None", ParamLayout], Operator]
