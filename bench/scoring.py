@@ -31,7 +31,7 @@ from auditor.estimators.propagation.h0 import H0Propagator  # noqa: E402
 from auditor.estimators.propagation.trajectory import all_coefficients  # noqa: E402
 from auditor.estimators.scoring.gradients import score_by_gradients  # noqa: E402
 from auditor.lineage.counterfactual import final_model  # noqa: E402
-from auditor.sketching.layout import ParamLayout, stage_displacements  # noqa: E402
+from auditor.lineage.sketching.layout import ParamLayout, stage_displacements  # noqa: E402
 from bench.fidelity_scenarios import long_plan  # noqa: E402
 
 

@@ -33,7 +33,7 @@ from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.scoring.plugin import score_by_plugin
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout
+from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask
 
 

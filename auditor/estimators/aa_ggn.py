@@ -31,7 +31,7 @@ from auditor.estimators.records import embeddings_from_flat
 from auditor.estimators.settings import setting
 from auditor.estimators.unrolled_base import UnrolledEstimator, UnrolledSettings, UnrolledState
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.spec import Samples, SketchSpec
+from auditor.lineage.sketching.spec import Samples, SketchSpec
 from auditor.task import TrainingTask
 
 CURVATURES: dict[str, tuple[OperatorFactory, str]] = {

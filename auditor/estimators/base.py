@@ -27,7 +27,7 @@ from auditor.errors import EstimatorError
 from auditor.estimators.settings import EstimatorSettings
 from auditor.hashing import config_hash
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import Vector
+from auditor.lineage.sketching.layout import Vector
 from auditor.task import TrainingTask
 
 __all__ = ["Estimator", "EstimatorState", "StageEffects", "StageEmbeddings", "Vector"]

@@ -34,8 +34,8 @@ from auditor.estimators.scoring.gradients import behaviour_gradient
 from auditor.lineage.counterfactual import final_model
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.replay import seed_step
-from auditor.sketching.layout import ParamLayout, load_flat, momentum_field
-from auditor.sketching.loss import LossModule
+from auditor.lineage.sketching.layout import ParamLayout, load_flat, momentum_field
+from auditor.lineage.sketching.loss import LossModule
 from auditor.task import TrainingTask
 
 

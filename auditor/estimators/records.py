@@ -10,7 +10,7 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import Estimator, EstimatorState, StageEffects, StageEmbeddings
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout
+from auditor.lineage.sketching.layout import ParamLayout
 
 
 def convention_of(version: ModelVersion) -> str:

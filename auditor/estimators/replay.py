@@ -25,7 +25,7 @@ from auditor.estimators.scoring.families import values_at
 from auditor.estimators.settings import EstimatorSettings, replace_setting, setting
 from auditor.lineage.counterfactual import load_model, run_without_stage
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout, load_flat
+from auditor.lineage.sketching.layout import ParamLayout, load_flat
 from auditor.task import TrainingTask
 
 

@@ -26,7 +26,7 @@ from auditor.estimators.records import effects_record, embeddings_from_flat
 from auditor.estimators.scoring.gradients import behaviour_gradient
 from auditor.estimators.settings import EstimatorSettings, setting
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout
+from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask
 
 Segment = tuple[dict[str, torch.Tensor], torch.Tensor]  # (θ_c, v_c)

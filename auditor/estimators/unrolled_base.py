@@ -43,7 +43,7 @@ from auditor.estimators.scoring.gradients import behaviour_gradient, score_by_gr
 from auditor.estimators.scoring.plugin import score_by_plugin
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout, stage_displacements
+from auditor.lineage.sketching.layout import ParamLayout, stage_displacements
 from auditor.task import TrainingTask
 
 MODES = ("auto", "forward", "reverse")

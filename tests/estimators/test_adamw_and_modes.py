@@ -50,8 +50,8 @@ def test_adam_forms_and_hvp_implementations(tmp_path):
     from auditor.errors import EstimatorError
     from auditor.estimators.curvature.products import hessian_operator, hessian_operator_func
     from auditor.lineage.counterfactual import final_model
-    from auditor.sketching.layout import ParamLayout
-    from auditor.sketching.loss import LossModule
+    from auditor.lineage.sketching.layout import ParamLayout
+    from auditor.lineage.sketching.loss import LossModule
 
     task, rec = record_adamw(tmp_path)
     behaviours = example_losses("ex", task.x[:8], task.y[:8])

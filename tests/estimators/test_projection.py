@@ -15,9 +15,9 @@ from auditor.errors import CheckpointError, EstimatorError, LineageError
 from auditor.estimators import attribute, get_estimator
 from auditor.lineage.checkpoints import resolve
 from auditor.lineage.recorder import Recorder
-from auditor.sketching.countsketch import CountSketch
-from auditor.sketching.layout import ParamLayout
-from auditor.sketching.spec import SketchSpec
+from auditor.lineage.sketching.countsketch import CountSketch
+from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.spec import SketchSpec
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:

@@ -89,7 +89,7 @@ def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path, caps
     from tinyaudit import behaviours
 
     from auditor.estimators import attribute
-    from auditor.sketching.spec import SketchSpec
+    from auditor.lineage.sketching.spec import SketchSpec
 
     task, rec = record_sgd(tmp_path / "run", sketch=SketchSpec(dim=4, samples=2))
     db = tmp_path / "audit.duckdb"

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad, jvp, vjp
 
-from auditor.sketching.layout import ParamLayout
-from auditor.sketching.loss import (
+from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.loss import (
     LossModule,
     loss_at_outputs,
     model_output,

@@ -27,10 +27,10 @@ from auditor.estimators.propagation.trajectory import FactualStep, params_of, wa
 from auditor.estimators.propagation.unrolled import Problem
 from auditor.lineage.checkpoints import load_tensors
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.countsketch import CountSketch
-from auditor.sketching.factors import ggn_factors, step_generator, tensor_dots
-from auditor.sketching.loss import LossModule
-from auditor.sketching.spec import SketchSpec
+from auditor.lineage.sketching.countsketch import CountSketch
+from auditor.lineage.sketching.factors import ggn_factors, step_generator, tensor_dots
+from auditor.lineage.sketching.loss import LossModule
+from auditor.lineage.sketching.spec import SketchSpec
 
 
 def require_sgd(version: ModelVersion, name: str) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from auditor.estimators.propagation.dynamics import StageCoefficients, StepVectors, forward_step
 from auditor.estimators.propagation.trajectory import FactualStep, params_of, walk
 from auditor.estimators.propagation.unrolled import Problem, _ensure_module
-from auditor.sketching.layout import load_flat
+from auditor.lineage.sketching.layout import load_flat
 
 
 @dataclass

@@ -20,7 +20,7 @@ from auditor.estimators.propagation.dynamics import (
 )
 from auditor.estimators.propagation.trajectory import all_coefficients
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout, load_flat, stage_displacements
+from auditor.lineage.sketching.layout import ParamLayout, load_flat, stage_displacements
 
 TAIL_CUTOFF = 1e-12
 

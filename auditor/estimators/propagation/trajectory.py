@@ -20,7 +20,7 @@ from auditor.lineage.checkpoints import Tensors, load_tensors
 from auditor.lineage.counterfactual import load_model
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.replay import run_stage, seed_step
-from auditor.sketching.layout import ParamLayout
+from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask
 
 

@@ -26,8 +26,8 @@ from auditor.estimators.propagation.dynamics import (
 )
 from auditor.estimators.propagation.trajectory import FactualStep, exp_avg_sq, params_of, walk
 from auditor.lineage.models import ModelVersion
-from auditor.sketching.layout import ParamLayout, StageDisplacements
-from auditor.sketching.loss import LossModule
+from auditor.lineage.sketching.layout import ParamLayout, StageDisplacements
+from auditor.lineage.sketching.loss import LossModule
 from auditor.task import TrainingTask
 
 OperatorFactory = Callable[[LossModule, dict, Any, "int | None", ParamLayout], Operator]

@@ -12,11 +12,11 @@ import torch
 
 from auditor.errors import EstimatorError
 from auditor.lineage.replay import seed_step
-from auditor.sketching.countsketch import CountSketch
-from auditor.sketching.factors import ggn_factors, step_generator, tensor_dots
-from auditor.sketching.layout import ParamLayout, load_flat, momentum_change
-from auditor.sketching.loss import LossModule
-from auditor.sketching.spec import SketchSpec
+from auditor.lineage.sketching.countsketch import CountSketch
+from auditor.lineage.sketching.factors import ggn_factors, step_generator, tensor_dots
+from auditor.lineage.sketching.layout import ParamLayout, load_flat, momentum_change
+from auditor.lineage.sketching.loss import LossModule
+from auditor.lineage.sketching.spec import SketchSpec
 
 
 class SketchLog:

@@ -20,9 +20,15 @@ from typing import Any
 import torch
 from torch.func import functional_call, vjp, vmap
 
-from auditor.sketching.layout import ParamLayout
-from auditor.sketching.loss import LossModule, loss_at_outputs, model_output, prefixed, seeded
-from auditor.sketching.spec import Samples, SketchSpec
+from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.loss import (
+    LossModule,
+    loss_at_outputs,
+    model_output,
+    prefixed,
+    seeded,
+)
+from auditor.lineage.sketching.spec import Samples, SketchSpec
 
 
 def step_generator(spec: SketchSpec, global_step: int) -> torch.Generator:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from auditor.sketching.layout import ParamLayout
+from auditor.lineage.sketching.layout import ParamLayout
 
 
 @dataclass(frozen=True)
