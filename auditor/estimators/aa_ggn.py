@@ -48,11 +48,11 @@ class GGNSettings(UnrolledSettings):
                              "Fisher of the per-example losses)")
     projection: int | None = setting(None, "random projection: sketch coordinates per "
                                      "parameter tensor (SGD stages, gauss-newton, forward mode)",
-                                     hashed=False)
+                                     hashed="sketch")
     samples: Samples | None = setting(None, "projection: Rademacher samples per step, or "
-                                      "exact (default 4)", hashed=False)
+                                      "exact (default 4)", hashed="sketch")
     sketch_seed: int | None = setting(None, "projection: the count sketch's seed (default 0)",
-                                      hashed=False)
+                                      hashed="sketch")
 
     def __post_init__(self) -> None:
         super().__post_init__()

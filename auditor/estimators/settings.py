@@ -2,7 +2,8 @@
 
 A field made with ``setting(default, help)`` is part of the config hash unless
 ``hashed=False`` (``device``, the unrolled estimators' ``mode``: they change the cost, not the
-numbers). ``__post_init__`` validates; ``from_values`` turns user keys (``--setting k=v``,
+numbers) or ``hashed="..."`` (a settings class whose ``hashed()`` folds the field in under
+another key, named by the string). ``__post_init__`` validates; ``from_values`` turns user keys (``--setting k=v``,
 audit.yaml ``estimator_settings``) into settings, naming an unknown key and the valid ones.
 """
 
@@ -18,7 +19,7 @@ from auditor.estimators.device import check_device
 S = TypeVar("S", bound="EstimatorSettings")
 
 
-def setting(default: Any, help: str, *, hashed: bool = True) -> Any:
+def setting(default: Any, help: str, *, hashed: bool | str = True) -> Any:
     """A settings field: its default, one line of help, and whether it enters the hash."""
     return field(default=default, metadata={"help": help, "hashed": hashed})
 
@@ -58,7 +59,7 @@ class EstimatorSettings:
     def hashed(self) -> dict[str, Any]:
         """The settings that change the numbers (what the config hash covers)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.metadata.get("hashed", True)}
+                if f.metadata.get("hashed", True) is True}
 
 
 def replace_setting(settings: S, name: str, value: Any) -> None:

@@ -57,7 +57,7 @@ class UnrolledSettings(EstimatorSettings):
     mode: str = setting("auto", "forward (stage embeddings), reverse (one adjoint sweep per "
                         "behaviour) or auto (reverse when fewer behaviours than stages); not in "
                         "the config hash (it changes only the cost)", hashed=False)
-    queries: int | None = setting(None, "the number of behaviours ``auto`` plans for (set by "
+    queries: int | None = setting(None, "the number of behaviours mode=auto plans for (set by "
                                   "attribute); not in the config hash", hashed=False)
     plugin: bool = setting(False, "score f(θ_T) − f(θ_T − e_k) instead of ∇f(θ_T)·e_k "
                            "(forward mode)")

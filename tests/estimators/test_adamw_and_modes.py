@@ -37,15 +37,6 @@ def test_estimators_track_replay(tmp_path, record):
     assert np.allclose(aa[-1], truth[-1], rtol=0.2, atol=1e-3)
 
 
-def test_tracin_runs_and_is_deterministic(tmp_path):
-    task, rec = record_sgd(tmp_path)
-    behaviours = example_losses("ex", task.x[:4], task.y[:4])
-    first = attribute(rec.lineage, tmp_path, task, behaviours, "tracin")
-    second = attribute(rec.lineage, tmp_path, task, behaviours, "tracin", checkpoints=2)
-    assert np.array_equal(first.effects, second.effects)
-    assert np.abs(first.effects).max() > 0
-
-
 def test_adam_forms_and_hvp_implementations(tmp_path):
     from auditor.errors import EstimatorError
     from auditor.estimators.curvature.products import hessian_operator, hessian_operator_func
