@@ -2,8 +2,9 @@
 
 For each stage k the model re-enters stage k+1 as it entered stage k (parameters θ_{s_k}; under
 ``carry`` the optimizer state σ_{s_k}) and stages k+1..K run again with their logged batches,
-learning rates, hyperparameters and seeds (``auditor.lineage.counterfactual``). The effect is
-f(θ_T) − f(θ_T^{(−k)}), evaluated directly. Cost: Σ_k (T − e_k) training steps.
+learning rates, hyperparameters and seeds (``auditor.lineage.counterfactual``;
+docs/maths.md#leave-stage-out). The effect is f(θ_T) − f(θ_T^{(−k)}), evaluated directly.
+Cost: Σ_k (T − e_k) training steps.
 """
 
 from __future__ import annotations

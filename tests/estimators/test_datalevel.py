@@ -1,4 +1,4 @@
-"""Data-form decomposition (§4.3): exact reconstruction, and example scores that add up."""
+"""Data-form decomposition (docs/maths.md#data-level-attribution): exact reconstruction, and example scores that add up."""
 
 from __future__ import annotations
 

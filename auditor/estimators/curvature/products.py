@@ -7,7 +7,8 @@ the model's outputs on the batch, H_out the Hessian of the loss in the outputs (
 output-space Hessian product and one vjp; positive semi-definite for a convex loss).
 ``fisher_operator``: empirical Fisher G_t v = |B|⁻¹ Jᵀ(J v), J the per-example loss Jacobian
 (one jvp and one vjp; positive semi-definite, so the propagation contracts).
-All re-seed torch before every forward pass so dropout masks are the factual ones.
+All re-seed torch before every forward pass so dropout masks are the factual ones
+(docs/maths.md#curvature).
 """
 
 from __future__ import annotations

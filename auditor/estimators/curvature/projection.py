@@ -1,4 +1,5 @@
-"""``aa-ggn`` with random projection: the unrolled propagation in d sketched dimensions (§4.2).
+"""``aa-ggn`` with random projection: the unrolled propagation in d sketched dimensions
+(docs/maths.md#random-projection).
 
 A stage's displacement splits into the part the H = 0 maps carry (``aa``'s embedding, exact in
 P dimensions) and the curvature correction c_k. The correction is propagated in the sketch: every

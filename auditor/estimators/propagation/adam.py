@@ -1,4 +1,5 @@
-"""Adam/AdamW beyond the fixed preconditioner (docs/estimators.md §3, §4.5), forward mode only.
+"""Adam/AdamW beyond the fixed preconditioner, forward mode only
+(docs/maths.md#adam-beyond-the-fixed-preconditioner).
 
 ``jacobian``: the second-moment difference δv is propagated too,
   δv' = β₂δv + 2(1−β₂)·g ⊙ a,   and the update's derivative in v adds

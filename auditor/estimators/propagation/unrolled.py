@@ -1,4 +1,5 @@
-"""Unrolled propagation of stage displacements through the later steps (§4.2), with curvature.
+"""Unrolled propagation of stage displacements through the later steps, with curvature
+(docs/maths.md#unrolled-propagation).
 
 Forward mode pushes every stage's (D_k, M_k) through the steps after it, one curvature product
 per step and stage: the results are stage embeddings shared by all behaviours. Reverse mode pulls
