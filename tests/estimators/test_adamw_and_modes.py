@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from recorded import record_adamw, record_sgd
 
 from auditor.behaviours.library import example_losses
 from auditor.estimators import attribute
+from tests.support.recorded import record_adamw, record_sgd
 
 
 @pytest.mark.parametrize("record", [record_adamw, record_sgd])

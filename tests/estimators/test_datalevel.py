@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from linreg import linear_behaviours, record_linreg
-from recorded import record_adamw
 
 from auditor.behaviours.library import example_losses
 from auditor.estimators import attribute
 from auditor.estimators.datalevel import example_attribution, reconstruct_change
+from tests.support.linreg import linear_behaviours, record_linreg
+from tests.support.recorded import record_adamw
 
 
 @pytest.mark.parametrize("convention", ["carry", "reset"])

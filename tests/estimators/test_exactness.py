@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from linreg import linear_behaviours, record_linreg
 
 from auditor.errors import EstimatorError
 from auditor.estimators import attribute, get_estimator
 from auditor.lineage.counterfactual import final_model
+from tests.support.linreg import linear_behaviours, record_linreg
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:

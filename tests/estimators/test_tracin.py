@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from linreg import STAGES, record_linreg
 
 from auditor.behaviours.base import Behaviour
 from auditor.estimators import attribute
 from auditor.lineage.checkpoints import load_tensors
+from tests.support.linreg import STAGES, record_linreg
 
 
 def half_square(model: torch.nn.Module) -> torch.Tensor:
