@@ -119,9 +119,12 @@ class Estimator(ABC):
     def __init__(self, settings: EstimatorSettings | None = None, /, **values: object):
         if settings is None:
             settings = self.Settings.from_values(self.name, values)
-        elif values or type(settings) is not self.Settings:
+        elif values:
             raise EstimatorError(f"estimator {self.name!r} takes one {self.Settings.__name__} "
                                  "or keyword settings, not both")
+        elif type(settings) is not self.Settings:
+            raise EstimatorError(f"estimator {self.name!r} takes a {self.Settings.__name__}, "
+                                 f"not a {type(settings).__name__}")
         self.settings = settings
 
     @classmethod

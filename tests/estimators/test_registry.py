@@ -66,6 +66,8 @@ def test_an_estimator_takes_a_settings_object_or_keywords():
     assert cls(cls.Settings(checkpoints=3)).config_hash == cls(checkpoints=3).config_hash
     with pytest.raises(EstimatorError, match="not both"):
         cls(cls.Settings(), checkpoints=3)
+    with pytest.raises(EstimatorError, match="takes a TracInSettings, not a AASettings"):
+        cls(ESTIMATORS["aa"].Settings())
 
 
 def test_an_unknown_setting_is_named_with_the_valid_ones():
