@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 # Ray workers and subprocesses import this worktree's auditor, ``tests.support`` (from ROOT) and
 # the execution tests' tiny audit modules named in audit specs (``tinyaudit:...``).
