@@ -114,3 +114,9 @@ def test_docs_contracts_names_the_registry():
     page = (DOCS / "contracts.md").read_text()
     sentence = page.split("Registered names:")[1].split("(tested")[0]
     assert sorted(re.findall(r"`([\w-]+)`", sentence)) == sorted(ESTIMATORS)
+
+
+def test_docs_architecture_names_the_registry():
+    page = (DOCS / "architecture.md").read_text()
+    sentence = page.split("Registry:")[1].split("- **Executor**")[0]
+    assert sorted(set(re.findall(r"`([\w-]+)`", sentence))) == sorted(ESTIMATORS)
