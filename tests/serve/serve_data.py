@@ -119,8 +119,8 @@ def build(folder: Path) -> Built:
     for model, name, *_ in VERSIONS:
         api.gate(f"{model}@{name}", db=db, policy=policy, today=TODAY)
     keys = api.init_keys(folder / "keys", demo=True)
-    made = api.make_report(db=db, out_dir=folder / "reports", version=FAILING, p12=keys.p12,
-                           html=False)
+    made = api.make_report(db=db, out_dir=folder / "reports", version=FAILING,
+                           signing=api.SignerSettings(p12=keys.p12), html=False)
     tampered = folder / "tampered.pdf"
     data = bytearray(made.pdf.read_bytes())
     at = data.index(b"/Producer") if b"/Producer" in data else len(data) // 3

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from auditor.estimators.base import Vector
 from auditor.lineage.checkpoints import load_tensors
 from auditor.lineage.models import ModelVersion, Stage
+
+Vector = dict[str, torch.Tensor]  # one tensor per trainable parameter name
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from tinytask import TinyTask
 
 from auditor import Recorder
 from auditor.lineage.models import DatasetRef
+from tests.support.tinytask import TinyTask
 
 DATA = [DatasetRef(name="tiny", digest="0" * 64, records=64, tags=["synthetic"])]
 
@@ -50,7 +50,7 @@ def record_sgd(tmp_path, sketch=None):
     torch.manual_seed(1)
     model = task.build_model()
     rec = Recorder(tmp_path, model, model_name="tiny", version="v1",
-                   task="tinytask:tiny_task", seed=7, sketch=sketch)
+                   task="tests.support.tinytask:tiny_task", seed=7, sketch=sketch)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
     with rec.stage("pretrain", kind="pretrain", optimizer=opt, datasets=DATA):
@@ -73,7 +73,7 @@ def record_adamw(tmp_path):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                              {"params": no_decay, "weight_decay": 0.0, "lr": 3e-3}], lr=1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=12)
-    rec = Recorder(tmp_path, model, model_name="tiny", version="v2", task="tinytask:tiny_task")
+    rec = Recorder(tmp_path, model, model_name="tiny", version="v2", task="tests.support.tinytask:tiny_task")
     with rec.stage("pretrain", kind="pretrain", optimizer=opt):
         _train(rec, task, model, opt, sched, 6, 3, clip=0.5)
     with rec.stage("sft", kind="fine-tune", optimizer=opt):

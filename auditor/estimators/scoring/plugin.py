@@ -14,8 +14,8 @@ import torch
 
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
-from auditor.estimators.common import effects_record
-from auditor.estimators.families import values_at
+from auditor.estimators.records import effects_record
+from auditor.estimators.scoring.families import values_at
 
 
 def shifted(model: torch.nn.Module, vector: Vector, scale: float = -1.0) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""Unrolled propagation of stage displacements through the later steps (§4.2), with curvature.
+"""Unrolled propagation of stage displacements through the later steps, with curvature
+(docs/maths.md#unrolled-propagation).
 
 Forward mode pushes every stage's (D_k, M_k) through the steps after it, one curvature product
 per step and stage: the results are stage embeddings shared by all behaviours. Reverse mode pulls
@@ -16,17 +17,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.estimators.curvature import LossModule, Operator
-from auditor.estimators.dynamics import (
+from auditor.estimators.curvature.products import Operator
+from auditor.estimators.propagation.dynamics import (
     StageCoefficients,
     adam_preconditioner,
     adjoint_step,
     forward_step,
     step_vectors,
 )
-from auditor.estimators.layout import ParamLayout, StageDisplacements
-from auditor.estimators.trajectory import FactualStep, exp_avg_sq, params_of, walk
+from auditor.estimators.propagation.trajectory import FactualStep, exp_avg_sq, params_of, walk
 from auditor.lineage.models import ModelVersion
+from auditor.lineage.sketching.layout import ParamLayout, StageDisplacements
+from auditor.lineage.sketching.loss import LossModule
 from auditor.task import TrainingTask
 
 OperatorFactory = Callable[[LossModule, dict, Any, "int | None", ParamLayout], Operator]

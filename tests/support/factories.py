@@ -62,7 +62,7 @@ def make_version(model: str = "tiny", version: str = "v1", *, stages: int = 3,
                  created_at: datetime | None = datetime(2026, 11, 1, tzinfo=timezone.utc),
                  description: str = "") -> ModelVersion:
     return ModelVersion(model=model, version=version, created_at=created_at,
-                        task="tinytask:make_task", parameters=42, description=description,
+                        task="tests.support.tinytask:make_task", parameters=42, description=description,
                         stages=[make_stage(model, version, i) for i in range(stages)])
 
 

@@ -69,7 +69,7 @@ def record_linreg(tmp_path, convention: str, *, weight_decay: float = 0.01,
     torch.manual_seed(0)
     model = task.build_model()
     rec = Recorder(tmp_path, model, model_name="linreg", version=convention, seed=3,
-                   task="linreg:linreg_task" if sketch else None, sketch=sketch)
+                   task="tests.support.linreg:linreg_task" if sketch else None, sketch=sketch)
     gen = torch.Generator().manual_seed(1)
     optimizer = None
     for index, (stage_id, steps, lr) in enumerate(STAGES):

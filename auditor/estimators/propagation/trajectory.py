@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from auditor.estimators.dynamics import StageCoefficients, stage_coefficients
-from auditor.estimators.layout import ParamLayout
+from auditor.estimators.propagation.dynamics import StageCoefficients, stage_coefficients
 from auditor.lineage.checkpoints import Tensors, load_tensors
 from auditor.lineage.counterfactual import load_model
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.replay import run_stage, seed_step
+from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask
 
 

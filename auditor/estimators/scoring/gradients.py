@@ -11,8 +11,8 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
-from auditor.estimators.common import effects_record
-from auditor.estimators.families import families_of, family_effects
+from auditor.estimators.records import effects_record
+from auditor.estimators.scoring.families import families_of, family_effects
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # gradients held before one (K × P_j) @ (P_j × chunk) product per parameter

@@ -7,7 +7,8 @@ the model's outputs on the batch, H_out the Hessian of the loss in the outputs (
 output-space Hessian product and one vjp; positive semi-definite for a convex loss).
 ``fisher_operator``: empirical Fisher G_t v = |B|⁻¹ Jᵀ(J v), J the per-example loss Jacobian
 (one jvp and one vjp; positive semi-definite, so the propagation contracts).
-All re-seed torch before every forward pass so dropout masks are the factual ones.
+All re-seed torch before every forward pass so dropout masks are the factual ones
+(docs/maths.md#curvature).
 """
 
 from __future__ import annotations
@@ -16,41 +17,19 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 from torch.func import functional_call, grad, jvp, vjp
 
-from auditor.errors import EstimatorError
-from auditor.estimators.layout import ParamLayout
-from auditor.lineage.replay import seed_step
-from auditor.task import TrainingTask
+from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.loss import (
+    LossModule,
+    loss_at_outputs,
+    model_output,
+    prefixed,
+    seeded,
+    unprefixed,
+)
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
-
-
-class LossModule(nn.Module):
-    """``forward(batch)`` = the task's training loss of the wrapped model."""
-
-    def __init__(self, model: nn.Module, task: TrainingTask, reduction: str = "mean"):
-        super().__init__()
-        self.inner = model
-        self.task = task
-        self.reduction = reduction
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        return self.task.loss(self.inner, batch, reduction=self.reduction)
-
-
-def prefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {f"inner.{n}": t for n, t in tensors.items()}
-
-
-def unprefixed(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {n[len("inner."):]: t for n, t in tensors.items()}
-
-
-def seeded(seed: int | None) -> None:
-    if seed is not None:
-        seed_step(seed)
 
 
 def hessian_operator(module: LossModule, params: dict[str, torch.Tensor], batch: Any,
@@ -146,27 +125,3 @@ def gauss_newton_operator(module: LossModule, params: dict[str, torch.Tensor], b
         return layout.flatten(unprefixed(back))
 
     return apply
-
-
-def model_output(module: LossModule, run: Callable[[], Any]) -> torch.Tensor:
-    """The output of ``module.inner`` during ``run()`` (which must call it exactly once)."""
-    seen: list[torch.Tensor] = []
-    handle = module.inner.register_forward_hook(lambda _m, _i, out: seen.append(out))
-    try:
-        run()
-    finally:
-        handle.remove()
-    if len(seen) != 1 or not torch.is_tensor(seen[0]):
-        raise EstimatorError(
-            f"Gauss–Newton curvature needs the task's loss to call the model once and get one "
-            f"tensor back (it called it {len(seen)} times); use curvature='fisher'")
-    return seen[0]
-
-
-def loss_at_outputs(module: LossModule, batch: Any, out: torch.Tensor) -> torch.Tensor:
-    """The task's loss when the model returns ``out`` (the model itself is not run)."""
-    module.inner.forward = lambda *args, **kwargs: out
-    try:
-        return module(batch)
-    finally:
-        del module.inner.forward

@@ -1,4 +1,4 @@
-"""The linearised step map of the logged optimizers (docs/estimators.md §3), forward and adjoint.
+"""The linearised step map of the logged optimizers, forward and adjoint (docs/maths.md#step-maps).
 
 State of a tangent: (δ, δm) — parameter and first-moment differences between the factual run and
 the run without a stage. One step, with a = ν·Hδ + λ_c·δ (masked to the parameters the step
@@ -161,7 +161,7 @@ def adjoint_parts(s: StepVectors, u: torch.Tensor, w: torch.Tensor, curv: Curvat
     """``adjoint_step`` plus the adjoint of the step's input a = ν·g + λ_c·θ.
 
     ``input_only``: treat a as a given input (the factual gradient), not a function of θ — the
-    exact data-form decomposition of a stage (§4.3).
+    exact data-form decomposition of a stage (docs/maths.md#data-level-attribution).
     """
     if s.kind == "sgd":
         r = w - s.eta * s.nm * u

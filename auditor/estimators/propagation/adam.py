@@ -1,4 +1,5 @@
-"""Adam/AdamW beyond the fixed preconditioner (docs/estimators.md §3, §4.5), forward mode only.
+"""Adam/AdamW beyond the fixed preconditioner, forward mode only
+(docs/maths.md#adam-beyond-the-fixed-preconditioner).
 
 ``jacobian``: the second-moment difference δv is propagated too,
   δv' = β₂δv + 2(1−β₂)·g ⊙ a,   and the update's derivative in v adds
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from auditor.estimators.dynamics import StageCoefficients, StepVectors, forward_step
-from auditor.estimators.layout import load_flat
-from auditor.estimators.trajectory import FactualStep, params_of, walk
-from auditor.estimators.unrolled import Problem, _ensure_module
+from auditor.estimators.propagation.dynamics import StageCoefficients, StepVectors, forward_step
+from auditor.estimators.propagation.trajectory import FactualStep, params_of, walk
+from auditor.estimators.propagation.unrolled import Problem, _ensure_module
+from auditor.lineage.sketching.layout import load_flat
 
 
 @dataclass

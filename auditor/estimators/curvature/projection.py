@@ -1,4 +1,5 @@
-"""``aa-ggn`` with random projection: the unrolled propagation in d sketched dimensions (§4.2).
+"""``aa-ggn`` with random projection: the unrolled propagation in d sketched dimensions
+(docs/maths.md#random-projection).
 
 A stage's displacement splits into the part the H = 0 maps carry (``aa``'s embedding, exact in
 P dimensions) and the curvature correction c_k. The correction is propagated in the sketch: every
@@ -21,20 +22,16 @@ import torch
 from torch import nn
 
 from auditor.errors import EstimatorError
-from auditor.estimators.aa import H0Propagator, step_maps
-from auditor.estimators.curvature import LossModule
-from auditor.estimators.dynamics import StageCoefficients, forward_step, step_vectors
-from auditor.estimators.sketch import (
-    CountSketch,
-    SketchSpec,
-    ggn_factors,
-    step_generator,
-    tensor_dots,
-)
-from auditor.estimators.trajectory import FactualStep, params_of, walk
-from auditor.estimators.unrolled import Problem
+from auditor.estimators.propagation.dynamics import StageCoefficients, forward_step, step_vectors
+from auditor.estimators.propagation.h0 import H0Propagator, step_maps
+from auditor.estimators.propagation.trajectory import FactualStep, params_of, walk
+from auditor.estimators.propagation.unrolled import Problem
 from auditor.lineage.checkpoints import load_tensors
 from auditor.lineage.models import ModelVersion
+from auditor.lineage.sketching.countsketch import CountSketch
+from auditor.lineage.sketching.factors import ggn_factors, step_generator, tensor_dots
+from auditor.lineage.sketching.loss import LossModule
+from auditor.lineage.sketching.spec import SketchSpec
 
 
 def require_sgd(version: ModelVersion, name: str) -> None:

@@ -1,16 +1,16 @@
-"""Small pieces every estimator shares: the stage-embedding record and its settings hash."""
+"""The records every estimator builds: ``StageEmbeddings`` from flat vectors, ``StageEffects``."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
+import numpy as np
 import torch
 
-from auditor.estimators.base import StageEmbeddings
-from auditor.estimators.layout import ParamLayout
-from auditor.hashing import config_hash
+from auditor.behaviours.base import Behaviour
+from auditor.estimators.base import Estimator, EstimatorState, StageEffects, StageEmbeddings
 from auditor.lineage.models import ModelVersion
+from auditor.lineage.sketching.layout import ParamLayout
 
 
 def convention_of(version: ModelVersion) -> str:
@@ -18,29 +18,30 @@ def convention_of(version: ModelVersion) -> str:
     return conventions.pop() if len(conventions) == 1 else "mixed"
 
 
-def settings_hash(name: str, version: str, settings: dict[str, Any]) -> str:
-    return config_hash({"estimator": name, "version": version, "settings": settings})
-
-
-def embeddings_from_flat(estimator, version: ModelVersion, layout: ParamLayout,
-                         flats: list[torch.Tensor], started: float,
-                         extra: dict[str, Any] | None = None) -> StageEmbeddings:
-    vectors = [{n: t.clone() for n, t in layout.unflatten(flat).items()} for flat in flats]
+def stage_embeddings(estimator: Estimator, version: ModelVersion, vectors: list,
+                     started: float, state: EstimatorState | None = None) -> StageEmbeddings:
     return StageEmbeddings(
         model=version.model, version=version.version,
         stages=tuple(s.id for s in version.stages),
         stage_kinds=tuple(s.kind for s in version.stages),
         convention=convention_of(version), estimator=estimator.name,
         estimator_version=estimator.version, config_hash=estimator.config_hash,
-        vectors=vectors, runtime_s=time.perf_counter() - started, extra=dict(extra or {}))
+        vectors=vectors, runtime_s=time.perf_counter() - started, state=state)
 
 
-def effects_record(embeddings: StageEmbeddings, behaviours, model: torch.nn.Module,
-                   effects, started: float, metric_values: tuple[float, ...] | None = None):
+def embeddings_from_flat(estimator: Estimator, version: ModelVersion, layout: ParamLayout,
+                         flats: list[torch.Tensor], started: float,
+                         state: EstimatorState | None = None) -> StageEmbeddings:
+    vectors = [{n: t.clone() for n, t in layout.unflatten(flat).items()} for flat in flats]
+    return stage_embeddings(estimator, version, vectors, started, state)
+
+
+def effects_record(embeddings: StageEmbeddings, behaviours: list[Behaviour],
+                   model: torch.nn.Module, effects: np.ndarray, started: float,
+                   metric_values: tuple[float, ...] | None = None) -> StageEffects:
     """A StageEffects for ``effects`` (K × Q) with the metrics measured at ``model`` (unless
     the caller measured them already)."""
-    from auditor.estimators.base import StageEffects
-    from auditor.estimators.families import values_at
+    from auditor.estimators.scoring.families import values_at  # scoring builds on this module
 
     model.eval()
     if metric_values is None:
