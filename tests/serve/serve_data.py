@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-from factories import fake_sha, make_version
+from tests.support.factories import fake_sha, make_version
 
 from auditor import api
 
