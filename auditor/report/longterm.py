@@ -66,13 +66,22 @@ def _later_revisions(reader, embedded, status) -> tuple[int, bool, str]:
     return later, ok, f"{later} later revision(s): {what}"
 
 
+def signatures(reader) -> list:
+    """The document's signatures, document timestamps (B-LTA) left out."""
+    return [s for s in reader.embedded_signatures
+            if s.sig_object.get("/Type") != "/DocTimeStamp"]
+
+
 def validate(reader, roots, *, now: datetime | None = None) -> SignatureFacts:
-    """Validate the report's one signature (``reader.embedded_signatures[0]``) against ``roots``
-    (asn1crypto certificates) as of ``now`` (default: the current time)."""
+    """Validate the report's one signature (the first that is not a document timestamp) against
+    ``roots`` (asn1crypto certificates) as of ``now`` (default: the current time)."""
     from pyhanko.sign.validation import validate_pdf_signature
 
+    from auditor.logs import quiet_by_default
+
+    quiet_by_default()  # pyHanko logs a traceback for every certificate it cannot validate
     now = now or datetime.now(timezone.utc)
-    embedded = reader.embedded_signatures[0]
+    embedded = signatures(reader)[0]
     dss = _dss(reader)
     revocation = dss is not None and bool(dss.crls or dss.ocsps)
     # first at "now": establishes the timestamp (whose TSA certificate must be current now)
@@ -93,3 +102,12 @@ def validate(reader, roots, *, now: datetime | None = None) -> SignatureFacts:
                           checked_at=checked_at, revocation_data=revocation,
                           later_revisions=later, later_revisions_ok=later_ok, detail=detail,
                           status=status)
+
+
+def describe(facts: SignatureFacts) -> str:
+    """One line for the verification output: when, and on what evidence, the signer's
+    certificate was checked."""
+    if facts.signed_at is None:
+        return f"no trusted timestamp: certificate checked at {facts.checked_at:%Y-%m-%d %H:%M} UTC"
+    extra = ", revocation data from the DSS" if facts.revocation_data else ""
+    return f"RFC 3161 timestamp {facts.signed_at:%Y-%m-%d %H:%M:%S} UTC (trusted){extra}"
