@@ -52,3 +52,25 @@ def test_traceability_reproduce_annex_and_retention(store_db):
     assert any(p.point == "2(g)" and p.section for p in points)
     assert any(p.section is None and "outside this report" in p.how for p in points)
     assert any("10 years" in line and "Art. 18" in line for line in traceability.retention())
+
+
+def test_rule_rows_carry_behaviours_and_policy_rationale(store_db):
+    from auditor.report.definitions import rule_rows
+
+    with api.open_store(store_db[0], read_only=True) as store:
+        ctx = build_context(store, version=store_db[1][0])
+    rows = {r["rule_id"]: r for r in rule_rows(ctx.versions[0])}
+    assert rows["stage-toxicity-share"]["behaviours"] == ["toxicity"]
+    assert rows["accuracy-floor"]["behaviours"] == ["accuracy"]
+    # the test policy states no rationale: said so, never replaced by evaluation reasons
+    assert {r["rationale"] for r in rows.values()} == {"not stated in the stored policy"}
+
+
+def test_rationales_come_from_the_stored_policy_text():
+    from auditor.report.definitions import rationales
+
+    text = "rules:\n  - id: r1\n    rationale: >\n      No stage may cause\n      most harm.\n"
+    runs = [{"run_id": "g1", "config": {"policy_text": text}},
+            {"run_id": "other", "config": {"policy_text": "rules: [{id: r1, rationale: x}]"}},
+            {"run_id": "g2", "config": {"policy_text": "{{not yaml"}}]
+    assert rationales(runs, ["g1", "g2"]) == {"r1": "No stage may cause most harm."}
