@@ -19,12 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "report"))
 
+from pki import make_pki  # noqa: E402
 from report_data import add_fidelity, populate  # noqa: E402
 
 from auditor import api  # noqa: E402
 from auditor.report.context import build_context  # noqa: E402
 from auditor.report.render import embedded_files, html_to_pdf, render_html  # noqa: E402
 from auditor.report.sign import SignerSettings, load_signer, sign_pdf, signer_name  # noqa: E402
+from auditor.report.tsa import LocalTsa  # noqa: E402
 from auditor.report.verify import verify_report  # noqa: E402
 
 
@@ -32,6 +34,17 @@ def _timed(action):
     start = time.perf_counter()
     value = action()
     return time.perf_counter() - start, value
+
+
+def sign_long_term(pdf: bytes, folder: Path) -> tuple[float, bytes]:
+    """PAdES B-LT: an RFC 3161 timestamp from a local TSA (HTTP on 127.0.0.1) and the CA's CRL
+    and certificates in the DSS."""
+    pki = make_pki(folder / "pki")
+    settings = SignerSettings(key=pki.key, cert=pki.cert, chain=(pki.root,), crls=(pki.crl,))
+    signer = load_signer(settings)
+    with LocalTsa(pki.tsa) as tsa:
+        return _timed(lambda: sign_pdf(pdf, signer, tsa_url=tsa.url,
+                                       long_term=settings.long_term()))
 
 
 def one_round(db: Path, keys, folder: Path) -> dict[str, float]:
@@ -44,6 +57,7 @@ def one_round(db: Path, keys, folder: Path) -> dict[str, float]:
         embedded_files(context)))
     times["weasyprint"], pdf = _timed(lambda: html_to_pdf(html, files, context.report_id))
     times["sign"], signed = _timed(lambda: sign_pdf(pdf, signer))
+    times["sign B-LT"], _ = sign_long_term(pdf, folder)
     path = folder / "quarterly.pdf"
     path.write_bytes(signed)
     times["verify"], result = _timed(lambda: verify_report(path, trust=keys.root, db=db))
@@ -73,10 +87,13 @@ def main() -> None:
     total = best["context"] + best["html"] + best["weasyprint"] + best["sign"]
     print(f"quarterly report: {best['versions']} versions, {page_count} pages, "
           f"{best['bytes'] / 1e6:.2f} MB signed PDF")
-    for step in ("context", "html", "weasyprint", "sign", "verify"):
+    for step in ("context", "html", "weasyprint", "sign", "sign B-LT", "verify"):
         print(f"  {step:<11} {best[step]:7.3f} s")
     print(f"  total       {total:7.3f} s (context + html + weasyprint + sign)")
     print(f"  ratio total / weasyprint alone: {total / best['weasyprint']:.3f}x (goal <= 1.3x)")
+    long_term = total - best["sign"] + best["sign B-LT"]
+    print(f"  ratio with B-LT signing (local TSA, CRL in the DSS): "
+          f"{long_term / best['weasyprint']:.3f}x")
 
 
 if __name__ == "__main__":
