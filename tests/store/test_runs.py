@@ -14,7 +14,8 @@ from auditor.store.schema import MIGRATIONS
 
 SCORE_COLUMNS = ["run_id", "model", "version", "stage_index", "stage_id", "stage_kind",
                  "behaviour", "direction", "estimator", "estimator_version", "convention",
-                 "config_hash", "effect", "share", "metric_value"]
+                 "config_hash", "effect", "share", "metric_value", "evidence", "lo", "hi",
+                 "calibration_id"]
 
 
 def _policy_rows(run_id: str, outcomes: list[str]) -> pa.Table:
