@@ -202,6 +202,45 @@ def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
                              allow_indeterminate=allow_indeterminate, today=today)
 
 
+def certified_gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
+                   replay=None, executor="local", allow_indeterminate: bool = False,
+                   wait: float = 0.0, today=None, say=None, progress: bool = True,
+                   force: bool = False):
+    """A certified gate (docs/certify.md): calibrate the estimate on replayed units, decide
+    every row on its interval, replay the units close rows and estimated failures need
+    (within ``replay.budget``), and record certified scores, the calibration and the results.
+    ``replay``: a ``ReplaySettings`` or a dict of the audit spec's ``replay`` section.
+    Returns (``GateResult``, ``CertifySummary``)."""
+    from auditor.certify.service import certify_version
+    from auditor.errors import StoreError
+    from auditor.execution.spec import ReplaySettings
+    from auditor.policy.load import LoadedPolicy, load_policy
+
+    loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+    settings = replay if isinstance(replay, ReplaySettings) else _replay_settings(replay)
+    if not Path(db).expanduser().is_file():
+        raise StoreError(f"no store at {db}: audit the version first")
+    runner = make_executor(executor) if isinstance(executor, str) else executor
+    try:
+        with open_store(db, wait=wait) as store:
+            return certify_version(store, key, loaded, executor=runner, settings=settings,
+                                   estimator=estimator, today=today,
+                                   allow_indeterminate=allow_indeterminate, say=say,
+                                   progress=progress, force=force)
+    finally:
+        if isinstance(executor, str):
+            runner.close()
+
+
+def _replay_settings(data):
+    from auditor.execution.spec import ReplaySettings
+
+    try:
+        return ReplaySettings(**(data or {}))
+    except ValueError as exc:
+        raise InputError(f"bad replay settings: {exc}") from None
+
+
 def check_policy(path: str | Path):
     """Validate a policy file without running anything; raises PolicyError (file, line, key)."""
     from auditor.policy.load import load_policy

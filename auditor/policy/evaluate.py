@@ -98,7 +98,8 @@ def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None 
                          named_behaviours(loaded.policy))
     results = evaluate_rules(loaded, inputs, today)
     verdict = verdict_of(results)
-    run_id = _record(store, loaded, inputs.context, results, verdict, today) if write else None
+    run_id = record_results(store, loaded, inputs.context, results, verdict, today) \
+        if write else None
     return GateResult(key, loaded.id, loaded.policy.version, loaded.hash, str(loaded.path),
                       inputs.context.estimator, inputs.context.config_hash,
                       inputs.context.previous, verdict, results, run_id,
@@ -106,9 +107,11 @@ def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None 
                       today.isoformat())
 
 
-def _record(store: Store, loaded: LoadedPolicy, context: ScoreContext, results: pa.Table,
-            verdict: str, today: date) -> str:
-    config = {"policy_id": loaded.id, "policy_version": loaded.policy.version,
+def record_results(store: Store, loaded: LoadedPolicy, context: ScoreContext,
+                   results: pa.Table, verdict: str, today: date,
+                   extra: dict[str, Any] | None = None) -> str:
+    """Record a gate's results and verdict as one policy run, in one transaction."""
+    config = {**(extra or {}), "policy_id": loaded.id, "policy_version": loaded.policy.version,
               "policy_hash": loaded.hash, "version": context.key,
               "estimator": context.estimator, "config_hash": context.config_hash,
               "previous": context.previous, "evaluated_on": today.isoformat(),
