@@ -132,10 +132,13 @@ def make_executor(kind: str = "local", *, address: str | None = None,
 
 def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
               executor=None, address: str | None = None, num_gpus: float | None = None,
-              max_retries: int | None = None, wait: float = 0.0, progress: bool = True):
+              max_retries: int | None = None, wait: float = 0.0, progress: bool = True,
+              force: bool = False, say=None):
     """Plan the audit, run the items not yet stored (local or Ray), write each item's rows in
     one transaction, and return an ``AuditSummary``. ``executor``: "local", "ray", an executor
-    object (kept open), or None for the spec's choice."""
+    object (kept open), or None for the spec's choice. With the spec's ``replay`` section,
+    every audited version then gets a certified gate on the spec's policy
+    (``summary.certified``; docs/certify.md). ``force`` recomputes stored items."""
     from auditor.execution.driver import execute, summarise
     from auditor.execution.planner import plan_audit
     from auditor.execution.spec import AuditSpec, load_spec
@@ -145,14 +148,40 @@ def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
     runner, owned = _audit_executor(spec, executor, address, num_gpus, max_retries)
     try:
         with open_store(db, wait=wait) as store:
-            plan = plan_audit(spec, store, period)
+            plan = plan_audit(spec, store, period, force=force)
             written, failures = execute(plan, runner, store, progress=progress)
             config = {"audit": spec.name, "spec_hash": config_hash(spec.model_dump(mode="json")),
                       "period": period or spec.versions.period, "executor": runner.name}
-            return summarise(plan, store, written, failures, config)
+            summary = summarise(plan, store, written, failures, config)
+            if spec.replay is not None and spec.replay.mode != "none" and not failures:
+                _certify_audit(spec, plan, store, runner, summary, say, progress, force)
+            return summary
     finally:
         if owned:
             runner.close()
+
+
+def _certify_audit(spec, plan, store, runner, summary, say, progress, force) -> None:
+    """A certified gate of every version of the audit, per estimator (docs/certify.md)."""
+    from auditor.certify.costs import replay_all_is_cheaper
+    from auditor.certify.service import certify_version
+    from auditor.policy.load import load_policy
+
+    loaded = load_policy(spec.policy)
+    keys = list(dict.fromkeys(item.key for item in plan.skipped + plan.todo))
+    for key in keys:
+        steps = [stage.steps for stage in store.get_version(key).stages]
+        for name in spec.estimators:
+            settings = spec.replay
+            message = replay_all_is_cheaper(name, spec.estimator_settings.get(name, {}), steps)
+            if message:
+                settings = settings.model_copy(update={"mode": "all"})
+                if say is not None:
+                    say(f"{key}: {message}")
+            result, certified = certify_version(store, key, loaded, executor=runner,
+                                                settings=settings, estimator=name,
+                                                say=say, progress=progress, force=force)
+            summary.certified.append((key, name, result, certified))
 
 
 def _audit_executor(spec, executor, address, num_gpus, max_retries):

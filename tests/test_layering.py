@@ -19,6 +19,7 @@ FORBIDDEN = {
     "execution": {"auditor.report", "auditor.policy"},
     "policy": {"torch", "ray"},
     "report": {"torch", "ray"},
+    "certify": {"auditor.report", "auditor.cli", "torch", "ray"},
 }
 
 

@@ -65,7 +65,7 @@ def inputs_of(current: EffectTable, previous: EffectTable | None, context: Score
     names = {"behaviour": np.array(current.behaviours, dtype=object),
              "stage_id": np.array(current.stage_ids, dtype=object)}
     context = ScoreContext(context.key, context.estimator, context.config_hash,
-                           previous.key if previous else None, context.runs,
+                           previous.key.split("@", 1)[1] if previous else None, context.runs,
                            fidelity_passed=fidelity_passed)
     return Inputs(context, m, names, current.tags, dict(zip(current.behaviours,
                                                             current.directions)),

@@ -106,7 +106,8 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
         return gate(store, key, loaded, estimator=estimator, today=today,
                     allow_indeterminate=allow_indeterminate), summary
     current = _source(store, key, context)
-    previous = _source(store, context.previous, context) if context.previous else None
+    previous = _source(store, f"{context.model}@{context.previous}", context) \
+        if context.previous else None
     sources = {s.table.key: s for s in (current, previous) if s is not None}
     summary.full = sum(u.cost for s in sources.values() for u in s.table.units())
     summary.reused = [u for s in sources.values() for u in s.table.units()
