@@ -68,9 +68,10 @@ class Prepared:
 
 @dataclass
 class Config:
-    normalisation: str = "behaviour"
+    normalisation: str = "relative"
     pooling: str = "pair"
     strata: str = "kind"
+    fallback: str = "none"
     alpha: float = 0.1
     fraction: float = 0.2
     minimum: int = 3
@@ -80,7 +81,7 @@ class Config:
 
     @property
     def label(self) -> str:
-        return f"{self.normalisation}/{self.pooling}/{self.strata}"
+        return f"{self.normalisation}/{self.pooling}/{self.strata}/{self.fallback}"
 
 
 def prepare(plan, behaviours_fn, work: Path, estimator: str) -> Prepared:
@@ -175,7 +176,7 @@ def certified(prepared: list[Prepared], policy, config: Config) -> Certified:
                                   exact[unit.version][unit.stage_index], scale))
     calibration = calibrate(samples, estimator="aa", config_hash="bench", alpha=config.alpha,
                             normalisation=config.normalisation, pooling=config.pooling,
-                            strata=config.strata)
+                            strata=config.strata, fallback=config.fallback)
     out = Certified(calibration=calibration, replayed={u.key for u in sample})
     for unit in sample:
         tables[unit.version].set_exact(unit.stage_index, exact[unit.version][unit.stage_index])
@@ -201,8 +202,9 @@ def _coverage(table: EffectTable, exact: np.ndarray, out: Certified) -> None:
     for k, kind in enumerate(table.stage_kinds):
         if k in table.exact:
             continue
-        inside = (table.lo[k] <= exact[k] + 1e-12) & (exact[k] <= table.hi[k] + 1e-12)
-        out.infinite += int(np.sum(np.isinf(table.hi[k] - table.lo[k])))
+        finite = np.isfinite(table.hi[k] - table.lo[k])
+        out.infinite += int(np.sum(~finite))
+        inside = ((table.lo[k] <= exact[k] + 1e-12) & (exact[k] <= table.hi[k] + 1e-12))[finite]
         for key in (kind, "*"):
             covered, total = out.coverage.get(key, (0, 0))
             out.coverage[key] = (covered + int(inside.sum()), total + len(inside))
@@ -269,8 +271,8 @@ def print_result(result: dict) -> None:
                          if k != "*" and t)
     print(f"\n## {result['audit']}  [{result['config']}]  calibration units "
           f"{result['calibration']['units']}, q {_fmt_q(result['calibration']['q'])}")
-    print(f"coverage pooled {_pct(pooled)} of {pooled[1]} estimated rows "
-          f"({result['infinite']} with an infinite band); {per_kind}")
+    print(f"coverage pooled {_pct(pooled)} of {pooled[1]} estimated rows with a finite band "
+          f"({result['infinite']} more with an infinite band); {per_kind}")
     for label, row in result["policies"].items():
         print(f"{label:<8} agree {row['agree']}/{row['rows']} "
               f"({row['agree'] / max(row['rows'], 1):.1%}), verdicts equal "
@@ -296,7 +298,19 @@ def summary(results: list[dict]) -> None:
         rows = sum(r["policies"][label]["rows"] for r in results)
         agree = sum(r["policies"][label]["agree"] for r in results)
         print(f"ALL {label:<8} agree {agree}/{rows} ({agree / max(rows, 1):.1%})")
-    print(f"ALL coverage pooled {covered}/{total} ({covered / max(total, 1):.1%})")
+    infinite = sum(r["infinite"] for r in results)
+    print(f"ALL coverage pooled {covered}/{total} ({covered / max(total, 1):.1%}) of estimated "
+          f"rows with a finite band; {infinite} with an infinite band")
+    for label in POLICIES:
+        counts = {k: sum(r["policies"][label][k] for r in results)
+                  for k in ("estimate", "replay", "INDETERMINATE")}
+        print(f"ALL {label:<8} decided by estimate {counts['estimate']}, by replay "
+              f"{counts['replay']}, INDETERMINATE {counts['INDETERMINATE']}")
+    for r in results:
+        if r["audit"] in ("demo", "digits-long"):
+            row = r["policies"]["default"]
+            print(f"cost {r['audit']}: {row['ratio']:.2f} of full replay (steps "
+                  f"{row['steps_ratio']:.2f})")
 
 
 def main() -> None:
@@ -313,8 +327,9 @@ def main() -> None:
     policies = {label: load_policy(path) for label, path in POLICIES.items()}
     configs = [Config()]
     if args.grid:
-        configs = [Config(n, p, s) for n in ("absolute", "relative", "behaviour")
-                   for p in ("pair", "unit") for s in ("kind", "none")]
+        configs = [Config(n, "pair", "kind", f) for n in ("absolute", "relative", "behaviour")
+                   for f in ("none", "pooled")]
+        configs += [Config("relative", "pair", "none"), Config("relative", "unit", "kind")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)

@@ -90,6 +90,7 @@ class Calibration:
     q: dict[str, float] = field(default_factory=dict)  # stratum ("*" = pooled) -> band
     n: dict[str, int] = field(default_factory=dict)  # stratum -> calibration scores
     coverage: dict[str, float] = field(default_factory=dict)  # leave-one-unit-out, per stratum
+    fallback: str = "none"  # a stratum without its own band: "none" (infinite) or "pooled"
 
     @property
     def target(self) -> float:
@@ -97,11 +98,15 @@ class Calibration:
 
     def band(self, stage_kind: str | None) -> tuple[float, str]:
         """(q, the stratum it came from) for a stage: its kind's band when that stratum holds
-        enough scores; else the pooled band (stages are not exchangeable: docs/certify.md)."""
+        enough scores; else infinite (the row goes to replay), or with ``fallback="pooled"``
+        the band pooled over the other kinds — measured to under-cover early stages badly
+        (docs/certify.md), so not the default."""
         key = stratum_of(stage_kind, self.strata)
         if key in self.q and math.isfinite(self.q[key]):
             return self.q[key], key
-        return self.q.get("*", math.inf), "*"
+        if self.fallback == "pooled" or key == "*":
+            return self.q.get("*", math.inf), "*"
+        return math.inf, key
 
     @property
     def n_units(self) -> int:
@@ -113,8 +118,8 @@ def stratum_of(stage_kind: str | None, strata: str) -> str:
 
 
 def calibrate(samples: Sequence[UnitSample], *, estimator: str, config_hash: str,
-              alpha: float = 0.1, normalisation: str = "behaviour", pooling: str = "pair",
-              strata: str = "kind") -> Calibration:
+              alpha: float = 0.1, normalisation: str = "relative", pooling: str = "pair",
+              strata: str = "kind", fallback: str = "none") -> Calibration:
     """Bands from replayed units: one per stratum with enough scores, and a pooled one."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
@@ -131,7 +136,7 @@ def calibrate(samples: Sequence[UnitSample], *, estimator: str, config_hash: str
     residuals = tuple(float(r) for s in samples for r in (s.estimate - s.exact))
     units = tuple((s.version, s.stage_id, s.stage_kind) for s in samples)
     return Calibration(estimator, config_hash, alpha, normalisation, pooling, strata, units,
-                       residuals, q, n, coverage)
+                       residuals, q, n, coverage, fallback)
 
 
 def leave_one_unit_out(scores: Sequence[np.ndarray], alpha: float) -> float:

@@ -214,7 +214,7 @@ def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, 
     calibration = calibrate(samples, estimator=context.estimator,
                             config_hash=context.config_hash, alpha=1 - cal.coverage,
                             normalisation=cal.normalisation, pooling=cal.pooling,
-                            strata=cal.strata)
+                            strata=cal.strata, fallback=cal.fallback)
     summary.calibration = calibration
     summary.calibration_id = store.insert_calibration(calibration_row(calibration,
                                                                       context.model))

@@ -56,9 +56,12 @@ class CalibrationSettings(_Strict):
     coverage: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the bands")
     share: float = Field(0.2, gt=0, le=1, description="most of the full replay's steps the "
                          "sample may spend")
-    normalisation: Literal["absolute", "relative", "behaviour"] = "behaviour"
+    normalisation: Literal["absolute", "relative", "behaviour"] = "relative"
     pooling: Literal["pair", "unit"] = "pair"
     strata: Literal["kind", "none"] = "kind"
+    fallback: Literal["none", "pooled"] = Field(
+        "none", description="a stage kind the sample did not reach: none (infinite band, its "
+        "rows go to replay) or pooled (the other kinds' band; not calibrated for it)")
     seed: int = 0
 
 

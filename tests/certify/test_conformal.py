@@ -40,7 +40,7 @@ def test_too_few_scores_give_an_infinite_band():
     assert lo[0] == -math.inf and hi[0] == math.inf
 
 
-def test_calibration_bands_by_stratum_with_a_pooled_fallback():
+def test_calibration_bands_by_stratum_and_the_fallback():
     rng = np.random.default_rng(1)
 
     def unit(k, kind, noise):
@@ -54,7 +54,10 @@ def test_calibration_bands_by_stratum_with_a_pooled_fallback():
     assert cal.n == {"*": 30, "pretrain": 10, "fine-tune": 20}
     assert cal.band("fine-tune")[1] == "fine-tune"
     assert cal.band("fine-tune")[0] < cal.band("pretrain")[0]
-    assert cal.band("alignment")[1] == "*"  # no sample of its own
+    assert math.isinf(cal.band("alignment")[0])  # no sample of its own: replay it
+    pooled = calibrate(samples, estimator="aa", config_hash="c", alpha=0.1,
+                       normalisation="absolute", strata="kind", fallback="pooled")
+    assert pooled.band("alignment") == (pooled.q["*"], "*")
     assert 0 <= cal.coverage["*"] <= 1 and len(cal.residuals) == 30
     unit_cal = calibrate(samples, estimator="aa", config_hash="c", alpha=0.1, pooling="unit")
     assert unit_cal.n["*"] == 3 and math.isinf(unit_cal.q["*"])
