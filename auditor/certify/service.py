@@ -216,12 +216,23 @@ def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, 
                             normalisation=cal.normalisation, pooling=cal.pooling,
                             strata=cal.strata, fallback=cal.fallback)
     summary.calibration = calibration
-    summary.calibration_id = store.insert_calibration(calibration_row(calibration,
-                                                                      context.model))
+    summary.calibration_id = store.insert_calibration(calibration_row(
+        calibration, context.model, median_relative_error(samples)))
     return calibration
 
 
-def calibration_row(cal: Calibration, model: str | None) -> dict:
+def median_relative_error(samples: list[UnitSample]) -> float | None:
+    """Median of |est − exact| / (|exact| + ε) over the sampled pairs."""
+    from auditor.certify.conformal import EPSILON
+
+    errors = [np.abs(s.estimate - s.exact) / (np.abs(s.exact) + EPSILON) for s in samples]
+    values = np.concatenate(errors) if errors else np.zeros(0)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else None
+
+
+def calibration_row(cal: Calibration, model: str | None,
+                    median_error: float | None = None) -> dict:
     est = np.array([r for r in cal.residuals])
     finite = {k: (v if math.isfinite(v) else None) for k, v in cal.q.items()}
     return {"estimator": cal.estimator, "config_hash": cal.config_hash, "model": model,
@@ -232,7 +243,7 @@ def calibration_row(cal: Calibration, model: str | None) -> dict:
             "residuals_json": [float(r) for r in est],
             "measured_coverage": _nan_none(cal.coverage.get("*")),
             "coverage_json": {k: _nan_none(v) for k, v in cal.coverage.items()},
-            "median_relative_error": None, "source": "replay"}
+            "median_relative_error": median_error, "source": "replay"}
 
 
 def _nan_none(value):
