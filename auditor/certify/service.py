@@ -128,6 +128,7 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
     summary.replayed = outcome.replayed
     results = outcome.results
     verdict = verdict_of(results)
+    summary.messages.extend(disagreements(store, current.table, context))
     certified_run = _store_certified(store, current.table, context)
     run_id = record_results(store, loaded, context, results, verdict, today,
                             extra={"certified_run": certified_run,
@@ -285,6 +286,40 @@ def _store_certified(store: Store, table: EffectTable, context: ScoreContext) ->
                                                "config_hash": context.config_hash,
                                                "calibration_id": table.calibration_id},
                             scores=scores)
+
+
+_OTHERS = """
+SELECT s.estimator, s.config_hash, s.stage_index, s.stage_id, s.behaviour, s.lo, s.hi
+FROM stage_scores s JOIN runs r USING (run_id)
+WHERE r.status = 'complete' AND r.kind = 'certification' AND s.model = ? AND s.version = ?
+  AND NOT (s.estimator = ? AND s.config_hash = ?) AND s.lo IS NOT NULL AND s.hi IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY s.estimator, s.config_hash, s.behaviour, s.stage_index
+                           ORDER BY r.started_at DESC, s.run_id DESC) = 1
+"""
+
+
+def disagreements(store: Store, table: EffectTable, context: ScoreContext) -> list[str]:
+    """Other estimator configurations certified on this version whose intervals do not overlap
+    this one's (one of the two bands missed the truth): one line each."""
+    model, version = table.key.split("@", 1)
+    rows = store.query(_OTHERS, [model, version, context.estimator, context.config_hash])
+    index = {b: q for q, b in enumerate(table.behaviours)}
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        q = index.get(row["behaviour"])
+        k = row["stage_index"]
+        if q is None or k >= len(table.stage_ids) or table.lo is None:
+            continue
+        lo, hi = table.lo[k, q], table.hi[k, q]
+        if np.isnan(lo) or np.isnan(hi):
+            continue
+        if row["hi"] < lo - 1e-12 or row["lo"] > hi + 1e-12:
+            found.setdefault(f"{row['estimator']}/{row['config_hash']}", []).append(
+                f"{row['stage_id']}/{row['behaviour']} [{lo:.3g}, {hi:.3g}] vs "
+                f"[{row['lo']:.3g}, {row['hi']:.3g}]")
+    return [f"{context.estimator}/{context.config_hash} and {other} disagree beyond their "
+            f"bands on {len(items)} row(s): {'; '.join(items[:3])}"
+            for other, items in found.items()]
 
 
 def fmt_budget(budget: float) -> str:

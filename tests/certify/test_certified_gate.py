@@ -77,3 +77,16 @@ def test_a_bad_budget_is_a_one_line_error(scored, capsys):
     code = main(["gate", "--version", key, "--certify", "--budget", "lots", "--db", str(db)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--budget" in err[0]
+
+
+def test_estimators_that_disagree_beyond_their_bands_are_reported(scored):
+    db, key = scored
+    api.attribute_version(key, db=db, behaviours=BEHAVIOURS, estimator="naive", progress=False)
+    api.certified_gate(key, db=db, estimator="naive", progress=False)
+    with api.open_store(db) as store:
+        # make the naive certification's bands disjoint from everything aa will certify
+        store.conn.execute("UPDATE stage_scores SET lo = 1e6, hi = 1e6 + 1 WHERE estimator = "
+                           "'naive' AND run_id IN (SELECT run_id FROM runs WHERE kind = "
+                           "'certification')")
+    _, summary = api.certified_gate(key, db=db, estimator="aa", progress=False)
+    assert any("disagree beyond their bands" in m and "naive/" in m for m in summary.messages)
