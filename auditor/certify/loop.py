@@ -101,6 +101,7 @@ def certify(current: EffectTable, previous: EffectTable | None, loaded: LoadedPo
     today = today or date.today()
     tables = {current.key: current, **({previous.key: previous} if previous else {})}
     outcome = CertifyOutcome(pa.table({}))
+    tried: set[tuple[str, int]] = set()  # a unit that ran and gave nothing is not asked twice
     while True:
         outcome.rounds += 1
         results = evaluate_rules(loaded, inputs_of(current, previous, context, fidelity_passed),
@@ -109,11 +110,13 @@ def certify(current: EffectTable, previous: EffectTable | None, loaded: LoadedPo
         wanted = _close_units(rows, loaded, tables, current, previous)
         if not wanted and confirm_fail:
             wanted = _confirm_units(rows, loaded, tables, current)
-        wanted = [u for u in wanted if can_replay]
+        wanted = [u for u in wanted if can_replay and u.key not in tried]
         chosen, left = _within(wanted, budget - outcome.spent)
         if not chosen:
-            outcome.results = _explain(results, wanted, budget - outcome.spent, can_replay)
+            outcome.results = _explain(results, wanted, budget - outcome.spent,
+                                       can_replay and not (tried and not wanted))
             return outcome
+        tried.update(u.key for u in chosen)
         for key, row in replay(chosen).items():
             tables[key[0]].set_exact(key[1], row)
         outcome.replayed.extend(chosen)
@@ -188,7 +191,7 @@ def _explain(results: pa.Table, wanted: list[Unit], left: float, can_replay: boo
         return results
     cheapest = min(wanted, key=lambda u: u.cost) if wanted else None
     if not can_replay:
-        note = "the version cannot be replayed (no batch log or no task)"
+        note = "the units it needs cannot be replayed (no batch log, no task, or they failed)"
     else:
         note = (f"replay of {cheapest.stage_id} needs {fmt_steps(cheapest.cost)} steps, budget "
                 f"left {fmt_steps(max(left, 0))}")

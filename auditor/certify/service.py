@@ -12,6 +12,7 @@ the certify loop (auditor.certify.loop).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ def _source(store: Store, key: str, context: ScoreContext) -> _Source:
     for k, found in exact.items():
         if all(b in found and found[b] is not None for b in behaviours):
             table.set_exact(k, np.array([found[b] for b in behaviours], dtype=float))
-    config = __import__("json").loads(rows[0]["config_json"]) if rows else {}
+    config = json.loads(rows[0]["config_json"]) if rows else {}
     task, spec = config.get("task") or version.task, config.get("behaviours")
     info = next(i for i in store.list_versions(model=model) if i.key == key)
     units = {}
@@ -180,7 +181,7 @@ def _replayer(store, sources, executor, say, progress, force, summary):
         items = [sources[u.version].units[u.stage_index] for u in wanted
                  if u.stage_index in sources[u.version].units]
         found = run_units(items, executor, store, say=say, progress=progress, force=force)
-        summary.spent += sum(u.cost for u in wanted)
+        summary.spent += sum(u.cost for u in wanted if (u.version, u.stage_index) in found)
         out = {}
         for (version, k), effects in found.items():
             names = sources[version].table.behaviours

@@ -118,3 +118,16 @@ def test_rows_whose_band_clears_the_threshold_are_decided_by_the_estimate(policy
     assert calls == []
     assert all(r["outcome"] == "pass" and r["evidence"].startswith("estimate ± ")
                for r in result.rows())
+
+
+def test_a_unit_that_cannot_run_is_not_asked_for_twice(policy):
+    calls = []
+
+    def replay(units):
+        calls.extend(units)
+        return {}  # nothing could be replayed
+
+    result = certify(_table([0.03, 0.12, 0.02], 0.03), None, policy, CONTEXT, replay,
+                     budget=float("inf"), today=date(2026, 1, 1))
+    assert len(calls) == len({u.key for u in calls})
+    assert any(r["outcome"] == "indeterminate" for r in result.rows())
