@@ -232,8 +232,9 @@ def compare(prepared, truth: dict, mine: Certified) -> dict:
 
 
 def _verdict(rows) -> str:
-    from auditor.policy.outcomes import RESULT_SCHEMA, verdict_of
     import pyarrow as pa
+
+    from auditor.policy.outcomes import RESULT_SCHEMA, verdict_of
 
     return verdict_of(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA))
 
