@@ -90,3 +90,17 @@ def test_estimators_that_disagree_beyond_their_bands_are_reported(scored):
                            "'certification')")
     _, summary = api.certified_gate(key, db=db, estimator="aa", progress=False)
     assert any("disagree beyond their bands" in m and "naive/" in m for m in summary.messages)
+
+
+def test_replay_units_run_as_ray_tasks(scored, ray_session):
+    from auditor.execution.ray_executor import RayExecutor
+
+    db, key = scored
+    local, _ = api.certified_gate(key, db=db, progress=False, force=True)
+    ray_result, summary = api.certified_gate(key, db=db, executor=RayExecutor(), progress=False,
+                                             force=True)
+    assert summary.sampled and _outcomes(ray_result) == _outcomes(local)
+    with api.open_store(db, read_only=True) as store:
+        runs = store.query("SELECT count(*) AS n FROM runs WHERE kind = 'replay-unit' "
+                           "AND status = 'complete'")
+    assert runs[0]["n"] >= 2 * len(summary.sampled)  # --force replayed them again
