@@ -10,9 +10,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-from tests.support.factories import fake_sha, make_version
 
 from auditor import api
+from tests.support.factories import fake_sha, make_version
 
 HOSTILE = "<script>alert('x')</script>"
 POLICY = textwrap.dedent(f"""\

@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 from serving import Server
+
 from tests.support.paths import ROOT, WORKER_PATH
 
 pytestmark = pytest.mark.slow
