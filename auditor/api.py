@@ -9,6 +9,7 @@ first access.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -20,9 +21,10 @@ from auditor.lineage.models import ModelVersion
 from auditor.report.sign import SignerSettings
 
 if TYPE_CHECKING:
+    from auditor.certify.service import CertifySummary
     from auditor.execution.driver import AuditSummary
     from auditor.execution.outcome import Executor
-    from auditor.execution.spec import AuditSpec
+    from auditor.execution.spec import AuditSpec, ReplaySettings
     from auditor.policy.load import LoadedPolicy
     from auditor.policy.outcomes import GateResult
     from auditor.report.keys import KeyFiles
@@ -34,9 +36,9 @@ __all__ = [
     # functions, in the order of the pipeline
     "import_lineage", "add_version", "record_lineage", "load_version", "version_source",
     "open_store", "remediate", "make_executor", "run_audit", "attribute_version", "gate",
-    "check_policy", "signer_settings", "make_report", "verify_report", "init_keys",
+    "certified_gate", "check_policy", "signer_settings", "make_report", "verify_report", "init_keys",
     # what they take and return
-    "AuditSpec", "AuditSummary", "GateResult", "KeyFiles", "LoadedPolicy", "ModelVersion",
+    "AuditSpec", "AuditSummary", "CertifySummary", "GateResult", "KeyFiles", "LoadedPolicy", "ModelVersion",
     "Remediation", "ReportResult", "SignerSettings", "Store", "VerificationResult",
 ]
 
@@ -44,6 +46,7 @@ __all__ = [
 _LAZY = {
     "AuditSpec": "auditor.execution.spec",
     "AuditSummary": "auditor.execution.driver",
+    "CertifySummary": "auditor.certify.service",
     "GateResult": "auditor.policy.outcomes",
     "KeyFiles": "auditor.report.keys",
     "LoadedPolicy": "auditor.policy.load",
@@ -181,10 +184,13 @@ def make_executor(kind: str = "local", *, address: str | None = None,
 def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
               period: str | None = None, executor: Any = None, address: str | None = None,
               num_gpus: float | None = None, max_retries: int | None = None,
-              wait: float = 0.0, progress: bool = True) -> AuditSummary:
+              wait: float = 0.0, progress: bool = True, force: bool = False,
+              say: Callable[[str], None] | None = None) -> AuditSummary:
     """Plan the audit, run the items not yet stored (local or Ray), write each item's rows in
     one transaction, and return an ``AuditSummary``. ``executor``: "local", "ray", an executor
-    object (kept open), or None for the spec's choice."""
+    object (kept open), or None for the spec's choice. With the spec's ``replay`` section,
+    every audited version then gets a certified gate on the spec's policy
+    (``summary.certified``; docs/certify.md). ``force`` recomputes stored items."""
     from auditor.execution.driver import execute, summarise
     from auditor.execution.planner import plan_audit
     from auditor.execution.spec import AuditSpec, load_spec
@@ -194,14 +200,41 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
     runner, owned = _audit_executor(spec, executor, address, num_gpus, max_retries)
     try:
         with open_store(db, wait=wait) as store:
-            plan = plan_audit(spec, store, period)
+            plan = plan_audit(spec, store, period, force=force)
             written, failures = execute(plan, runner, store, progress=progress)
             config = {"audit": spec.name, "spec_hash": config_hash(spec.model_dump(mode="json")),
                       "period": period or spec.versions.period, "executor": runner.name}
-            return summarise(plan, store, written, failures, config)
+            summary = summarise(plan, store, written, failures, config)
+            if spec.replay is not None and spec.replay.mode != "none" and not failures:
+                _certify_audit(spec, plan, store, runner, summary, say, progress, force)
+            return summary
     finally:
         if owned:
             runner.close()
+
+
+def _certify_audit(spec: AuditSpec, plan: Any, store: Store, runner: Any, summary: AuditSummary,
+                   say: Callable[[str], None] | None, progress: bool, force: bool) -> None:
+    """A certified gate of every version of the audit, per estimator (docs/certify.md)."""
+    from auditor.certify.costs import replay_all_is_cheaper
+    from auditor.certify.service import certify_version
+    from auditor.policy.load import load_policy
+
+    loaded = load_policy(spec.policy)
+    keys = list(dict.fromkeys(item.key for item in plan.skipped + plan.todo))
+    for key in keys:
+        steps = [stage.steps for stage in store.get_version(key).stages]
+        for name in spec.estimators:
+            settings = spec.replay
+            message = replay_all_is_cheaper(name, spec.estimator_settings.get(name, {}), steps)
+            if message:
+                settings = settings.model_copy(update={"mode": "all"})
+                if say is not None:
+                    say(f"{key}: {message}")
+            result, certified = certify_version(store, key, loaded, executor=runner,
+                                                settings=settings, estimator=name,
+                                                say=say, progress=progress, force=force)
+            summary.certified.append((key, name, result, certified))
 
 
 def _audit_executor(spec: AuditSpec, executor: Any, address: str | None,
@@ -252,6 +285,48 @@ def gate(key: str, *, db: str | Path, policy: LoadedPolicy | str | Path | None =
     with open_store(db, wait=wait) as store:
         return evaluate_gate(store, key, loaded, estimator=estimator,
                              allow_indeterminate=allow_indeterminate, today=today)
+
+
+def certified_gate(key: str, *, db: str | Path, policy: LoadedPolicy | str | Path | None = None,
+                   estimator: str | None = None,
+                   replay: ReplaySettings | dict[str, Any] | None = None,
+                   executor: Any = "local", allow_indeterminate: bool = False,
+                   wait: float = 0.0, today: date | None = None,
+                   say: Callable[[str], None] | None = None, progress: bool = True,
+                   force: bool = False) -> tuple[GateResult, CertifySummary]:
+    """A certified gate (docs/certify.md): calibrate the estimate on replayed units, decide
+    every row on its interval, replay the units close rows and estimated failures need
+    (within ``replay.budget``), and record certified scores, the calibration and the results.
+    ``replay``: a ``ReplaySettings`` or a dict of the audit spec's ``replay`` section.
+    Returns (``GateResult``, ``CertifySummary``)."""
+    from auditor.certify.service import certify_version
+    from auditor.errors import StoreError
+    from auditor.execution.spec import ReplaySettings
+    from auditor.policy.load import LoadedPolicy, load_policy
+
+    loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
+    settings = replay if isinstance(replay, ReplaySettings) else _replay_settings(replay)
+    if not Path(db).expanduser().is_file():
+        raise StoreError(f"no store at {db}: audit the version first")
+    runner = make_executor(executor) if isinstance(executor, str) else executor
+    try:
+        with open_store(db, wait=wait) as store:
+            return certify_version(store, key, loaded, executor=runner, settings=settings,
+                                   estimator=estimator, today=today,
+                                   allow_indeterminate=allow_indeterminate, say=say,
+                                   progress=progress, force=force)
+    finally:
+        if isinstance(executor, str):
+            runner.close()
+
+
+def _replay_settings(data: dict[str, Any] | None) -> ReplaySettings:
+    from auditor.execution.spec import ReplaySettings
+
+    try:
+        return ReplaySettings(**(data or {}))
+    except ValueError as exc:
+        raise InputError(f"bad replay settings: {exc}") from None
 
 
 def check_policy(path: str | Path) -> LoadedPolicy:

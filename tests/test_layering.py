@@ -21,6 +21,7 @@ FORBIDDEN = {
     "policy": {"torch", "ray"},
     "report": {"torch", "ray"},
     "serve": {"torch", "ray", "auditor.estimators"},
+    "certify": {"auditor.report", "auditor.cli", "torch", "ray"},
 }
 
 

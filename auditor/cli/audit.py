@@ -79,10 +79,13 @@ def audit(
     num_gpus: float = _gpus_option(),
     max_retries: int = _retries_option(None),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    force: bool = typer.Option(False, "--force", help="Recompute items (and replay units) even "
+                               "when stored."),
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
-    """Attribute every version the spec selects; items already stored are skipped (resume)."""
+    """Attribute every version the spec selects; items already stored are skipped (resume).
+    With the spec's replay section, every version also gets a certified gate."""
     if spec is None:
         from auditor.execution.spec import spec_from_options
 
@@ -92,8 +95,31 @@ def audit(
                          "estimator_settings itself")
     summary = api.run_audit(spec, db=db, period=period, executor=executor, address=address,
                             num_gpus=num_gpus, max_retries=max_retries, wait=wait,
-                            progress=not quiet)
+                            progress=not quiet, force=force,
+                            say=None if quiet else _say)
     _print_summary(summary, db)
+    _print_certified(summary)
+
+
+def _say(line: str) -> None:
+    from auditor.cli.common import err_console
+
+    err_console.print(line, markup=False, soft_wrap=True)
+
+
+def _print_certified(summary) -> None:
+    if not summary.certified:
+        return
+    table = Table(title="certified verdicts")
+    for column in ("version", "estimator", "verdict", "exact", "estimate", "indeterminate",
+                   "replayed steps"):
+        table.add_column(column)
+    for key, estimator, result, certified in summary.certified:
+        counts = certified.counts(result.rows())
+        table.add_row(key, estimator, result.verdict, str(counts["exact"]),
+                      str(counts["estimate"]), str(counts["indeterminate"]),
+                      f"{certified.spent:,} of {certified.full:,}")
+    console.print(table)
 
 
 MAX_TABLE_ROWS = 60
@@ -125,6 +151,9 @@ def _print_summary(summary, db: Path) -> None:
     console.print(f"items: {summary.planned} planned, {summary.skipped} already stored, "
                   f"{summary.done} done, {summary.failed} failed; audit run "
                   f"{summary.audit_run_id} in {db}")
+    if summary.skipped:
+        console.print(f"reused {summary.skipped} stored item(s): same lineage, estimator "
+                      "settings, task and behaviour code and probe data (--force recomputes)")
     if summary.failed:
         for label, error in summary.failures.items():
             console.print(f"failed: {label}: {error}", markup=False)

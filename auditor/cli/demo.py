@@ -27,14 +27,21 @@ def demo(
 
 
 def _print_summary(summary) -> None:
-    table = Table(title="auditor demo: verdicts on the default policy")
-    for column in ("version", "verdict", "blamed stage", "on behaviours"):
+    table = Table(title="auditor demo: certified verdicts on the default policy")
+    for column in ("version", "verdict", "blamed stage", "on behaviours", "rows decided by"):
         table.add_column(column)
     for key, verdict in summary.verdicts.items():
         colour = "green" if verdict.startswith("PASS") else "red"
         stage, behaviours = summary.blamed.get(key, ("", []))
-        table.add_row(key, f"[{colour}]{verdict}[/]", stage, ", ".join(behaviours))
+        counts = summary.evidence.get(key, {})
+        decided = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        table.add_row(key, f"[{colour}]{verdict}[/]", stage, ", ".join(behaviours), decided,
+                      )
     console.print(table)
+    for key, findings in summary.exact_findings.items():
+        if findings:
+            console.print(f"  {key}: exact (replayed) findings: {'; '.join(findings)}",
+                          markup=False, soft_wrap=True)
     for remediation in summary.remediations:
         for name, before in remediation.before.items():
             after = remediation.after[name]

@@ -56,6 +56,9 @@ class DemoSummary:
     reports: list[Path] = field(default_factory=list)
     verified: dict[Path, bool] = field(default_factory=dict)
     seconds: float = 0.0
+    # certified gates: key -> rows decided by {"exact", "estimate", "indeterminate", ...}
+    evidence: dict[str, dict[str, int]] = field(default_factory=dict)
+    exact_findings: dict[str, list[str]] = field(default_factory=dict)  # key -> "rule stage"
 
     @property
     def ok(self) -> bool:
@@ -87,12 +90,21 @@ def audit_period(layout: DemoLayout, runner) -> None:
     api.run_audit(spec, db=layout.db, executor=runner, progress=True)
 
 
-def gate_versions(layout: DemoLayout, keys: list[str], summary: DemoSummary) -> None:
+def gate_versions(layout: DemoLayout, keys: list[str], summary: DemoSummary,
+                  runner=None, announce: Step | None = None) -> None:
+    """A certified gate of each version on the default policy (docs/certify.md): the estimate's
+    rows are decided on calibrated bands, the close ones and every blocking failure by exact
+    replay."""
     from auditor import api
 
     for key in keys:
-        result = api.gate(key, db=layout.db)
+        result, certified = api.certified_gate(key, db=layout.db, executor=runner or "local",
+                                               say=announce, progress=False)
         summary.verdicts[key] = result.verdict
+        summary.evidence[key] = certified.counts(result.rows())
+        summary.exact_findings[key] = [
+            f"{r['rule_id']} {r['stage_id']} {r['behaviour']}" for r in result.rows()
+            if r["outcome"] in ("fail", "warn") and r["evidence"] == "exact"]
         blamed = blamed_stage(result.rows())
         if blamed:
             summary.blamed[key] = blamed
@@ -194,12 +206,12 @@ def run_demo(root: str | Path = "auditor-demo", *, executor: str = "ray",
     try:
         announce(f"attribute {len(keys)} versions with {ESTIMATOR}")
         audit_period(layout, runner)
-        announce("gate every version on the default policy")
-        gate_versions(layout, keys, summary)
+        announce("certified gate of every version on the default policy")
+        gate_versions(layout, keys, summary, runner, announce)
         fixed = remediate_failures(layout, summary, announce)
         announce(f"attribute and gate the remediated versions {', '.join(fixed)}")
         audit_period(layout, runner)
-        gate_versions(layout, fixed, summary)
+        gate_versions(layout, fixed, summary, runner, announce)
     finally:
         runner.close()
     first_blocked = next(iter(summary.blamed), keys[-1])

@@ -39,6 +39,8 @@ class AuditSummary:
     audit_run_id: str | None = None
     failures: dict[str, str] = field(default_factory=dict)  # "label (hash)" -> error
     blame: list[Blame] = field(default_factory=list)
+    # certified gates of the audit's versions: (version, estimator, GateResult, CertifySummary)
+    certified: list[tuple[str, str, Any, Any]] = field(default_factory=list)
 
     @property
     def top_blamed(self) -> dict[str, dict[str, str | None]]:

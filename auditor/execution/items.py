@@ -30,6 +30,7 @@ class WorkItem:
     estimator: str
     estimator_config_hash: str
     settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    inputs_digest: str = ""  # task/behaviour code and probe data (auditor.execution.inputs)
 
     def run_config(self) -> dict[str, Any]:
         """The config of the run that stores this item's rows (no paths, no times): its
@@ -37,7 +38,8 @@ class WorkItem:
         return {"work_item": "attribution/1", "version": self.key, "task": self.task,
                 "behaviours": self.behaviours, "estimator": self.estimator,
                 "estimator_config_hash": self.estimator_config_hash, "settings": self.settings,
-                "checkpoints": [list(pair) for pair in self.checkpoints]}
+                "checkpoints": [list(pair) for pair in self.checkpoints],
+                "inputs_digest": self.inputs_digest}
 
     @cached_property  # read several times per item; the item is frozen
     def item_hash(self) -> str:
@@ -50,12 +52,13 @@ class WorkItem:
 
 def make_item(version: ModelVersion, root: str | Path, *, task: str, behaviours: str,
               estimator: str, estimator_config_hash: str,
-              settings: dict[str, Any] | None = None) -> WorkItem:
+              settings: dict[str, Any] | None = None, inputs_digest: str = "") -> WorkItem:
     refs = [(ref.uri, ref.sha256) for ref in version.checkpoint_refs()]
     return WorkItem(key=version.key, version_json=version.model_dump_json(),
                     root_uri=Path(root).resolve().as_uri(), checkpoints=tuple(refs), task=task,
                     behaviours=behaviours, estimator=estimator,
-                    estimator_config_hash=estimator_config_hash, settings=dict(settings or {}))
+                    estimator_config_hash=estimator_config_hash, settings=dict(settings or {}),
+                    inputs_digest=inputs_digest)
 
 
 def root_path(uri: str) -> Path:

@@ -46,13 +46,18 @@ def stored_item_runs(store: Store) -> dict[str, str]:
     return {row["config_hash"]: row["run_id"] for row in rows}
 
 
-def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan:
+def plan_audit(spec: AuditSpec, store: Store, period: str | None = None, *,
+               force: bool = False) -> Plan:
+    """The spec's items; those stored under the same run config (lineage, estimator settings,
+    task and behaviour code and probe data) are skipped unless ``force``."""
     from auditor.estimators import get_estimator
+    from auditor.execution.inputs import inputs_digest
 
     sources = {info.key: info.source for info in store.list_versions()}
     estimators = {name: get_estimator(name, **spec.estimator_settings.get(name, {})).config_hash
                   for name in spec.estimators}
-    done, plan, seen = stored_item_runs(store), Plan(), set()
+    done, plan, seen = ({} if force else stored_item_runs(store)), Plan(), set()
+    digests: dict[tuple[str, str], str] = {}
     for key in select_versions(spec, store, period):
         version = store.get_version(key)  # a StoreError naming the key when it is not stored
         task = spec.model_factory or version.task
@@ -60,9 +65,12 @@ def plan_audit(spec: AuditSpec, store: Store, period: str | None = None) -> Plan
             raise InputError(f"{key} names no training task; set model_factory in the audit spec")
         for name, estimator_hash in estimators.items():
             for behaviours in spec.behaviour_sets(version.model):
+                if (task, behaviours) not in digests:
+                    digests[(task, behaviours)] = inputs_digest(task, behaviours)
                 item = make_item(version, sources[key] or ".", task=task, behaviours=behaviours,
                                  estimator=name, estimator_config_hash=estimator_hash,
-                                 settings=spec.estimator_settings.get(name, {}))
+                                 settings=spec.estimator_settings.get(name, {}),
+                                 inputs_digest=digests[(task, behaviours)])
                 if item.item_hash not in seen:  # the lineage JSON is fetched when it runs
                     seen.add(item.item_hash)
                     lean = replace(item, version_json="")

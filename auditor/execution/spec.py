@@ -47,6 +47,52 @@ class ReportSettings(_Strict):
     sign: bool = False
 
 
+class CalibrationSettings(_Strict):
+    """Audit sampling (docs/certify.md): replay a seeded sample of units, stratified by stage
+    kind, and build split-conformal bands at ``coverage``."""
+
+    sample: float = Field(0.2, gt=0, le=1, description="share of the units sampled")
+    min: int = Field(3, ge=0, description="fewest units sampled (paid ones; free ones always)")
+    coverage: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the bands")
+    share: float = Field(0.2, gt=0, le=1, description="most of the full replay's steps the "
+                         "sample may spend")
+    normalisation: Literal["absolute", "relative", "behaviour"] = "relative"
+    pooling: Literal["pair", "unit"] = "pair"
+    strata: Literal["kind", "none"] = "kind"
+    fallback: Literal["none", "pooled"] = Field(
+        "none", description="a stage kind the sample did not reach: none (infinite band, its "
+        "rows go to replay) or pooled (the other kinds' band; not calibrated for it)")
+    seed: int = 0
+
+
+class ReplaySettings(_Strict):
+    """What to replay exactly (docs/certify.md)."""
+
+    mode: Literal["decisive", "sample", "all", "none"] = Field(
+        "decisive", description="decisive: the sample plus the units close rows need; sample: "
+        "calibration only; all: every unit; none: no replay")
+    budget: int | str | None = Field(
+        None, description="training steps, or 'N%' of the version's own training; none: "
+                          "no limit")
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> ReplaySettings:
+        if isinstance(self.budget, str) and not re.fullmatch(r"\d+(\.\d+)?%", self.budget):
+            raise ValueError(f"budget: {self.budget!r} must be a number of steps or 'N%'")
+        if isinstance(self.budget, int) and self.budget < 0:
+            raise ValueError("budget: must not be negative")
+        return self
+
+    def steps_budget(self, own_steps: int) -> float:
+        """The budget in training steps for a version trained ``own_steps`` steps."""
+        if self.budget is None:
+            return float("inf")
+        if isinstance(self.budget, str):
+            return float(self.budget[:-1]) / 100.0 * own_steps
+        return float(self.budget)
+
+
 class AuditSpec(_Strict):
     name: str = Field("audit", description="a label for the audit run")
     model_factory: str | None = Field(None, pattern=ENTRY_POINT,
@@ -60,6 +106,8 @@ class AuditSpec(_Strict):
     policy: str | None = Field(None, description="policy YAML the gate and report use")
     report: ReportSettings = Field(default_factory=ReportSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    replay: ReplaySettings | None = Field(None, description="certified verdicts: what to "
+                                          "replay (absent: no replay, estimates only)")
 
     @model_validator(mode="after")
     def _check(self) -> AuditSpec:

@@ -9,13 +9,15 @@ the reason.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from auditor.policy.decide import METRIC_COLUMN, decide, worst_evidence
+from auditor.policy.intervals import add_bounds
 from auditor.policy.load import LoadedPolicy
 from auditor.policy.metrics import (
     CODED,
@@ -34,8 +36,6 @@ from auditor.store import Store
 
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 FIRED = {"block": "fail", "warn": "warn", "info": "info"}
-_METRIC_COLUMN = {"contribution": "effect", "share": "share", "rank": "rank",
-                  "delta_vs_previous": "delta"}
 Chunk = dict[str, np.ndarray]
 
 
@@ -49,6 +49,7 @@ class Inputs:
     tags: dict[str, set[str]]  # dataset tags per stage id
     directions: dict[str, str]  # scored behaviour -> harm | benefit
     kinds: np.ndarray  # kind of each distinct stage id (names["stage_id"])
+    replays: dict[str, int] = field(default_factory=dict)  # calibration id -> replayed units
 
 
 def read_inputs(store: Store, key: str, estimator: str | None = None,
@@ -62,7 +63,18 @@ def read_inputs(store: Store, key: str, estimator: str | None = None,
     missing = sorted(set(named or []) - set(directions))
     context = replace(context, elsewhere=scored_elsewhere(store, context, missing))
     kinds = _stage_kinds(columns, names["stage_id"], lineage_kinds(store, key))
-    return Inputs(context, columns, names, stage_tags(store, key), directions, kinds)
+    with_bounds(columns)
+    ids = sorted({c for c in columns["calibration_id"].tolist() if c})
+    replays = {row["calibration_id"]: row["n_units"] for row in store.calibrations(ids)} \
+        if ids else {}
+    return Inputs(context, columns, names, stage_tags(store, key), directions, kinds, replays)
+
+
+def with_bounds(columns: dict[str, np.ndarray]) -> None:
+    """Add the metrics' interval bounds and the weakest evidence of each behaviour."""
+    add_bounds(columns)
+    columns["evidence_behaviour"] = worst_evidence(columns["behaviour_code"],
+                                                   columns["evidence"])
 
 
 def _first_per_code(columns: dict[str, np.ndarray], coded: str, column: str) -> list:
@@ -86,7 +98,8 @@ def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None 
                          named_behaviours(loaded.policy))
     results = evaluate_rules(loaded, inputs, today)
     verdict = verdict_of(results)
-    run_id = _record(store, loaded, inputs.context, results, verdict, today) if write else None
+    run_id = record_results(store, loaded, inputs.context, results, verdict, today) \
+        if write else None
     return GateResult(key, loaded.id, loaded.policy.version, loaded.hash, str(loaded.path),
                       inputs.context.estimator, inputs.context.config_hash,
                       inputs.context.previous, verdict, results, run_id,
@@ -94,9 +107,11 @@ def gate(store: Store, key: str, loaded: LoadedPolicy, *, estimator: str | None 
                       today.isoformat())
 
 
-def _record(store: Store, loaded: LoadedPolicy, context: ScoreContext, results: pa.Table,
-            verdict: str, today: date) -> str:
-    config = {"policy_id": loaded.id, "policy_version": loaded.policy.version,
+def record_results(store: Store, loaded: LoadedPolicy, context: ScoreContext,
+                   results: pa.Table, verdict: str, today: date,
+                   extra: dict[str, Any] | None = None) -> str:
+    """Record a gate's results and verdict as one policy run, in one transaction."""
+    config = {**(extra or {}), "policy_id": loaded.id, "policy_version": loaded.policy.version,
               "policy_hash": loaded.hash, "version": context.key,
               "estimator": context.estimator, "config_hash": context.config_hash,
               "previous": context.previous, "evaluated_on": today.isoformat(),
@@ -127,7 +142,7 @@ def evaluate_rules(loaded: LoadedPolicy, inputs: Inputs, today: date) -> pa.Tabl
 
 _CHUNK_COLUMNS = ("rule_id", "severity", "behaviour", "stage_id", "metric", "comparator",
                   "threshold", "observed", "outcome", "reason", "waiver_owner", "waiver_reason",
-                  "waiver_expiry")
+                  "waiver_expiry", "evidence", "observed_lo", "observed_hi")
 
 
 def _to_arrow(name: str, values: np.ndarray) -> pa.Array:
@@ -199,10 +214,12 @@ def _stage_rows(rule: Rule, policy: Policy, inputs: Inputs, names: list[str],
     chunks = [_singles(rule, uncovered, "pass", "no stage matches the rule's stage selector")] \
         if len(uncovered) else []
     if rows.any():
-        needed = ("behaviour", "stage_id", _METRIC_COLUMN[rule.metric], "total_harm",
-                  "behaviour_nan")
+        column = METRIC_COLUMN[rule.metric]
+        needed = ("behaviour", "stage_id", column, f"{column}_lo", f"{column}_hi",
+                  "total_harm", "total_harm_lo", "total_harm_hi", "behaviour_nan", "evidence",
+                  "evidence_behaviour", "calibration_id")
         chunk = _decide(rule, {name: m[name][rows] for name in needed},
-                        inputs.context.previous)
+                        inputs.context.previous, inputs.replays)
         chunks.append(apply_waivers(chunk, rule, policy.waivers, inputs.context.key, today))
     return chunks
 
@@ -216,39 +233,12 @@ def _stage_kinds(columns: dict[str, np.ndarray], stage_ids: np.ndarray,
                      for stage, kind in zip(stage_ids.tolist(), kinds.tolist())], dtype=object)
 
 
-def _decide(rule: Rule, m: dict[str, np.ndarray], previous: str | None) -> Chunk:
-    observed = m[_METRIC_COLUMN[rule.metric]].astype(float)
-    undecided = undecidable(rule, m, observed)
-    immaterial = ~undecided & (m["total_harm"] <= rule.materiality) if rule.materiality > 0 \
-        else np.zeros(len(observed), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        fired = ~undecided & ~immaterial & COMPARE[rule.comparator](observed, rule.threshold)
-    outcome = np.select([undecided, fired], ["indeterminate", FIRED[rule.severity]], "pass")
-    reason = np.select(
-        [undecided, immaterial, fired],
-        [_undecided_reason(rule, previous),
-         f"total harm of the behaviour at or below the materiality floor {rule.materiality:g}",
-         f"{rule.metric} {rule.comparator} {rule.threshold:g}"], "")
-    return _chunk(rule, m["behaviour"], m["stage_id"], np.where(undecided, np.nan, observed),
-                  outcome.astype(object), reason.astype(object))
-
-
-def undecidable(rule: Rule, m: dict[str, np.ndarray], observed: np.ndarray) -> np.ndarray:
-    """Rows whose observed value cannot be trusted (NaN or infinite effects, no previous
-    scores): a non-finite number never passes a rule, whatever its comparator."""
-    bad = ~np.isfinite(observed)
-    if rule.metric in ("share", "rank") or rule.materiality > 0:
-        bad |= m["behaviour_nan"] | ~np.isfinite(m["total_harm"])
-    return bad
-
-
-def _undecided_reason(rule: Rule, previous: str | None) -> str:
-    if rule.metric == "delta_vs_previous":
-        return (f"effect is NaN or infinite, or the behaviour is not scored in the previous audited "
-                f"version {previous}")
-    if rule.metric in ("share", "rank") or rule.materiality > 0:
-        return "a stage effect of the behaviour is NaN, infinite or missing"
-    return "the stage effect is NaN, infinite or missing"
+def _decide(rule: Rule, m: dict[str, np.ndarray], previous: str | None,
+            replays: dict[str, int]) -> Chunk:
+    outcome, reason, observed, evidence, bounds = decide(rule, m, previous, replays)
+    chunk = _chunk(rule, m["behaviour"], m["stage_id"], observed, outcome, reason)
+    chunk["evidence"], chunk["observed_lo"], chunk["observed_hi"] = evidence, *bounds
+    return chunk
 
 
 def _single(rule: Rule, behaviour: str | None, outcome: str, reason: str) -> Chunk:
@@ -273,7 +263,9 @@ def _chunk(rule: Rule, behaviour: np.ndarray, stage_id: np.ndarray, observed: np
             "stage_id": stage_id, "metric": full(rule.metric),
             "comparator": full(rule.comparator), "threshold": np.full(n, rule.threshold),
             "observed": observed, "outcome": outcome, "reason": reason,
-            "waiver_owner": full(None), "waiver_reason": full(None), "waiver_expiry": full(None)}
+            "waiver_owner": full(None), "waiver_reason": full(None), "waiver_expiry": full(None),
+            "evidence": full(None), "observed_lo": np.full(n, np.nan),
+            "observed_hi": np.full(n, np.nan)}
 
 
 def waiver_covers(waiver: Waiver, rule: Rule, key: str) -> bool:

@@ -29,14 +29,16 @@ JOIN runs r USING (run_id) WHERE r.status = 'complete'
 """
 
 # Rows of the chosen runs; when a version was scored by several runs under the same
-# configuration, each behaviour's rows come from its latest run.
+# configuration, each (behaviour, stage) row comes from the latest run that scored it (replay
+# units store one stage each, docs/certify.md).
 _LATEST_RUN = """
-  QUALIFY dense_rank() OVER (PARTITION BY s.version, s.behaviour
+  QUALIFY dense_rank() OVER (PARTITION BY s.version, s.behaviour, s.stage_index
                              ORDER BY r.started_at DESC, s.run_id DESC) = 1"""
 
 _METRICS = """
 WITH picked AS (
-  SELECT s.version, s.stage_index, s.stage_id, s.stage_kind, s.behaviour, s.direction, s.effect
+  SELECT s.version, s.stage_index, s.stage_id, s.stage_kind, s.behaviour, s.direction, s.effect,
+    s.lo, s.hi, s.evidence, s.calibration_id
   FROM stage_scores s JOIN runs r USING (run_id)
   WHERE s.model = $model AND s.version IN ($version, $previous)
     AND s.estimator = $estimator AND s.config_hash = $config AND list_contains($runs, s.run_id)
@@ -51,7 +53,7 @@ WITH picked AS (
     bool_or(effect IS NULL OR NOT isfinite(effect)) OVER per AS behaviour_nan
   FROM current WINDOW per AS (PARTITION BY behaviour)
 ), previous AS (
-  SELECT stage_id, behaviour, effect FROM picked WHERE version = $previous
+  SELECT stage_id, behaviour, effect, lo, hi FROM picked WHERE version = $previous
 ), previous_behaviours AS (
   SELECT DISTINCT behaviour FROM previous
 )
@@ -61,7 +63,9 @@ SELECT c.stage_index, c.stage_id, c.stage_kind, c.behaviour, c.direction, c.effe
   CAST(c.rank AS DOUBLE) AS rank, c.behaviour_nan,
   CASE WHEN $previous IS NULL THEN c.effect
        WHEN pb.behaviour IS NULL THEN NULL
-       ELSE c.effect - coalesce(p.effect, 0.0) END AS delta
+       ELSE c.effect - coalesce(p.effect, 0.0) END AS delta,
+  c.lo, c.hi, coalesce(c.evidence, 'uncalibrated') AS evidence, c.calibration_id,
+  coalesce(p.lo, p.effect) AS prev_lo, coalesce(p.hi, p.effect) AS prev_hi
 FROM windowed c
 LEFT JOIN previous p ON p.stage_id = c.stage_id AND p.behaviour = c.behaviour
 LEFT JOIN previous_behaviours pb ON pb.behaviour = c.behaviour

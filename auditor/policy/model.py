@@ -86,6 +86,10 @@ class Policy(Strict):
     description: str = ""
     estimator: str | None = Field(None, description="estimator whose scores are gated")
     requires: Requirement | None = Field(None, description="default requirement of every rule")
+    confirm_fail_by_replay: bool = Field(False, description=(
+        "certified gates (auditor gate --certify): confirm a blocking failure decided by an "
+        "estimate by replaying the stage it blames, when the task can replay and the budget "
+        "allows (docs/certify.md)"))
     behaviours: dict[str, BehaviourDecl] = Field(default_factory=dict)
     rules: list[Rule] = Field(min_length=1)
     waivers: list[Waiver] = Field(default_factory=list)

@@ -17,6 +17,7 @@ RESULT_SCHEMA = pa.schema([
     ("observed", pa.float64()), ("outcome", pa.string()), ("reason", pa.string()),
     ("waiver_owner", pa.string()), ("waiver_reason", pa.string()),
     ("waiver_expiry", pa.date32()), ("estimator", pa.string()), ("config_hash", pa.string()),
+    ("evidence", pa.string()), ("observed_lo", pa.float64()), ("observed_hi", pa.float64()),
 ])
 
 

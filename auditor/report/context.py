@@ -43,6 +43,8 @@ class VersionReport:
     runs_by_table: dict[str, list[str]]
     evidence: dict[str, list[dict[str, Any]]]
     prov: dict[str, Any]
+    calibrations: list[dict[str, Any]] = field(default_factory=list)  # bands the scores use
+    replayed_stages: list[str] = field(default_factory=list)  # stages with a stored exact replay
 
     @property
     def verdict(self) -> str:
@@ -145,7 +147,25 @@ def version_report(store: Store, key: str) -> VersionReport:
         changes=version_diff(previous, lineage),
         remediation=remediation_advice(key, behaviours, policy, _remediations(store, key)),
         runs=_runs(store, run_ids), runs_by_table=runs, evidence=evidence,
-        prov=to_prov_json(lineage))
+        prov=to_prov_json(lineage), calibrations=_calibrations(store, evidence["stage_scores"]),
+        replayed_stages=_replayed(store, model, version))
+
+
+def _calibrations(store: Store, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calibrations behind the scores' bands (docs/certify.md), as the report prints them."""
+    ids = sorted({r.get("calibration_id") for r in scores if r.get("calibration_id")})
+    if not ids:
+        return []
+    return [{k: plain(v) for k, v in row.items()} for row in store.calibrations(ids)]
+
+
+def _replayed(store: Store, model: str, version: str) -> list[str]:
+    """Stages of the version whose exact leave-stage-out replay is stored (any run)."""
+    rows = store.query("SELECT DISTINCT s.stage_index, s.stage_id FROM stage_scores s JOIN runs r "
+                       "USING (run_id) WHERE r.status = 'complete' AND s.model = ? AND "
+                       "s.version = ? AND s.estimator = 'replay' ORDER BY s.stage_index",
+                       [model, version])
+    return [row["stage_id"] for row in rows]
 
 
 def _remediations(store: Store, key: str) -> list[dict[str, Any]]:

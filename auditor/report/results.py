@@ -29,10 +29,25 @@ def _rank_key(row: dict[str, Any]) -> tuple[int, float]:
 
 
 def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows in stage order with their harm and the rank the gate evaluated (ties share one)."""
+    """Rows in stage order with their harm, the rank the gate evaluated (ties share one) and
+    the evidence mark printed beside the effect."""
     keys = [_rank_key(row) for row in rows]
-    return [row | {"rank": 1 + sum(other > key for other in keys), "harm": _harm(row)}
+    return [row | {"rank": 1 + sum(other > key for other in keys), "harm": _harm(row),
+                   "evidence_mark": evidence_mark(row)}
             for row, key in sorted(zip(rows, keys), key=lambda pair: pair[0]["stage_index"])]
+
+
+def evidence_mark(row: dict[str, Any]) -> str:
+    """"exact" for a replayed effect, "± w" for an estimate with its calibrated band (w the
+    half-width; "± ∞" when the band is unbounded), "uncalibrated" for an estimate without one."""
+    kind = row.get("evidence") or ("exact" if row.get("estimator") == "replay" else "uncalibrated")
+    if kind != "estimate":
+        return kind
+    lo, hi = row.get("lo"), row.get("hi")
+    if lo is None or hi is None:
+        return "uncalibrated"
+    width = (hi - lo) / 2
+    return "± ∞" if not math.isfinite(width) else f"± {width:.3g}"
 
 
 def _threshold(behaviour: str, policy_rows: list[dict[str, Any]]) -> dict[str, Any] | None:

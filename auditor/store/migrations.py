@@ -9,8 +9,16 @@ import duckdb
 
 from auditor.errors import StoreError
 from auditor.store.connect import first_row
-from auditor.store.digests import subject_digest
-from auditor.store.events import append_event, utc_now
+from auditor.store.digests import (
+    Digest,
+    forget_columns,
+    rows_digest,
+    stored_subjects,
+    subject_digest,
+    table_columns,
+)
+from auditor.store.events import REPLACE, append_event, read_events, utc_now
+from auditor.store.legacy_digests import LegacyDigest, legacy_subject_digest
 from auditor.store.schema import Migration
 
 _BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -44,8 +52,51 @@ def apply_migrations(conn: duckdb.DuckDBPyConnection, pending: Sequence[Migratio
     """Apply each pending migration with its event, all in the caller's transaction."""
     conn.execute(_BOOKKEEPING)
     for migration in pending:
+        intact = {table: _intact_subjects(conn, table) for table in migration.rehash
+                  if _exists(conn, table)}
         conn.execute(migration.sql)
+        forget_columns(conn)  # the migration may have added columns
         conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", [migration.name, utc_now()])
         digest = subject_digest(conn, "schema_migrations", migration.name)
+        digests = {f"schema_migrations:{migration.name}": str(digest)}
+        for table, subjects in intact.items():
+            for subject in subjects:
+                digests[f"{table}:{subject}"] = REPLACE + str(subject_digest(conn, table, subject))
         append_event(conn, actor=actor, kind="schema.migrate", subject=migration.name,
-                     digests={f"schema_migrations:{migration.name}": str(digest)})
+                     digests=digests)
+
+
+def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(first_row(conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? "
+        "AND table_schema = 'main'", [table]))[0])
+
+
+def _intact_subjects(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The subjects of ``table`` whose rows still match the digests the log holds for them (a
+    migration that changes rows re-digests only those: a tampered subject stays tampered)."""
+    from auditor.store.verify import logged_digests
+
+    logged, _ = logged_digests(read_events(conn))
+    intact = []
+    for subject, rows in stored_subjects(conn, table):
+        writes = logged.get((table, subject))
+        if writes and _matches(conn, table, subject, writes, rows):
+            intact.append(subject)
+    return intact
+
+
+def _matches(conn, table: str, subject: str, writes: list, rows) -> bool:
+    if sum(w.rows for w in writes) != rows.num_rows:
+        return False
+    if all(isinstance(w, LegacyDigest) for w in writes):
+        stored = legacy_subject_digest(conn, table, subject, table_columns(conn, table))
+        return stored == sum(writes[1:], writes[0])
+    if not all(isinstance(w, Digest) for w in writes):
+        return False
+    start = 0
+    for write in writes:
+        if rows_digest(rows.slice(start, write.rows)) != write:
+            return False
+        start += write.rows
+    return True

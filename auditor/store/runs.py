@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor.errors import StoreError
 from auditor.hashing import canonical_json, config_hash
 from auditor.store.connect import first_row
-from auditor.store.digests import subject_digest
+from auditor.store.digests import subject_digest, table_columns
 from auditor.store.events import REPLACE, utc_now
 from auditor.store.schema import RUN_STATUSES, VERDICTS
 from auditor.store.versions import split_key
@@ -33,6 +34,34 @@ def with_run_id(table: pa.Table, run_id: str) -> pa.Table:
     indices = pa.array(np.zeros(table.num_rows, dtype=np.int32))
     column = pa.DictionaryArray.from_arrays(indices, pa.array([run_id], pa.string()))
     return table.append_column("run_id", column)
+
+
+# Columns added to a table after its first release (migration 0005): rows written without them
+# (older callers) get the values the migration gave the rows it found.
+LATE_COLUMNS: dict[str, dict[str, pa.DataType]] = {
+    "stage_scores": {"evidence": pa.string(), "lo": pa.float64(), "hi": pa.float64(),
+                     "calibration_id": pa.string()},
+    "policy_results": {"evidence": pa.string(), "observed_lo": pa.float64(),
+                       "observed_hi": pa.float64()},
+}
+
+
+def with_late_columns(table: str, rows: pa.Table, present: set[str]) -> pa.Table:
+    """``rows`` with the late columns of ``table`` it lacks: NULL, except a score row's
+    evidence (``exact`` for replay rows, whose lo = hi = effect; else ``uncalibrated``)."""
+    for name, kind in LATE_COLUMNS.get(table, {}).items():
+        if name in rows.column_names or name not in present:
+            continue
+        column = pa.nulls(rows.num_rows, kind)
+        if table == "stage_scores" and name in ("evidence", "lo", "hi"):
+            replay = np.asarray(rows.column("estimator").to_pylist(), dtype=object) == "replay"
+            if name == "evidence":
+                column = pa.array(np.where(replay, "exact", "uncalibrated").tolist(), kind)
+            elif replay.any():  # lo = hi = effect (a bad effect column is the insert's error)
+                column = pc.if_else(pa.array(replay), rows.column("effect"),
+                                    pa.nulls(rows.num_rows, rows.column("effect").type))
+        rows = rows.append_column(name, column)
+    return rows
 
 
 def _filters(**columns: Any) -> tuple[str, list[Any]]:
@@ -86,7 +115,9 @@ class RunMethods:
     def _insert_run_rows(self: Store, table: str, run_id: str, rows: pa.Table) -> int:
         with self.transaction():
             self._require_running(run_id)
-            digest = self._insert_rows(table, with_run_id(rows, run_id), run_id)
+            present = {name for name, _ in table_columns(self.conn, table)}
+            rows = with_late_columns(table, with_run_id(rows, run_id), present)
+            digest = self._insert_rows(table, rows, run_id)
             self._log(f"{table}.insert", run_id, {"rows": digest.rows},
                      {f"{table}:{run_id}": str(digest)})
             return digest.rows

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 class Migration:
     name: str
     sql: str
+    # tables whose existing rows the migration changes (new columns, back-filled values): the
+    # rows of each subject that still match the log get a replacing digest in the migration's
+    # event, so the log keeps verifying; rows that did not match it stay flagged
+    rehash: tuple[str, ...] = ()
 
 
 _CORE = """
@@ -84,11 +88,39 @@ CREATE TABLE fidelity_checks (
     max_abs_error DOUBLE, passed BOOLEAN NOT NULL, checked_at TIMESTAMP NOT NULL);
 """
 
+# Certified verdicts (docs/certify.md): the evidence behind every stage effect — ``exact`` (a
+# leave-stage-out replay, lo = hi = effect), ``estimate`` (an estimate with its calibrated band
+# [lo, hi] and the calibration it came from) or ``uncalibrated`` (no band) — and the
+# calibrations themselves. Rows stored before this migration get their estimator's evidence.
+_CERTIFY = """
+ALTER TABLE stage_scores ADD COLUMN evidence VARCHAR;
+ALTER TABLE stage_scores ADD COLUMN lo DOUBLE;
+ALTER TABLE stage_scores ADD COLUMN hi DOUBLE;
+ALTER TABLE stage_scores ADD COLUMN calibration_id VARCHAR;
+UPDATE stage_scores SET evidence = CASE WHEN estimator = 'replay' THEN 'exact'
+                                        ELSE 'uncalibrated' END;
+UPDATE stage_scores SET lo = effect, hi = effect WHERE estimator = 'replay';
+ALTER TABLE policy_results ADD COLUMN evidence VARCHAR;
+ALTER TABLE policy_results ADD COLUMN observed_lo DOUBLE;
+ALTER TABLE policy_results ADD COLUMN observed_hi DOUBLE;
+CREATE TABLE calibrations (
+    calibration_id VARCHAR NOT NULL, estimator VARCHAR NOT NULL, config_hash VARCHAR NOT NULL,
+    model VARCHAR, alpha DOUBLE NOT NULL, coverage_target DOUBLE NOT NULL, n INTEGER NOT NULL,
+    n_units INTEGER NOT NULL, normalisation VARCHAR NOT NULL, pooling VARCHAR NOT NULL,
+    strata VARCHAR NOT NULL, q DOUBLE, q_json VARCHAR NOT NULL, units_json VARCHAR NOT NULL,
+    residuals_json VARCHAR NOT NULL, measured_coverage DOUBLE, coverage_json VARCHAR NOT NULL,
+    median_relative_error DOUBLE, source VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
+"""
+
+EVIDENCE = ("exact", "estimate", "uncalibrated")
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_core_lineage_and_events", _CORE),
     Migration("0002_runs_scores_behaviours", _RUNS_SCORES),
     Migration("0003_policy_results_verdicts_reports", _POLICY_REPORTS),
     Migration("0004_fidelity_checks", _FIDELITY),
+    Migration("0005_certified_evidence_calibrations", _CERTIFY,
+              rehash=("stage_scores", "policy_results")),
 )
 
 # How the rows of each logged table are grouped: one digest per (table, subject) in the log. A
@@ -109,6 +141,7 @@ SUBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
     "verdicts": ("run_id",),
     "reports": ("report_id",),
     "fidelity_checks": ("run_id",),
+    "calibrations": ("calibration_id",),
 }
 
 

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from auditor.errors import StoreError
-from auditor.store import records, runs, versions
+from auditor.store import calibrations, records, runs, versions
 from auditor.store.arrow_io import insert_arrow
 from auditor.store.connect import claim, connect, release
 from auditor.store.digests import Digest, forget_columns
@@ -37,7 +37,8 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods):
+class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods,
+            calibrations.CalibrationMethods):
     """Open with ``Store.open(path)``; use as a context manager to close it."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool,

@@ -10,9 +10,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-from tests.support.factories import fake_sha, make_version
 
 from auditor import api
+from tests.support.factories import fake_sha, make_version
 
 HOSTILE = "<script>alert('x')</script>"
 POLICY = textwrap.dedent(f"""\
@@ -120,7 +120,8 @@ def build(folder: Path) -> Built:
         api.gate(f"{model}@{name}", db=db, policy=policy, today=TODAY)
     keys = api.init_keys(folder / "keys", demo=True)
     made = api.make_report(db=db, out_dir=folder / "reports", version=FAILING,
-                           signing=api.SignerSettings(p12=keys.p12), html=False)
+                           signing=api.signer_settings(p12=keys.p12),
+                           html=False)
     tampered = folder / "tampered.pdf"
     data = bytearray(made.pdf.read_bytes())
     at = data.index(b"/Producer") if b"/Producer" in data else len(data) // 3

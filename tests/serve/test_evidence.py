@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from factories import make_version
 
 from auditor.serve import evidence, overview, version
 from auditor.store import Store
 from auditor.store.schema import MIGRATIONS, Migration
+from tests.support.factories import make_version
 
 _COLUMNS = Migration("9000_test_evidence_columns", "ALTER TABLE stage_scores ADD COLUMN "
                      "evidence VARCHAR; ALTER TABLE stage_scores ADD COLUMN lo DOUBLE; "

@@ -14,7 +14,8 @@ from tests.support.factories import make_scores, make_version
 
 SCORE_COLUMNS = ["run_id", "model", "version", "stage_index", "stage_id", "stage_kind",
                  "behaviour", "direction", "estimator", "estimator_version", "convention",
-                 "config_hash", "effect", "share", "metric_value"]
+                 "config_hash", "effect", "share", "metric_value", "evidence", "lo", "hi",
+                 "calibration_id"]
 
 
 def _policy_rows(run_id: str, outcomes: list[str]) -> pa.Table:
