@@ -152,7 +152,7 @@ def bars(behaviour: dict[str, Any]) -> str:
     metric = threshold["metric"] if threshold else "effect"
     values = [(s["stage_id"], s.get(metric)) for s in behaviour["stages"]]
     left = max([len(sid[:24]) for sid, _ in values] + [4])
-    fig = _figure(6.0, 0.95 + 0.24 * len(values), left_chars=left, right_in=0.4)
+    fig = _figure(6.0, 0.85 + 0.2 * len(values), left_chars=left, right_in=0.4)
 
     def draw():
         ax = fig.add_subplot()
@@ -207,7 +207,7 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
 
     ticks, xtitle = _axis_labels(labels)
     legend = max(len(name[:28]) for name in series)
-    fig = _figure(6.6, 2.8, right_in=0.5 + CHAR_IN * legend, bottom_in=0.95, left_chars=6)
+    fig = _figure(6.6, 2.3, right_in=0.5 + CHAR_IN * legend, bottom_in=0.9, left_chars=6)
 
     def draw():
         ax = fig.add_subplot()

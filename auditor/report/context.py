@@ -11,14 +11,19 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditor.errors import ReportError, StoreError
 from auditor.lineage.prov import to_prov_json
+from auditor.report.definitions import rule_rows
 from auditor.report.environment import environment
 from auditor.report.evidence import evidence_runs, latest_scores, plain, version_evidence
 from auditor.report.results import behaviour_results, policy_view, remediation_advice, trends
+from auditor.report.settings import ReportSettings, Responsibility, load_settings, responsibilities
 from auditor.report.stages import stage_view, version_diff
+from auditor.report.summary import ExecutiveSummary, executive_summary
+from auditor.report.traceability import AnnexPoint, annex_iv, reproduce, retention, revision_history
 from auditor.store.versions import split_key
 
 if TYPE_CHECKING:
@@ -45,6 +50,12 @@ class VersionReport:
     prov: dict[str, Any]
     calibrations: list[dict[str, Any]] = field(default_factory=list)  # bands the scores use
     replayed_stages: list[str] = field(default_factory=list)  # stages with a stored exact replay
+    remediations: list[dict[str, Any]] = field(default_factory=list)  # recorded runs from it
+
+    @property
+    def rules(self) -> list[dict[str, Any]]:
+        """The policy's rules with every behaviour evaluated and the policy's rationale."""
+        return rule_rows(self)
 
     @property
     def verdict(self) -> str:
@@ -70,6 +81,33 @@ class ReportContext:
     demo: bool = False
     signer: str = "unsigned"
     attachments: list[dict[str, str]] = field(default_factory=list)
+    settings: ReportSettings = field(default_factory=ReportSettings)
+    revisions: list[dict[str, Any]] = field(default_factory=list)  # reports this supersedes
+
+    @property
+    def file_stem(self) -> str:
+        subject = self.subject.replace("@", "-").replace("/", "-")
+        return f"report-{self.kind}-{subject}"
+
+    @property
+    def summary(self) -> ExecutiveSummary:
+        return executive_summary(self, self.settings)
+
+    @property
+    def responsibilities(self) -> list[Responsibility]:
+        return responsibilities(self.settings)
+
+    @property
+    def annex(self) -> list[AnnexPoint]:
+        return annex_iv()
+
+    @property
+    def reproduction(self) -> dict[str, Any]:
+        return reproduce(self)
+
+    @property
+    def retention(self) -> list[str]:
+        return retention()
 
     @property
     def verdict(self) -> str:
@@ -139,16 +177,17 @@ def version_report(store: Store, key: str) -> VersionReport:
     behaviours = behaviour_results(evidence["stage_scores"], previous_scores,
                                    evidence["policy_results"])
     run_ids = sorted({r for ids in runs.values() for r in ids})
+    done = _remediations(store, key)
     return VersionReport(
         key=key, info=_info(store, key),
         stages=[stage_view(i, s) for i, s in enumerate(lineage.stages)],
         behaviours=behaviours, policy=policy, fidelity=evidence["fidelity_checks"],
         previous=previous.key if previous else None,
         changes=version_diff(previous, lineage),
-        remediation=remediation_advice(key, behaviours, policy, _remediations(store, key)),
+        remediation=remediation_advice(key, behaviours, policy, done),
         runs=_runs(store, run_ids), runs_by_table=runs, evidence=evidence,
         prov=to_prov_json(lineage), calibrations=_calibrations(store, evidence["stage_scores"]),
-        replayed_stages=_replayed(store, model, version))
+        replayed_stages=_replayed(store, model, version), remediations=done)
 
 
 def _calibrations(store: Store, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -185,19 +224,24 @@ def _keys(store: Store, version: str | None, period: str | None) -> tuple[str, s
 
 
 def build_context(store: Store, *, version: str | None = None, period: str | None = None,
-                  demo: bool = False) -> ReportContext:
+                  demo: bool = False, settings: ReportSettings | None = None) -> ReportContext:
+    """``settings``: the report settings (default: ./auditor.yaml when it exists, else every
+    accountability field "not provided")."""
     kind, subject, keys = _keys(store, version, period)
     seq, head_hash = store.head()
     from auditor import __version__
     env = environment()
-    return ReportContext(
+    context = ReportContext(
         report_id=uuid.uuid4().hex, kind=kind, subject=subject, period=period,
         generated_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         tool={"name": "auditor", "version": __version__, "commit": env["auditor_commit"]},
         versions=[version_report(store, key) for key in keys],
         behaviour_defs=[{k: plain(v) for k, v in b.items()} for b in store.behaviours()],
         log_head={"seq": seq, "hash": head_hash, "verified": store.verify_log().ok,
-                  "store": str(store.path)},
-        environment=env, demo=demo)
+                  "store": Path(str(store.path)).name},  # no machine paths in a report
+        environment=env, demo=demo,
+        settings=settings if settings is not None else load_settings())
+    context.revisions = revision_history(store.reports(), kind, f"{context.file_stem}.pdf")
+    return context
 
 
