@@ -28,8 +28,15 @@ def load_model(task: TrainingTask, version: ModelVersion, root: Path, ref) -> to
 
 
 def final_model(version: ModelVersion, root: str | Path, task: TrainingTask) -> torch.nn.Module:
-    """θ_T: the model at the end of ``version``'s last stage."""
-    return load_model(task, version, Path(root), version.stages[-1].theta_end)
+    """θ_T: the model at the end of ``version``'s last stage, with ``requires_grad`` set on
+    exactly the parameters the lineage trained (``ModelVersion.trained_parameters``): a task
+    whose fresh model freezes parameters (an adapter setup does) must not hide the history of
+    parameters earlier stages trained, or those stages would score exactly zero."""
+    model = load_model(task, version, Path(root), version.stages[-1].theta_end)
+    trained = version.trained_parameters()
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trained)
+    return model
 
 
 def run_without_stage(version: ModelVersion, root: str | Path, task: TrainingTask,

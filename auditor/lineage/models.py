@@ -216,6 +216,13 @@ class ModelVersion(Strict):
                 refs.setdefault((ref.uri, ref.sha256), ref)
         return list(refs.values())
 
+    def trained_parameters(self) -> set[str]:
+        """Names some stage's optimizer updated (in a group and not frozen there): the
+        parameters whose history the estimators attribute, whatever ``build_model()`` leaves
+        trainable."""
+        return {name for stage in self.stages for group in stage.optimizer.groups
+                for name in group.params if name not in set(group.frozen)}
+
     @property
     def key(self) -> str:
         return f"{self.model}@{self.version}"
