@@ -4,7 +4,7 @@ calibrations round-trip."""
 
 import duckdb
 import pyarrow as pa
-from factories import make_scores
+from tests.support.factories import make_scores
 
 from auditor.store import Store
 from auditor.store.schema import MIGRATIONS
