@@ -198,6 +198,7 @@ def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
     if not Path(db).expanduser().is_file():
         raise StoreError(f"no store at {db}: audit the version first")
     with open_store(db, wait=wait) as store:
+        store.require_verified("gate a release")
         return evaluate_gate(store, key, loaded, estimator=estimator,
                              allow_indeterminate=allow_indeterminate, today=today)
 

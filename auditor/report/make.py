@@ -41,7 +41,9 @@ def _policy(policy_file: str | Path | None) -> tuple[str, bytes] | None:
 def render_report(store, *, version: str | None = None, period: str | None = None,
                   signer=None, policy_file: str | Path | None = None,
                   tsa_url: str | None = None):
-    """(context, html, pdf bytes): the PDF signed when ``signer`` is given."""
+    """(context, html, pdf bytes): the PDF signed when ``signer`` is given. The store must
+    verify first (TamperError otherwise): a report is never made from unverified evidence."""
+    store.require_verified("make a report")
     context = build_context(store, version=version, period=period,
                             demo=bool(signer and is_demo(signer)))
     if signer is not None:

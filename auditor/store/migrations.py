@@ -13,7 +13,7 @@ from auditor.store.digests import subject_digest
 from auditor.store.events import append_event, utc_now
 from auditor.store.schema import Migration
 
-_BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations "
+BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
 
 
@@ -42,7 +42,7 @@ def pending_migrations(conn: duckdb.DuckDBPyConnection, path: Path,
 def apply_migrations(conn: duckdb.DuckDBPyConnection, pending: Sequence[Migration],
                      actor: str) -> None:
     """Apply each pending migration with its event, all in the caller's transaction."""
-    conn.execute(_BOOKKEEPING)
+    conn.execute(BOOKKEEPING)
     for migration in pending:
         conn.execute(migration.sql)
         conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", [migration.name, utc_now()])
