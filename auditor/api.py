@@ -85,18 +85,20 @@ class Remediation:
 
 def remediate(key: str, stage_id: str, *, db: str | Path, behaviours: str,
               new_version: str | None = None, out: str | Path | None = None,
-              wait: float = 0.0) -> Remediation:
+              wait: float = 0.0, allow_tasks: tuple[str, ...] = ()) -> Remediation:
     """Re-run the later stages without ``stage_id``, record the result as a new version, and
     measure every behaviour before and after on its held-out probes."""
     from auditor.behaviours.library import load_behaviours
     from auditor.lineage.counterfactual import load_model
     from auditor.lineage.remediate import drop_stage
-    from auditor.task import load_task
+    from auditor.task import allowed_modules, load_task
 
     version, root = version_source(key, db=db)
     if not version.task:
         raise InputError(f"{key} names no training task, so its stages cannot be re-run")
-    task, measured = load_task(version.task), load_behaviours(behaviours)
+    task = load_task(version.task, allowed=allowed_modules([behaviours], allow_tasks),
+                     source=f"the lineage of {key}")
+    measured = load_behaviours(behaviours)
     new_version = new_version or f"{version.version}-no-{stage_id}"
     folder = Path(out) if out else root.parent / f"{version.model}-{new_version}"
     new = drop_stage(version, root, task, stage_id, folder, new_version)
@@ -132,7 +134,8 @@ def make_executor(kind: str = "local", *, address: str | None = None,
 
 def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
               executor=None, address: str | None = None, num_gpus: float | None = None,
-              max_retries: int | None = None, wait: float = 0.0, progress: bool = True):
+              max_retries: int | None = None, wait: float = 0.0, progress: bool = True,
+              allow_tasks: tuple[str, ...] = ()):
     """Plan the audit, run the items not yet stored (local or Ray), write each item's rows in
     one transaction, and return an ``AuditSummary``. ``executor``: "local", "ray", an executor
     object (kept open), or None for the spec's choice."""
@@ -142,6 +145,8 @@ def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
     from auditor.hashing import config_hash
 
     spec = spec_or_path if isinstance(spec_or_path, AuditSpec) else load_spec(spec_or_path)
+    if allow_tasks:
+        spec = spec.model_copy(update={"allow_tasks": [*spec.allow_tasks, *allow_tasks]})
     runner, owned = _audit_executor(spec, executor, address, num_gpus, max_retries)
     try:
         with open_store(db, wait=wait) as store:
@@ -171,7 +176,8 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
                       behaviours: str | None = None, executor="local",
                       settings: dict | None = None, model_factory: str | None = None,
                       address: str | None = None, num_gpus: float | None = None,
-                      max_retries: int = 3, wait: float = 0.0, progress: bool = True):
+                      max_retries: int = 3, wait: float = 0.0, progress: bool = True,
+                      allow_tasks: tuple[str, ...] = ()):
     """Attribute one stored version's behaviours to its stages and store the scores."""
     from auditor.execution.spec import behaviour_sets, one_estimator_spec
     from auditor.store.versions import split_key
@@ -180,7 +186,8 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
     spec = one_estimator_spec({"ids": [key]}, behaviours, estimator, settings,
                               name=f"attribute {key}", model_factory=model_factory)
     return run_audit(spec, db=db, executor=executor, address=address, num_gpus=num_gpus,
-                     max_retries=max_retries, wait=wait, progress=progress)
+                     max_retries=max_retries, wait=wait, progress=progress,
+                     allow_tasks=allow_tasks)
 
 
 # --- policy and the release gate (auditor/policy) -------------------------------------------

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from auditor import api
 from auditor.cli.common import (
+    allow_task_option,
     console,
     db_option,
     parse_settings,
@@ -50,6 +51,7 @@ def attribute(
     address: str = _address_option(),
     num_gpus: float = _gpus_option(),
     max_retries: int = _retries_option(3),
+    allow_task: list[str] = allow_task_option(),
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
@@ -57,7 +59,8 @@ def attribute(
     summary = api.attribute_version(version, db=db, estimator=estimator, behaviours=behaviours,
                                     settings=parse_settings(setting), executor=executor,
                                     address=address, num_gpus=num_gpus,
-                                    max_retries=max_retries, wait=wait)
+                                    max_retries=max_retries, wait=wait,
+                                    allow_tasks=tuple(allow_task or ()))
     _print_summary(summary, db)
 
 
@@ -76,6 +79,7 @@ def audit(
     num_gpus: float = _gpus_option(),
     max_retries: int = _retries_option(None),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    allow_task: list[str] = allow_task_option(),
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
@@ -89,7 +93,7 @@ def audit(
                          "estimator_settings itself")
     summary = api.run_audit(spec, db=db, period=period, executor=executor, address=address,
                             num_gpus=num_gpus, max_retries=max_retries, wait=wait,
-                            progress=not quiet)
+                            progress=not quiet, allow_tasks=tuple(allow_task or ()))
     _print_summary(summary, db)
 
 

@@ -36,6 +36,12 @@ def wait_option() -> float:
                         help="Wait up to SECONDS for another auditor process to release the store.")
 
 
+def allow_task_option():
+    return typer.Option(None, "--allow-task", metavar="MODULE",
+                        help="Let lineages name task entry points in MODULE (repeatable; env "
+                        "AUDITOR_ALLOW_TASKS). A lineage is data: its task runs only when allowed.")
+
+
 def settings_option():
     return typer.Option(None, "--setting", metavar="KEY=VALUE",
                         help="An estimator setting, e.g. plugin=true or curvature=fisher "
