@@ -11,10 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from auditor.errors import CheckpointError, LineageError
 from auditor.hashing import config_hash, sha256_file
+from auditor.identifiers import identifier, label
 from auditor.lineage.checkpoints import read_unverified
 from auditor.lineage.models import (
     CheckpointRef,
@@ -73,6 +74,16 @@ class StageSpec(Strict):
     ended_at: datetime | None = None
     notes: str | None = None
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _identifier(cls, value):
+        return identifier(value, "stage id")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return label(value, "stage kind")
+
 
 class ImportSpec(Strict):
     model: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -83,6 +94,11 @@ class ImportSpec(Strict):
     licence: str = "unknown"
     parent: str | None = None
     stages: list[StageSpec] = Field(min_length=1)
+
+    @field_validator("model", "version", mode="before")
+    @classmethod
+    def _identifiers(cls, value, info):
+        return identifier(value, info.field_name)
 
 
 def import_lineage(path: str | Path) -> ModelVersion:

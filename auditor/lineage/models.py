@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+
+from auditor.identifiers import identifier, label
 
 OptimizerKind = Literal["sgd", "adam", "adamw"]
 Convention = Literal["reset", "carry"]
@@ -32,6 +34,11 @@ class DatasetRef(Strict):
     licence: str = "unknown"
     provenance: str = "unknown"
     tags: list[str] = Field(default_factory=list, description="e.g. third-party, synthetic")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _labels(cls, value):
+        return [label(t, "dataset tag") for t in value] if isinstance(value, list) else value
 
 
 class CheckpointRef(Strict):
@@ -135,6 +142,16 @@ class OptimizerLog(Strict):
 class Stage(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     kind: str = Field(description="pretrain, fine-tune, alignment, ...")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _identifier(cls, value):
+        return identifier(value, "stage id")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return label(value, "stage kind")
     started_at: datetime | None = None
     ended_at: datetime | None = None
     convention: Convention = Field(
@@ -206,6 +223,11 @@ class ModelVersion(Strict):
     licence: str = "unknown"
     parent: str | None = Field(default=None, description="version this one derives from")
     stages: list[Stage] = Field(min_length=1)
+
+    @field_validator("model", "version", mode="before")
+    @classmethod
+    def _identifiers(cls, value, info):
+        return identifier(value, info.field_name)
 
     def checkpoint_refs(self) -> list[CheckpointRef]:
         """Every checkpoint of the lineage once, in stage order (a stage's end checkpoint is
