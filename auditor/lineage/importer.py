@@ -25,6 +25,7 @@ from auditor.lineage.models import (
     OptimizerKind,
     OptimizerLog,
     ParamGroup,
+    MAX_STEPS,
     Stage,
     StepLog,
     Strict,
@@ -51,9 +52,16 @@ class OptimizerSpec(Strict):
     momentum: float = Field(default=0.0, ge=0, lt=1)
     dampening: float = Field(default=0.0, ge=0, le=1)
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # each in [0, 1): checked below
     eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value):
+        if not all(0.0 <= beta < 1.0 for beta in value):
+            raise ValueError(f"betas {list(value)} must each lie in [0, 1)")
+        return value
 
 
 class StageSpec(Strict):
@@ -65,7 +73,7 @@ class StageSpec(Strict):
     optimizer_state_in: CheckpointSpec | None = None
     optimizer_state_out: CheckpointSpec | None = None
     optimizer: OptimizerSpec
-    steps: int = Field(gt=0)
+    steps: int = Field(gt=0, le=MAX_STEPS)
     schedule: Schedule
     max_grad_norm: float | None = Field(default=None, gt=0)
     datasets: list[DatasetRef] = Field(default_factory=list)
@@ -174,12 +182,20 @@ class _Importer:
                 raise self.fail((*loc, "checkpoint_out"),
                                 f"tensor {name!r} changes shape between checkpoints",
                                 CheckpointError)
+            if tensor.dtype != end[name].dtype:
+                raise self.fail((*loc, "checkpoint_out"),
+                                f"tensor {name!r} changes dtype between checkpoints "
+                                f"({tensor.dtype} -> {end[name].dtype})", CheckpointError)
         names = sorted(n for n, t in start.items() if t.is_floating_point())
         self.parameters = sum(start[n].numel() for n in names)
         return names
 
     def _optimizer_log(self, loc: tuple, spec: StageSpec, names: list[str]) -> OptimizerLog:
         opt, n = spec.optimizer, spec.steps
+        if spec.schedule.warmup_steps > n:
+            raise self.fail((*loc, "schedule", "warmup_steps"),
+                            f"warm-up of {spec.schedule.warmup_steps} steps is longer than the "
+                            f"stage ({n} steps)")
         try:
             lrs = expand(spec.schedule, n, self.root)
         except LineageError as exc:

@@ -23,14 +23,21 @@ Convention = Literal["reset", "carry"]
 CheckpointFormat = Literal["safetensors", "torch"]
 
 
+MAX_STEPS = 10_000_000  # steps of one stage: beyond this a lineage is refused as absurd
+MAX_RECORDS = 10**15  # records of one dataset
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+    """Unknown keys are errors; so are NaN and ±Inf in any float field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 class DatasetRef(Strict):
     name: str
     digest: str = Field(description="sha256 of the dataset's canonical content or its manifest")
-    records: int = Field(ge=0)
+    records: int = Field(ge=0, le=MAX_RECORDS)
     licence: str = "unknown"
     provenance: str = "unknown"
     tags: list[str] = Field(default_factory=list, description="e.g. third-party, synthetic")
@@ -68,7 +75,11 @@ class ParamGroup(Strict):
 
 
 class StepLog(Strict):
-    """Per-step scalars, each a list over steps of a list over parameter groups."""
+    """Per-step scalars, each a list over steps of a list over parameter groups. Every value is
+    finite except a logged ``grad_norm`` (an overflowing mixed-precision step logs Inf)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=True)
 
     lr: list[list[float]]
     weight_decay: list[list[float]]
@@ -106,7 +117,34 @@ class StepLog(Strict):
             column = getattr(self, name)
             if column is not None and len(column) != n:
                 raise ValueError(f"{name} has {len(column)} steps, lr has {n}")
+        if n > MAX_STEPS:
+            raise ValueError(f"{n} steps in one stage: more than the {MAX_STEPS:,} auditor reads")
+        for name in ("lr", "weight_decay", "momentum", "dampening", "beta1", "beta2", "eps",
+                     "max_grad_norm"):
+            column = getattr(self, name)
+            if column and not _finite(column):
+                raise ValueError(f"steps.{name} holds NaN or Inf")
+        for name, low, high in (("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0),
+                                ("momentum", 0.0, 1.0)):
+            column = getattr(self, name)
+            if column and not _within(column, low, high):
+                raise ValueError(f"steps.{name} must lie in [{low:g}, {high:g})")
         return self
+
+
+def _values(column: list) -> np.ndarray:
+    flat = [v for row in column for v in (row if isinstance(row, list) else [row])
+            if v is not None]
+    return np.asarray(flat, dtype=np.float64)
+
+
+def _finite(column: list) -> bool:
+    return bool(np.isfinite(_values(column)).all())
+
+
+def _within(column: list, low: float, high: float) -> bool:
+    values = _values(column)
+    return bool(((values >= low) & (values < high)).all())
 
 
 class OptimizerLog(Strict):

@@ -63,7 +63,7 @@ def _read_csv(path: Path, steps: int) -> list[float]:
         rows = rows[1:]  # header
     values = []
     for line, row in enumerate(rows, start=1):
-        if not _is_number(row[-1]) or float(row[-1]) < 0:
+        if not _is_number(row[-1]) or not 0 <= float(row[-1]) < math.inf:
             raise LineageError(f"not a learning rate: {row[-1]!r}", path=str(path), line=line)
         values.append(float(row[-1]))
     if len(values) != steps:
