@@ -249,14 +249,16 @@ def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = No
 
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
-                  db: str | Path | None = None, wait: float = 0.0):
+                  db: str | Path | None = None, wait: float = 0.0,
+                  integrity_only: bool = False):
     """Check a report's signature (intact, valid, trusted, whole file), its embedded files
     against the cover, and with ``db`` its evidence against the store (waiting up to ``wait``
-    seconds for a writer to let go of it). Returns a ``VerificationResult`` (``.valid``,
+    seconds for a writer to let go of it). Without ``trust`` the report is invalid (signer NOT
+    verified) unless ``integrity_only``. Returns a ``VerificationResult`` (``.valid``,
     ``.checks``)."""
     from auditor.report.verify import verify_report as verify
 
-    return verify(pdf, trust=trust, db=db, wait=wait)
+    return verify(pdf, trust=trust, db=db, wait=wait, integrity_only=integrity_only)
 
 
 def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor signer",

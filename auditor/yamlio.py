@@ -11,6 +11,7 @@ object or line map is built. A key given twice in one mapping is an error naming
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -32,10 +33,27 @@ def read_document(path: str | Path, error: type[InputError] = InputError,
     ``loader`` must be a SafeLoader subclass (e.g. one that keeps dates as text, so that a bad
     date becomes a located validation error instead of a crash)."""
     path = Path(path)
+    if path.suffix.lower() == ".json":
+        text = read_text(path, error, MAX_JSON_BYTES)
+        if len(text) > MAX_BYTES:  # a long recorded lineage: JSON's own parser, no line numbers
+            return _parse_json(text, path, error), {}
+        return parse_document(text, path, error, loader)
     return parse_document(read_text(path, error), path, error, loader)
 
 
+def _parse_json(text: str, path: Path, error: type[InputError]) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise error("nested too deeply", path=str(path)) from None
+    except ValueError as exc:
+        line = getattr(exc, "lineno", None)
+        raise error(f"syntax error: {getattr(exc, 'msg', exc)}", path=str(path),
+                    line=line) from None
+
+
 MAX_BYTES = 2 * 1024 * 1024
+MAX_JSON_BYTES = 512 * 1024 * 1024  # a recorded lineage.json with every step's batch ids
 MAX_DEPTH = 64
 MAX_ALIASES = 256
 MAX_NODES = 200_000

@@ -14,9 +14,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from auditor.errors import CheckpointError, LineageError
-from auditor.hashing import config_hash, sha256_file
+from auditor.hashing import config_hash
 from auditor.identifiers import identifier, label
-from auditor.lineage.checkpoints import read_unverified
+from auditor.lineage.checkpoints import file_sha256, read_unverified
 from auditor.lineage.models import (
     CheckpointRef,
     Convention,
@@ -139,9 +139,12 @@ class _Importer:
     def checkpoint(self, loc: tuple, spec: CheckpointSpec) -> tuple[CheckpointRef, dict]:
         file = self.root / spec.path
         fmt = spec.format or ("safetensors" if file.suffix == ".safetensors" else "torch")
-        if not file.is_file():
+        if not file.exists() and not file.is_symlink():
             raise self.fail(loc, f"checkpoint file {file} does not exist", CheckpointError)
-        digest = sha256_file(file)
+        try:
+            digest = file_sha256(file)
+        except CheckpointError as exc:
+            raise self.fail(loc, str(exc), CheckpointError) from None
         if spec.sha256 and digest != spec.sha256:
             raise self.fail(loc, f"checkpoint {file} has sha256 {digest[:16]}…, the file lists "
                                  f"{spec.sha256[:16]}…", CheckpointError)
