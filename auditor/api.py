@@ -202,7 +202,7 @@ def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
     from auditor.policy.load import LoadedPolicy, load_policy
 
     loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
-    if not Path(db).expanduser().is_file():
+    if not Path(db).expanduser().exists():
         raise StoreError(f"no store at {db}: audit the version first")
     with open_store(db, wait=wait) as store:
         store.require_verified("gate a release")

@@ -73,6 +73,14 @@ def check_task_allowed(spec: str, allowed: Iterable[str], *, source: str) -> Non
             f"{module} or set {ALLOW_ENV}={module}")
 
 
+def vet_task(spec: str, allowed: Iterable[str], *, source: str) -> None:
+    """Everything that can be checked about a lineage's task without calling it: its module is
+    allowed, it names a plain no-argument function or class, its declared return type (if any)
+    is a TrainingTask. Run by the planner, so a refusal comes before any work starts."""
+    check_task_allowed(spec, allowed, source=source)
+    _check_declared_return(spec, load_entry_point(spec))
+
+
 def load_entry_point(spec: str) -> Callable[..., Any]:
     """Resolve ``module:function`` to the callable, with a clear error when it does not exist,
     is not a Python function or class, or needs arguments."""
@@ -121,16 +129,20 @@ def _is_task_type(kind: Any) -> bool:
     return inspect.isclass(kind) and all(callable(getattr(kind, m, None)) for m in _TASK_METHODS)
 
 
+def _check_declared_return(spec: str, factory: Any) -> None:
+    declared = _declared_return(factory)
+    if declared is not None and not _is_task_type(declared):
+        raise InputError(f"entry point {spec!r} is declared to return {declared!r}, not a "
+                         "TrainingTask (build_model, batch, loss); it was not called")
+
+
 def load_task(spec: str, *, allowed: Iterable[str] | None = None,
               source: str = "the lineage") -> TrainingTask:
     """The TrainingTask ``spec`` returns. With ``allowed``, its module must be among them."""
     if allowed is not None:
         check_task_allowed(spec, allowed, source=source)
     factory = load_entry_point(spec)
-    declared = _declared_return(factory)
-    if declared is not None and not _is_task_type(declared):
-        raise InputError(f"entry point {spec!r} is declared to return {declared!r}, not a "
-                         "TrainingTask (build_model, batch, loss); it was not called")
+    _check_declared_return(spec, factory)
     task = factory()
     if not isinstance(task, TrainingTask):
         raise InputError(f"{spec!r} did not return a TrainingTask (build_model, batch, loss)")
