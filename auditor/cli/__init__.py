@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -37,6 +38,8 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs."),
 ) -> None:
     state.verbose = verbose
+    if not verbose:  # libraries' deprecation notes are not the user's business: one line per error
+        warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     for library in NOISY:  # their tracebacks duplicate our one-line errors

@@ -87,7 +87,7 @@ def make_report(store, out_dir: str | Path, *, version: str | None = None,
 def write_all_or_nothing(outputs: list[tuple[Path, bytes]]) -> None:
     """Write every file, or leave every one as it was: each goes to a temporary file in its own
     folder, is flushed and fsynced, and only when all are on disk are they renamed over the old
-    ones (a rename within a folder is atomic). A failure (a full disk) removes the temporaries
+    ones (a rename within a folder is atomic), the first (the PDF) last. A failure (a full disk) removes the temporaries
     and raises; the caller records the report only after this returns."""
     temps: list[tuple[Path, Path]] = []
     try:
@@ -98,7 +98,7 @@ def write_all_or_nothing(outputs: list[tuple[Path, bytes]]) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        for tmp, path in temps:
+        for tmp, path in reversed(temps):  # the first file (the PDF) is replaced last
             os.replace(tmp, path)
         _fsync_folder(outputs[0][0].parent)
     except OSError as exc:
