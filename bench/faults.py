@@ -29,7 +29,6 @@ from tamper import TAMPERS, copy_evidence, detected, make_evidence  # noqa: E402
 
 from auditor.cli import main  # noqa: E402
 
-
 CODE, EXHAUSTION = "code-execution", "resource-exhaustion"
 TIME_BOUND_S = 10.0  # a resource-exhaustion attempt must be refused within this
 

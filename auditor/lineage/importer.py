@@ -18,6 +18,7 @@ from auditor.hashing import config_hash
 from auditor.identifiers import identifier, label
 from auditor.lineage.checkpoints import file_sha256, read_unverified
 from auditor.lineage.models import (
+    MAX_STEPS,
     CheckpointRef,
     Convention,
     DatasetRef,
@@ -25,7 +26,6 @@ from auditor.lineage.models import (
     OptimizerKind,
     OptimizerLog,
     ParamGroup,
-    MAX_STEPS,
     Stage,
     StepLog,
     Strict,
