@@ -63,7 +63,8 @@ def read_text(path: Path, error: type[InputError] = InputError,
               limit: int = MAX_BYTES) -> str:
     """The file's text; an error for a missing, special (FIFO, device) or oversized file."""
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; no effect on a regular file
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise error("not a regular file (a device, FIFO or folder)", path=str(path))
             data = handle.read(limit + 1)

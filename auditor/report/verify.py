@@ -213,7 +213,8 @@ def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path,
 def read_pdf(path: Path) -> bytes:
     """The file's bytes: a regular file (not a device, FIFO or folder) of a sane size."""
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; no effect on a regular file
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise ReportError(f"{path} is not a regular file (a device, FIFO or folder)")
             data = handle.read(MAX_PDF_BYTES + 1)

@@ -358,3 +358,15 @@ def bad_keys_init_with_empty_passphrase(work, db):
 @case("keys", "--no-passphrase")
 def bad_keys_init_without_any_passphrase(work, db):
     return ["keys", "init", str(work / "keys")]
+
+
+@case(RES, "not a regular file")
+def bad_policy_is_a_fifo(work, db):
+    os.mkfifo(work / "policy.yaml")
+    return ["policy", "check", str(work / "policy.yaml")]
+
+
+@case(RES, "not a regular file")
+def bad_report_is_a_fifo(work, db):
+    os.mkfifo(work / "report.pdf")
+    return ["verify", str(work / "report.pdf"), "--integrity-only"]
