@@ -44,7 +44,8 @@ def _template(work: Path) -> Path:
 
 def corpus(work: Path, rooms: set[str], exclude: bool = False) -> tuple[int, int, list[str]]:
     """Corpus cases of ``rooms`` (or of every other room): exit 2, one line naming the problem,
-    the store unchanged, no payload run, and within TIME_BOUND_S."""
+    the store unchanged, no payload run; a resource-exhaustion attempt also within
+    TIME_BOUND_S (the other cases may be slow on a loaded machine: they record, or make keys)."""
     template = _template(work)
     cases = [c for c in CASES if (c.room in rooms) != exclude]
     missed = []
@@ -52,7 +53,8 @@ def corpus(work: Path, rooms: set[str], exclude: bool = False) -> tuple[int, int
         started = time.perf_counter()
         outcome = run_case(case, template, work / "cases" / case.name)
         took = time.perf_counter() - started
-        if not (outcome.clean and case.expect in outcome.message and took < TIME_BOUND_S):
+        slow = case.room == EXHAUSTION and took >= TIME_BOUND_S  # only exhaustion is timed
+        if not (outcome.clean and case.expect in outcome.message) or slow:
             missed.append(f"{case.name} ({took:.1f} s): {outcome}")
     return len(cases), len(cases) - len(missed), missed
 
