@@ -14,24 +14,45 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from auditor.identifiers import identifier, label
 
 OptimizerKind = Literal["sgd", "adam", "adamw"]
 Convention = Literal["reset", "carry"]
 CheckpointFormat = Literal["safetensors", "torch"]
 
 
+MAX_STEPS = 10_000_000  # steps of one stage: beyond this a lineage is refused as absurd
+MAX_RECORDS = 10**15  # records of one dataset
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+    """Unknown keys are errors; so are NaN and ±Inf in any float field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 class DatasetRef(Strict):
     name: str
     digest: str = Field(description="sha256 of the dataset's canonical content or its manifest")
-    records: int = Field(ge=0)
+    records: int = Field(ge=0, le=MAX_RECORDS)
     licence: str = "unknown"
     provenance: str = "unknown"
     tags: list[str] = Field(default_factory=list, description="e.g. third-party, synthetic")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _labels(cls, value):
+        return [label(t, "dataset tag") for t in value] if isinstance(value, list) else value
 
 
 class CheckpointRef(Strict):
@@ -61,7 +82,11 @@ class ParamGroup(Strict):
 
 
 class StepLog(Strict):
-    """Per-step scalars, each a list over steps of a list over parameter groups."""
+    """Per-step scalars, each a list over steps of a list over parameter groups. Every value is
+    finite except a logged ``grad_norm`` (an overflowing mixed-precision step logs Inf)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=True)
 
     lr: list[list[float]]
     weight_decay: list[list[float]]
@@ -99,7 +124,34 @@ class StepLog(Strict):
             column = getattr(self, name)
             if column is not None and len(column) != n:
                 raise ValueError(f"{name} has {len(column)} steps, lr has {n}")
+        if n > MAX_STEPS:
+            raise ValueError(f"{n} steps in one stage: more than the {MAX_STEPS:,} auditor reads")
+        for name in ("lr", "weight_decay", "momentum", "dampening", "beta1", "beta2", "eps",
+                     "max_grad_norm"):
+            column = getattr(self, name)
+            if column and not _finite(column):
+                raise ValueError(f"steps.{name} holds NaN or Inf")
+        for name, low, high in (("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0),
+                                ("momentum", 0.0, 1.0)):
+            column = getattr(self, name)
+            if column and not _within(column, low, high):
+                raise ValueError(f"steps.{name} must lie in [{low:g}, {high:g})")
         return self
+
+
+def _values(column: list) -> np.ndarray:
+    flat = [v for row in column for v in (row if isinstance(row, list) else [row])
+            if v is not None]
+    return np.asarray(flat, dtype=np.float64)
+
+
+def _finite(column: list) -> bool:
+    return bool(np.isfinite(_values(column)).all())
+
+
+def _within(column: list, low: float, high: float) -> bool:
+    values = _values(column)
+    return bool(((values >= low) & (values < high)).all())
 
 
 class OptimizerLog(Strict):
@@ -135,6 +187,16 @@ class OptimizerLog(Strict):
 class Stage(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     kind: str = Field(description="pretrain, fine-tune, alignment, ...")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _identifier(cls, value):
+        return identifier(value, "stage id")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return label(value, "stage kind")
     started_at: datetime | None = None
     ended_at: datetime | None = None
     convention: Convention = Field(
@@ -206,6 +268,11 @@ class ModelVersion(Strict):
     licence: str = "unknown"
     parent: str | None = Field(default=None, description="version this one derives from")
     stages: list[Stage] = Field(min_length=1)
+
+    @field_validator("model", "version", mode="before")
+    @classmethod
+    def _identifiers(cls, value, info):
+        return identifier(value, info.field_name)
 
     def checkpoint_refs(self) -> list[CheckpointRef]:
         """Every checkpoint of the lineage once, in stage order (a stage's end checkpoint is

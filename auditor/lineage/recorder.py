@@ -35,6 +35,7 @@ import torch
 
 from auditor.errors import LineageError
 from auditor.hashing import config_hash
+from auditor.identifiers import identifier, label
 from auditor.lineage.checkpoints import (
     first_nonfinite,
     model_state,
@@ -75,7 +76,8 @@ class Recorder:
         self._global_step = 0
         self._stages: list[Stage] = []
         self._active: _ActiveStage | None = None
-        self._header = dict(model=model_name, version=version, task=task,
+        self._header = dict(model=_checked(identifier, model_name, "model name"),
+                            version=_checked(identifier, version, "version"), task=task,
                             description=description, parent=parent,
                             created_at=created_at or datetime.now(timezone.utc))
         self._code_commit = code_commit
@@ -95,6 +97,8 @@ class Recorder:
     def stage(self, stage_id: str, *, kind: str, optimizer: torch.optim.Optimizer,
               datasets: Sequence[DatasetRef] = (), convention: Convention | None = None,
               notes: str | None = None) -> Iterator[Recorder]:
+        stage_id = _checked(identifier, stage_id, "stage id")
+        kind = _checked(label, kind, "stage kind")
         if self._active is not None:
             raise LineageError(f"stage {stage_id!r} started inside stage {self._active.id!r}")
         if any(s.id == stage_id for s in self._stages):
@@ -221,6 +225,14 @@ class Recorder:
 class _ActiveStage:
     def __init__(self, **fields):
         self.__dict__.update(fields)
+
+
+def _checked(rule, value: str, what: str) -> str:
+    """An identifier or label in its normal form (auditor.identifiers), else a LineageError."""
+    try:
+        return rule(value, what)
+    except ValueError as exc:
+        raise LineageError(str(exc)) from None
 
 
 def _finite_state(tensors: dict[str, torch.Tensor], stage_id: str,
