@@ -21,7 +21,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path[:0] = [str(TESTS), str(TESTS / "reliability"), str(TESTS / "execution")]
 
-os.environ.setdefault("AUDITOR_ALLOW_TASKS", "tinytask")
+os.environ.setdefault("AUDITOR_ALLOW_TASKS", "tests.support tinytask")
 from corpus import CASES, LINEAGE, write_lineage  # noqa: E402
 from crash import crash_trial, make_fixture, run_audit, scores  # noqa: E402
 from harness import run_case  # noqa: E402
