@@ -24,7 +24,7 @@ StageEnd = Callable[[Stage, torch.nn.Module, Tensors], None]
 def load_model(task: TrainingTask, version: ModelVersion, root: Path, ref) -> torch.nn.Module:
     model = task.build_model()
     load_model_state(model, load_tensors(ref, root), source=ref.uri)
-    return model
+    return model.eval()  # measured in eval mode; replay switches to train mode itself
 
 
 def run_without_stage(version: ModelVersion, root: str | Path, task: TrainingTask,
