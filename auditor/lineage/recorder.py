@@ -174,6 +174,12 @@ class Recorder:
         active.logger.clipped(float(max_norm), float(norm))
         return float(norm)
 
+    def clipped(self, max_norm: float, norm: float | None = None) -> None:
+        """Log that the coming step's gradients were clipped (by a framework's own loop) to
+        ``max_norm``; ``norm``: their total norm before clipping, when known."""
+        active = self._require_active("clipped")
+        active.logger.clipped(float(max_norm), None if norm is None else float(norm))
+
     @property
     def lineage(self) -> ModelVersion:
         if not self._stages:
@@ -207,7 +213,8 @@ class Recorder:
         if active.sketch is not None:
             active.sketch.step_done()
         # a step taken with a non-finite gradient (one a GradScaler skipped is no warning)
-        if clip is not None and not math.isfinite(clip[1]) and not active.diverging:
+        if clip is not None and clip[1] is not None and not math.isfinite(clip[1]) \
+                and not active.diverging:
             active.diverging = True
             log.warning("stage %r, step %d: the gradient norm is %s; training is diverging",
                         active.id, self._global_step, clip[1])

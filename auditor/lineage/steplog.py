@@ -33,8 +33,8 @@ class StepLogger:
         self.seeds: list[int] | None = []
         self.micro: list[list[int]] = []  # micro-batch sizes of each step (gradient accumulation)
         self._pending_batch: tuple[list[int], int, list[int]] | None = None
-        self._pending_clip: tuple[float, float] | None = None
-        self._clips: list[tuple[float, float] | None] = []
+        self._pending_clip: tuple[float, float | None] | None = None
+        self._clips: list[tuple[float, float | None] | None] = []
         self.skipped = 0  # batches whose optimizer step never came (a GradScaler skipped it)
 
     def _fields(self) -> tuple[str, ...]:
@@ -54,7 +54,7 @@ class StepLogger:
         self.skipped += 1
         self._pending_batch = self._pending_clip = None
 
-    def clipped(self, max_norm: float, norm: float) -> None:
+    def clipped(self, max_norm: float, norm: float | None) -> None:
         self._pending_clip = (max_norm, norm)
 
     def step_done(self) -> tuple[float, float] | None:
