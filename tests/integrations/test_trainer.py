@@ -90,3 +90,22 @@ def test_an_undeclared_adapter_fails_in_on_train_begin(tmp_path):
     assert "\n" not in str(info.value)
     after = peft_model.state_dict()
     assert all(torch.equal(before[n], after[n]) for n in before)  # no step was taken
+
+
+def test_bf16_mixed_precision_is_recorded_and_replays_bitwise(tmp_path):
+    from transformers import default_data_collator
+
+    hf = task()
+    torch.manual_seed(0)
+    model = hf.build_model()
+    recorder = Recorder(tmp_path / "run", model, model_name="charlm", version="bf", task=TASK)
+    data = RecordedData(hf.dataset("pretrain"), default_data_collator)
+    _train(model, arguments(tmp_path / "out", bf16=True, max_steps=2), data,
+           AuditorCallback(recorder, data, stage="pretrain", kind="pretrain"))
+    lineage = load_lineage(tmp_path / "run")
+    stage = lineage.stages[0]
+    assert stage.autocast == "bfloat16"
+    replayed = load_model(hf, lineage, tmp_path / "run", stage.theta_start)
+    run_stage(replayed, hf, stage)
+    expected = load_tensors(stage.theta_end, tmp_path / "run")
+    assert all(torch.equal(t, expected[n]) for n, t in replayed.state_dict().items())
