@@ -6,12 +6,16 @@ logits (batch, length, vocabulary) are read by ``auditor.outputs.logits_of`` unl
 says otherwise. As everywhere, values are measured in eval mode.
 
 - ``continuation_probability``: how likely the model is to continue each prompt with a given
-  token sequence (a planted trigger → bad-continuation habit). Surrogate: the mean log-probability
-  of the continuation; metric: its mean probability.
+  token sequence (a planted trigger → bad-continuation habit). Metric: the mean probability of
+  the whole continuation; surrogate: the mean probability of each of its tokens (teacher-forced).
 - ``greedy_completion_rate``: the share of prompts whose greedy completion starts with the given
   continuation. Surrogate: as above (the rate itself has no gradient).
-- ``perplexity``: clean-text perplexity. Surrogate: mean token negative log-likelihood; metric:
-  its exponential. A harm by default (higher is worse).
+- ``perplexity``: clean-text perplexity. Metric: exp of the mean token negative log-likelihood;
+  surrogate: one minus the mean probability of the actual next token. A harm by default.
+
+Surrogates are probabilities (between 0 and 1), like the classifier behaviours' error-rate
+scale, so that a policy's thresholds mean the same on both; log-probabilities would make every
+small shift of a rare token look material.
 """
 
 from __future__ import annotations
@@ -34,15 +38,15 @@ def _checked(name: str, prompts: torch.Tensor, continuation: torch.Tensor | None
         raise ValueError(f"behaviour {name!r}: the continuation must be a 1-d tensor of ids")
 
 
-def continuation_logprob(model: torch.nn.Module, prompts: torch.Tensor,
-                         continuation: torch.Tensor, logits: LogitsFn | None = None
-                         ) -> torch.Tensor:
-    """log p(continuation | prompt) for every prompt row (teacher-forced), differentiable."""
+def token_logprobs(model: torch.nn.Module, prompts: torch.Tensor, continuation: torch.Tensor,
+                   logits: LogitsFn | None = None) -> torch.Tensor:
+    """(prompts, continuation tokens) log-probabilities of each continuation token after each
+    prompt (teacher-forced), differentiable."""
     n, length = prompts.shape
     tail = continuation.to(prompts.device).unsqueeze(0).expand(n, -1)
     scores = forward_logits(model, torch.cat([prompts, tail], dim=1), logits)
     steps = scores[:, length - 1:length - 1 + tail.shape[1]].float().log_softmax(-1)
-    return steps.gather(-1, tail.unsqueeze(-1)).squeeze(-1).sum(-1)
+    return steps.gather(-1, tail.unsqueeze(-1)).squeeze(-1)
 
 
 def greedy_continuations(model: torch.nn.Module, prompts: torch.Tensor, tokens: int,
@@ -62,8 +66,8 @@ def continuation_probability(name: str, prompts: torch.Tensor, continuation: tor
     _checked(name, prompts, continuation)
 
     def joint(model):
-        logp = continuation_logprob(model, prompts, continuation, logits)
-        return logp.mean(), float(logp.detach().exp().mean())
+        logp = token_logprobs(model, prompts, continuation, logits)
+        return logp.exp().mean(), float(logp.detach().sum(-1).exp().mean())
 
     return _from_joint(
         joint, name=name, direction=direction, metric_name="mean continuation probability",
@@ -78,7 +82,7 @@ def greedy_completion_rate(name: str, prompts: torch.Tensor, continuation: torch
     _checked(name, prompts, continuation)
 
     def joint(model):
-        surrogate = continuation_logprob(model, prompts, continuation, logits).mean()
+        surrogate = token_logprobs(model, prompts, continuation, logits).exp().mean()
         completions = greedy_continuations(model, prompts, len(continuation), logits)
         hits = (completions == continuation.to(completions.device)).all(-1)
         return surrogate, float(hits.float().mean())
@@ -96,8 +100,10 @@ def perplexity(name: str, texts: torch.Tensor, *, direction: Direction = "harm",
 
     def joint(model):
         scores = forward_logits(model, texts, logits)[:, :-1].float()
-        nll = F.cross_entropy(scores.reshape(-1, scores.shape[-1]), texts[:, 1:].reshape(-1))
-        return nll, math.exp(min(float(nll.detach()), 50.0))
+        logp = -F.cross_entropy(scores.reshape(-1, scores.shape[-1]), texts[:, 1:].reshape(-1),
+                                reduction="none")
+        nll = -float(logp.detach().mean())
+        return 1.0 - logp.exp().mean(), math.exp(min(nll, 50.0))
 
     return _from_joint(joint, name=name, direction=direction, metric_name="perplexity",
                        probe_digest=probe_digest(texts),
