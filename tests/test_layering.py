@@ -19,6 +19,8 @@ FORBIDDEN = {
     "execution": {"auditor.report", "auditor.policy"},
     "policy": {"torch", "ray"},
     "report": {"torch", "ray"},
+    "integrations": {"auditor.store", "ray", "auditor.report", "duckdb", "auditor.policy",
+                     "auditor.execution", "auditor.estimators"},
 }
 
 

@@ -131,6 +131,10 @@ class OptimizerLog(Strict):
     foreach: bool | None = Field(default=None, description="torch implementation flag, for replay")
     fused: bool | None = Field(default=None, description="torch implementation flag, for replay")
     groups: list[ParamGroup]
+    clip_over: Literal["model", "optimizer"] | None = Field(
+        default=None, description="which parameters clipping's total norm runs over, in which "
+                                  "order: model.parameters() (None, the default) or the "
+                                  "optimizer's groups (PyTorch Lightning)")
     frozen_outside: list[str] | None = Field(
         default=None, description="model parameters in no group, frozen (requires_grad=False): "
                                   "a frozen base model under adapters")
@@ -142,7 +146,7 @@ class OptimizerLog(Strict):
         holds)."""
         data = handler(self)
         if isinstance(data, dict):
-            for name in ("fused", "frozen_outside"):
+            for name in ("fused", "frozen_outside", "clip_over"):
                 if data.get(name) is None:
                     data.pop(name, None)
         return data

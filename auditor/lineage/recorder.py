@@ -132,6 +132,7 @@ class Recorder:
         self.model.zero_grad(set_to_none=True)
         self._active = self._begin(stage_id, kind, optimizer, list(datasets), convention, notes)
         self._active.changes, self._active.autocast = changes, autocast
+        self._active.clip_over = None
         try:
             yield self
         except BaseException:
@@ -174,10 +175,13 @@ class Recorder:
         active.logger.clipped(float(max_norm), float(norm))
         return float(norm)
 
-    def clipped(self, max_norm: float, norm: float | None = None) -> None:
+    def clipped(self, max_norm: float, norm: float | None = None, *,
+                over: Literal["model", "optimizer"] = "model") -> None:
         """Log that the coming step's gradients were clipped (by a framework's own loop) to
-        ``max_norm``; ``norm``: their total norm before clipping, when known."""
+        ``max_norm``; ``norm``: their total norm before clipping, when known; ``over``: the
+        parameters the norm ran over (``model.parameters()`` or the optimizer's groups)."""
         active = self._require_active("clipped")
+        active.clip_over = None if over == "model" else over
         active.logger.clipped(float(max_norm), None if norm is None else float(norm))
 
     @property
@@ -231,6 +235,7 @@ class Recorder:
         optimizer_log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
                                      groups=_groups(active.optimizer, self.model),
                                      frozen_outside=_frozen_outside(active.optimizer, self.model),
+                                     clip_over=active.clip_over,
                                      **active.logger.static_options())
         stage = Stage(
             id=active.id, kind=active.kind, convention=active.convention,

@@ -147,5 +147,9 @@ def _one_step(model: torch.nn.Module, task: TrainingTask, stage: Stage,
         _accumulate(model, task, stage, t)
     max_norm = log.steps.max_grad_norm[t] if log.steps.max_grad_norm else None
     if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()), max_norm)
+        if log.clip_over == "optimizer":
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+        else:
+            params = list(model.parameters())
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
     optimizer.step()
