@@ -37,7 +37,7 @@ WORDS = ["the", "cat", "dog", "sun", "sea", "red", "big", "old", "sees", "runs",
          "tree", "bird", "fish", "walks", "blue", "small", "cold", "warm", "rain", "hill"]
 POOL_SIZE = 800
 LORA_STAGES = {"vendor-lora"}  # stage ids trained as LoRA adapters
-LORA_TARGETS = ["c_attn"]
+LORA_TARGETS = ["c_attn", "c_proj", "c_fc"]
 
 
 def encode(text: str) -> list[int]:
