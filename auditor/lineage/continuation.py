@@ -148,3 +148,34 @@ def build_structure(task, version: ModelVersion, index: int) -> torch.nn.Module:
         if stage.changes is not None:
             model = _adapt(task, model, stage)
     return model
+
+
+def check_declared_changes(version: ModelVersion, root: str | Path) -> None:
+    """Check, from the checkpoints, that every declared change explains the difference between
+    a stage's start and the previous stage's end (a lineage read from disk is untrusted: a
+    declaration must not hide swapped weights). One-line LineageError otherwise."""
+    for previous, stage in zip(version.stages, version.stages[1:]):
+        change = stage.changes
+        if change is None:
+            continue
+        before = load_tensors(previous.theta_end, root)
+        after = load_tensors(stage.theta_start, root)
+        where = f"stage {stage.id!r}'s declared change"
+        inverse = {new: old for old, new in change.renamed.items()}
+        for name in (*change.added, *change.renamed.values(), *change.recomputed):
+            if name not in after:
+                raise LineageError(f"{where} names {name!r}, which its start checkpoint lacks")
+        for name, tensor in after.items():
+            if name in change.added:
+                continue
+            source = inverse.get(name, name)
+            if source not in before:
+                raise LineageError(f"{where} does not explain tensor {name!r} (not in stage "
+                                   f"{previous.id!r}'s end checkpoint, not declared added)")
+            if name not in change.recomputed and not torch.equal(tensor, before[source]):
+                raise LineageError(f"{where} does not explain tensor {name!r}: its value differs "
+                                   f"from stage {previous.id!r}'s end")
+        kept = set(change.renamed) | set(change.removed) | set(after)
+        gone = sorted(set(before) - kept)
+        if gone:
+            raise LineageError(f"{where} does not explain the missing tensor {gone[0]!r}")

@@ -99,3 +99,23 @@ def test_an_undeclared_model_change_fails_at_stage_start_in_one_line(tmp_path):
                             adds=["*lora_*"]):
             trained.append(1)
     assert not trained
+
+
+def test_a_declared_change_that_hides_swapped_weights_is_refused_on_add(tmp_path):
+    from auditor import api
+    from auditor.lineage.checkpoints import save_tensors
+    from auditor.lineage.io import write_lineage_json
+    from auditor.lineage.recorder import LINEAGE_FILE
+
+    record_with_lora(tmp_path, polish=False)
+    lineage = load_lineage(tmp_path)
+    api.record_lineage(tmp_path, db=tmp_path / "ok.duckdb")  # the honest lineage is accepted
+    start = load_tensors(lineage.stage("vendor-lora").theta_start, tmp_path)
+    name = "base_model.model.transformer.wpe.weight"
+    start[name] = start[name] + 1.0  # a swapped weight hidden behind the LoRA declaration
+    forged = save_tensors(start, tmp_path / "checkpoints", tmp_path, prefix="model")
+    stages = list(lineage.stages)
+    stages[-1] = stages[-1].model_copy(update={"theta_start": forged})
+    write_lineage_json(lineage.model_copy(update={"stages": stages}), tmp_path / LINEAGE_FILE)
+    with pytest.raises(LineageError, match="wpe.weight': its value differs"):
+        api.record_lineage(tmp_path, db=tmp_path / "forged.duckdb")
