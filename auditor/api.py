@@ -1,19 +1,67 @@
 """The library API: the only place that composes the rooms (lineage, store, estimators, ...).
 
-The CLI is a thin layer over these functions; so are the tests of the whole system.
+The CLI is a thin layer over these functions; so are the tests of the whole system. Every
+function returns a typed result, and the result types are importable from here (``__all__``;
+tests/test_public_api.py pins the list). Importing this module stays light: the rooms (torch,
+DuckDB, Ray, WeasyPrint) are imported by the functions that use them, and the result types on
+first access.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from auditor.errors import InputError
 from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_json
 from auditor.lineage.models import ModelVersion
+from auditor.report.sign import SignerSettings
+
+if TYPE_CHECKING:
+    from auditor.execution.driver import AuditSummary
+    from auditor.execution.outcome import Executor
+    from auditor.execution.spec import AuditSpec
+    from auditor.policy.load import LoadedPolicy
+    from auditor.policy.outcomes import GateResult
+    from auditor.report.keys import KeyFiles
+    from auditor.report.make import ReportResult
+    from auditor.report.verify import VerificationResult
+    from auditor.store import Store
+
+__all__ = [
+    # functions, in the order of the pipeline
+    "import_lineage", "add_version", "record_lineage", "load_version", "version_source",
+    "open_store", "remediate", "make_executor", "run_audit", "attribute_version", "gate",
+    "check_policy", "signer_settings", "make_report", "verify_report", "init_keys",
+    # what they take and return
+    "AuditSpec", "AuditSummary", "GateResult", "KeyFiles", "LoadedPolicy", "ModelVersion",
+    "Remediation", "ReportResult", "SignerSettings", "Store", "VerificationResult",
+]
+
+# result types re-exported lazily: name -> module that defines it
+_LAZY = {
+    "AuditSpec": "auditor.execution.spec",
+    "AuditSummary": "auditor.execution.driver",
+    "GateResult": "auditor.policy.outcomes",
+    "KeyFiles": "auditor.report.keys",
+    "LoadedPolicy": "auditor.policy.load",
+    "ReportResult": "auditor.report.make",
+    "Store": "auditor.store",
+    "VerificationResult": "auditor.report.verify",
+}
 
 
-def open_store(db: str | Path, *, read_only: bool = False, wait: float = 0.0):
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'auditor.api' has no attribute {name!r}")
+
+
+def open_store(db: str | Path, *, read_only: bool = False, wait: float = 0.0) -> Store:
     from auditor.store import Store
 
     return Store.open(db, read_only=read_only, wait=wait)
@@ -119,7 +167,7 @@ def remediate(key: str, stage_id: str, *, db: str | Path, behaviours: str,
 
 def make_executor(kind: str = "local", *, address: str | None = None,
                   num_cpus: int | None = None, num_gpus: float | None = None,
-                  max_retries: int = 3, max_in_flight: int | None = None):
+                  max_retries: int = 3, max_in_flight: int | None = None) -> Executor:
     """A LocalExecutor, or a RayExecutor (Ray is imported only when it runs)."""
     if kind == "local":
         from auditor.execution.local import LocalExecutor
@@ -133,9 +181,10 @@ def make_executor(kind: str = "local", *, address: str | None = None,
     raise InputError(f"executor must be local or ray, not {kind!r}")
 
 
-def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
-              executor=None, address: str | None = None, num_gpus: float | None = None,
-              max_retries: int | None = None, wait: float = 0.0, progress: bool = True):
+def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
+              period: str | None = None, executor: Any = None, address: str | None = None,
+              num_gpus: float | None = None, max_retries: int | None = None,
+              wait: float = 0.0, progress: bool = True) -> AuditSummary:
     """Plan the audit, run the items not yet stored (local or Ray), write each item's rows in
     one transaction, and return an ``AuditSummary``. ``executor``: "local", "ray", an executor
     object (kept open), or None for the spec's choice."""
@@ -158,7 +207,8 @@ def run_audit(spec_or_path, *, db: str | Path, period: str | None = None,
             runner.close()
 
 
-def _audit_executor(spec, executor, address, num_gpus, max_retries):
+def _audit_executor(spec: AuditSpec, executor: Any, address: str | None,
+                    num_gpus: float | None, max_retries: int | None) -> tuple[Any, bool]:
     if executor is not None and not isinstance(executor, str):
         return executor, False
     settings = spec.executor
@@ -171,10 +221,11 @@ def _audit_executor(spec, executor, address, num_gpus, max_retries):
 
 
 def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
-                      behaviours: str | None = None, executor="local",
-                      settings: dict | None = None, model_factory: str | None = None,
-                      address: str | None = None, num_gpus: float | None = None,
-                      max_retries: int = 3, wait: float = 0.0, progress: bool = True):
+                      behaviours: str | None = None, executor: Any = "local",
+                      settings: dict[str, Any] | None = None,
+                      model_factory: str | None = None, address: str | None = None,
+                      num_gpus: float | None = None, max_retries: int = 3, wait: float = 0.0,
+                      progress: bool = True) -> AuditSummary:
     """Attribute one stored version's behaviours to its stages and store the scores."""
     from auditor.execution.spec import behaviour_sets, one_estimator_spec
     from auditor.store.versions import split_key
@@ -188,8 +239,9 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
 
 # --- policy and the release gate (auditor/policy) -------------------------------------------
 
-def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
-         allow_indeterminate: bool = False, wait: float = 0.0, today=None):
+def gate(key: str, *, db: str | Path, policy: LoadedPolicy | str | Path | None = None,
+         estimator: str | None = None, allow_indeterminate: bool = False, wait: float = 0.0,
+         today: date | None = None) -> GateResult:
     """Evaluate a policy (a path, a LoadedPolicy, or None for the shipped default) on version
     ``key``; the results and the verdict are recorded in the store in one transaction.
     Returns a ``GateResult`` (``.verdict``, ``.rows()``, ``.exit_code``)."""
@@ -205,7 +257,7 @@ def gate(key: str, *, db: str | Path, policy=None, estimator: str | None = None,
                              allow_indeterminate=allow_indeterminate, today=today)
 
 
-def check_policy(path: str | Path):
+def check_policy(path: str | Path) -> LoadedPolicy:
     """Validate a policy file without running anything; raises PolicyError (file, line, key)."""
     from auditor.policy.load import load_policy
 
@@ -213,9 +265,14 @@ def check_policy(path: str | Path):
 
 
 # --- signed reports and their verification (auditor/report) --------------------------------
-def _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url):
-    from auditor.report.sign import SignerSettings
 
+def signer_settings(*, p12: str | Path | None = None, key: str | Path | None = None,
+                    cert: str | Path | None = None, chain: tuple[str | Path, ...] = (),
+                    passphrase_env: str | None = None,
+                    passphrase_file: str | Path | None = None,
+                    tsa_url: str | None = None) -> SignerSettings | None:
+    """The signing identity from command-line style values; None (unsigned) when neither
+    ``p12`` nor ``key``/``cert`` is given."""
     if p12 is None and key is None and cert is None:
         return None
     return SignerSettings(p12=Path(p12) if p12 else None, key=Path(key) if key else None,
@@ -227,24 +284,21 @@ def _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa
 
 
 def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = None,
-                period: str | None = None, p12: str | Path | None = None,
-                key: str | Path | None = None, cert: str | Path | None = None,
-                chain: tuple[str | Path, ...] = (), passphrase_env: str | None = None,
-                passphrase_file: str | Path | None = None, tsa_url: str | None = None,
-                html: bool = True, policy_file: str | Path | None = None, wait: float = 0.0):
+                period: str | None = None, signing: SignerSettings | None = None,
+                html: bool = True, policy_file: str | Path | None = None,
+                wait: float = 0.0) -> ReportResult:
     """Render the release-gate report of ``version`` or the quarterly report of ``period``
-    (PDF/A-3b with embedded evidence, plus an HTML twin), sign it when a key is given, and record
-    it in the store. Returns a ``ReportResult(pdf, html, sha256, ...)``."""
+    (PDF/A-3b with embedded evidence, plus an HTML twin), sign it when ``signing`` is given
+    (``signer_settings`` builds one), and record it in the store."""
     from auditor.report.make import make_report as make
 
-    signing = _signer_settings(p12, key, cert, chain, passphrase_env, passphrase_file, tsa_url)
     with open_store(db, wait=wait) as store:
         return make(store, out_dir, version=version, period=period, signing=signing,
                     write_html=html, policy_file=policy_file)
 
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
-                  db: str | Path | None = None, wait: float = 0.0):
+                  db: str | Path | None = None, wait: float = 0.0) -> VerificationResult:
     """Check a report's signature (intact, valid, trusted, whole file), its embedded files
     against the cover, and with ``db`` its evidence against the store (waiting up to ``wait``
     seconds for a writer to let go of it). Returns a ``VerificationResult`` (``.valid``,
@@ -256,7 +310,7 @@ def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
 
 def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor signer",
               organisation: str = "auditor", passphrase: bytes | None = None,
-              force: bool = False):
+              force: bool = False) -> KeyFiles:
     """Create a self-signed CA (root.pem) and a signing identity (signer.pem, signer.key.pem,
     signer.p12) in ``folder``; ``demo`` marks a throwaway identity."""
     from auditor.report.keys import init_keys as init

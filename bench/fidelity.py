@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from auditor import Recorder  # noqa: E402
 from auditor.demo.record import record_version  # noqa: E402
 from auditor.estimators import get_estimator  # noqa: E402
-from auditor.estimators.plugin import score_by_plugin  # noqa: E402
-from auditor.estimators.registry import final_model  # noqa: E402
-from auditor.estimators.sketch import SketchSpec  # noqa: E402
+from auditor.estimators.scoring.plugin import score_by_plugin  # noqa: E402
+from auditor.lineage.counterfactual import final_model  # noqa: E402
+from auditor.lineage.sketching.spec import SketchSpec  # noqa: E402
 from bench.fidelity_scenarios import Scenario, scenarios  # noqa: E402
 
 ESTIMATORS = ["aa", "aa+plugin", "naive", "tracin", "aa-hessian", "aa-hessian+plugin",

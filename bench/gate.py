@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/factories.py builds the versions
+sys.path[:0] = [str(ROOT)]  # tests.support.factories builds the versions
 
 from auditor.lineage.models import ModelVersion  # noqa: E402
 from auditor.policy.evaluate import gate  # noqa: E402
@@ -33,7 +33,7 @@ KINDS = ("pretrain", "fine-tune", "alignment")
 
 
 def make_version(index: int) -> ModelVersion:
-    from factories import make_version as fake
+    from tests.support.factories import make_version as fake
 
     created = datetime(2026, 10, 1, tzinfo=timezone.utc) + timedelta(days=index)
     return fake("bench", f"v{index:02d}", stages=STAGES, created_at=created)

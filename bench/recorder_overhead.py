@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from auditor import Recorder
-from auditor.estimators.sketch import SketchSpec
+from auditor.lineage.sketching.spec import SketchSpec
 
 STEPS, ROUNDS, SKETCH_ROUNDS, BATCH = 40, 9, 3, 64
 

@@ -26,12 +26,12 @@ from auditor.behaviours.library import example_losses  # noqa: E402
 from auditor.demo import digits  # noqa: E402
 from auditor.demo.record import record_version  # noqa: E402
 from auditor.estimators import get_estimator  # noqa: E402
-from auditor.estimators.aa import H0Propagator  # noqa: E402
 from auditor.estimators.embeddings import load_embeddings, save_embeddings  # noqa: E402
-from auditor.estimators.gradients import score_by_gradients  # noqa: E402
-from auditor.estimators.layout import ParamLayout, stage_displacements  # noqa: E402
-from auditor.estimators.registry import final_model  # noqa: E402
-from auditor.estimators.trajectory import all_coefficients  # noqa: E402
+from auditor.estimators.propagation.h0 import H0Propagator  # noqa: E402
+from auditor.estimators.propagation.trajectory import all_coefficients  # noqa: E402
+from auditor.estimators.scoring.gradients import score_by_gradients  # noqa: E402
+from auditor.lineage.counterfactual import final_model  # noqa: E402
+from auditor.lineage.sketching.layout import ParamLayout, stage_displacements  # noqa: E402
 from bench.fidelity_scenarios import long_plan  # noqa: E402
 
 

@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from factories import make_scores, make_version  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.factories
 
 from auditor.store import Store  # noqa: E402
+from tests.support.factories import make_scores, make_version  # noqa: E402
 
 
 def _timed(action) -> float:

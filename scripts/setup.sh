@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 DEBIAN_PACKAGES=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
-                 libnss3-tools)
+                 libnss3-tools chromium chromium-driver)
 
 missing=()
 if command -v dpkg >/dev/null 2>&1; then

@@ -1,19 +1,15 @@
-"""Fixtures shared by every room's tests, and tests/ helpers on sys.path."""
+"""Fixtures shared by every room's tests (helpers are in the ``tests.support`` package)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# tests/ helpers (tinytask.py) importable as top-level modules, also from subprocesses.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from testpaths import WORKER_PATH  # noqa: E402
+from tests.support.paths import WORKER_PATH
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from auditor.cli import log as log_cli
 from auditor.cli import policy as policy_cli
 from auditor.cli import remediate as remediate_cli
 from auditor.cli import report as report_cli
+from auditor.cli import serve as serve_cli
 from auditor.cli.common import state
 from auditor.errors import AuditorError
 from auditor.logs import NOISY
@@ -54,6 +55,7 @@ app.command("gate")(policy_cli.gate)
 app.command("report")(report_cli.report)
 app.command("verify")(report_cli.verify)
 app.add_typer(report_cli.keys_app, name="keys")
+app.command("serve")(serve_cli.serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,10 +33,11 @@ def report(
     wait: float = wait_option(),
 ) -> None:
     """Render a signed PDF/A-3b report with its evidence embedded, and record it in the store."""
-    result = api.make_report(db=db, out_dir=out, version=version, period=period, p12=p12,
-                             key=key, cert=cert, chain=tuple(chain or ()),
-                             passphrase_env=passphrase_env, passphrase_file=passphrase_file,
-                             tsa_url=tsa_url, html=html, policy_file=policy_file, wait=wait)
+    signing = api.signer_settings(p12=p12, key=key, cert=cert, chain=tuple(chain or ()),
+                                  passphrase_env=passphrase_env,
+                                  passphrase_file=passphrase_file, tsa_url=tsa_url)
+    result = api.make_report(db=db, out_dir=out, version=version, period=period,
+                             signing=signing, html=html, policy_file=policy_file, wait=wait)
     console.print(f"report {result.report_id}: {result.verdict}", soft_wrap=True)
     console.print(f"  pdf  {result.pdf} (sha256 {result.sha256})", soft_wrap=True)
     if result.html:

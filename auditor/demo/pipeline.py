@@ -174,8 +174,9 @@ def sign_and_verify(layout: DemoLayout, summary: DemoSummary, gate_key: str,
     keys = demo_keys(layout)
     for subject in ({"period": PERIOD}, {"version": gate_key}):
         announce(f"report {next(iter(subject.values()))}: render, sign, verify")
-        result = api.make_report(db=layout.db, out_dir=layout.reports, p12=keys["p12"],
-                                 passphrase_file=keys["passphrase_file"], **subject)
+        signing = api.signer_settings(p12=keys["p12"], passphrase_file=keys["passphrase_file"])
+        result = api.make_report(db=layout.db, out_dir=layout.reports, signing=signing,
+                                 **subject)
         summary.reports.append(result.pdf)
         checked = api.verify_report(result.pdf, trust=keys["trust"], db=layout.db)
         summary.verified[result.pdf] = checked.valid

@@ -2,23 +2,51 @@
 
 Sign convention: ``effects[k, q]`` estimates f_q(θ_T) − f_q(θ_T without stage k), so a positive
 effect means stage k *raised* behaviour q. For a harm behaviour that is blame; for a benefit
-behaviour it is credit. Estimators import nothing of the store, Ray or reports.
+behaviour it is credit (docs/maths.md#sign-convention). Estimators import nothing of the store,
+Ray or reports.
+
+Every estimator subclasses ``Estimator``: it names itself (``name``, ``version``), declares one
+frozen settings dataclass (``Settings``, auditor.estimators.settings), and implements ``prepare``
+and ``score``. The registry (auditor.estimators.registry) is built from the subclasses that name
+themselves; the config hash comes from the settings' hashed fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from auditor.behaviours.base import Behaviour
+from auditor.errors import EstimatorError
+from auditor.estimators.settings import EstimatorSettings
+from auditor.hashing import config_hash
 from auditor.lineage.models import ModelVersion
+from auditor.lineage.sketching.layout import Vector
 from auditor.task import TrainingTask
 
-Vector = dict[str, torch.Tensor]  # one tensor per trainable parameter name
+__all__ = ["Estimator", "EstimatorState", "StageEffects", "StageEmbeddings", "Vector"]
+
+
+class EstimatorState:
+    """What an estimator keeps beside the stage vectors for its own ``score`` (typed per
+    estimator: counterfactual models, a reverse-mode trajectory, TracIn's segments, ...).
+
+    ``embeddings`` is False when the vectors are not the stage embeddings (reverse mode): such
+    embeddings cannot be saved or scored by another method. ``portable`` names what a saved
+    file's header lists of it.
+    """
+
+    embeddings: ClassVar[bool] = True
+    mode: ClassVar[str | None] = None
+
+    def portable(self) -> list[str]:
+        return []
 
 
 @dataclass
@@ -39,7 +67,12 @@ class StageEmbeddings:
     config_hash: str
     vectors: list[Vector]
     runtime_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    state: EstimatorState | None = None
+
+    @property
+    def mode(self) -> str | None:
+        """``"forward"`` or ``"reverse"`` for the unrolled estimators, else None."""
+        return None if self.state is None else self.state.mode
 
 
 @dataclass
@@ -76,15 +109,56 @@ class StageEffects:
         return float(self.effects[self.stages.index(stage), self.behaviours.index(behaviour)])
 
 
-class Estimator(Protocol):
+class Estimator(ABC):
+    """One stage-attribution method. ``Estimator(**values)`` or ``Estimator(settings)``."""
+
     name: ClassVar[str]
     version: ClassVar[str]
+    Settings: ClassVar[type[EstimatorSettings]] = EstimatorSettings
+
+    def __init__(self, settings: EstimatorSettings | None = None, /, **values: object):
+        if settings is None:
+            settings = self.Settings.from_values(self.name, values)
+        elif values:
+            raise EstimatorError(f"estimator {self.name!r} takes one {self.Settings.__name__} "
+                                 "or keyword settings, not both")
+        elif type(settings) is not self.Settings:
+            raise EstimatorError(f"estimator {self.name!r} takes a {self.Settings.__name__}, "
+                                 f"not a {type(settings).__name__}")
+        self.settings = settings
+
+    @classmethod
+    def registered(cls) -> list[type[Estimator]]:
+        """The concrete subclasses that name themselves, in definition order."""
+        found: list[type[Estimator]] = []
+        for sub in cls.__subclasses__():
+            if "name" in sub.__dict__ and not inspect.isabstract(sub):
+                found.append(sub)
+            found.extend(sub.registered())
+        return found
 
     @property
-    def config_hash(self) -> str: ...
+    def device(self) -> str:
+        return self.settings.device
 
+    @property
+    def config_hash(self) -> str:
+        """The estimator, its version and the settings that change the numbers (not
+        ``device`` or a mode that changes only the cost)."""
+        return config_hash({"estimator": self.name, "version": self.version,
+                            "settings": self.settings.hashed()})
+
+    def plan_for(self, queries: int) -> None:
+        """Told the number of behaviours before ``prepare`` (the unrolled estimators pick their
+        mode by it); nothing by default."""
+        return None
+
+    @abstractmethod
     def prepare(self, version: ModelVersion, root: str | Path,
-                task: TrainingTask) -> StageEmbeddings: ...
+                task: TrainingTask) -> StageEmbeddings:
+        """The stage embeddings of ``version`` (checkpoints under ``root``)."""
 
+    @abstractmethod
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
-              model: torch.nn.Module) -> StageEffects: ...
+              model: torch.nn.Module) -> StageEffects:
+        """K × Q effects of the stages on ``behaviours``, ``model`` being θ_T."""

@@ -1,4 +1,4 @@
-"""Data-level attribution inside a stage (docs/estimators.md §4.3): which examples did the harm.
+"""Data-level attribution inside a stage (docs/maths.md#data-level-attribution): which examples did the harm.
 
 A stage's change is exactly a weighted sum of its steps' inputs a_j = ν_j g_j + λ_c θ_j plus
 terms in its entry state (θ_{s_k}, m_{s_k}). Given the adjoint (u, w) of a behaviour at the
@@ -21,21 +21,21 @@ from torch.func import functional_call, jvp
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
-from auditor.estimators.aa import H0Propagator
-from auditor.estimators.curvature import LossModule
-from auditor.estimators.dynamics import adam_preconditioner, adjoint_parts, step_vectors
-from auditor.estimators.gradients import behaviour_gradient
-from auditor.estimators.layout import ParamLayout, load_flat, momentum_field
-from auditor.estimators.registry import final_model
-from auditor.estimators.trajectory import (
+from auditor.estimators.propagation.dynamics import adam_preconditioner, adjoint_parts, step_vectors
+from auditor.estimators.propagation.h0 import H0Propagator
+from auditor.estimators.propagation.trajectory import (
     FactualStep,
     all_coefficients,
     exp_avg_sq,
     params_of,
     walk,
 )
+from auditor.estimators.scoring.gradients import behaviour_gradient
+from auditor.lineage.counterfactual import final_model
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.replay import seed_step
+from auditor.lineage.sketching.layout import ParamLayout, load_flat, momentum_field
+from auditor.lineage.sketching.loss import LossModule
 from auditor.task import TrainingTask
 
 
@@ -152,8 +152,8 @@ def _h0_adjoint(version, root, layout, coefficients, k):
 
 
 def _hessian_adjoint(version, root, task, k):
-    from auditor.estimators.hessian import HessianEstimator
-    from auditor.estimators.unrolled import record_trajectory, reverse_sweep
+    from auditor.estimators.aa_hessian import HessianEstimator
+    from auditor.estimators.propagation.unrolled import record_trajectory, reverse_sweep
 
     problem = HessianEstimator(mode="reverse", adam="fixed").problem(version, root, task)
     trajectory = record_trajectory(problem)

@@ -17,12 +17,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from auditor.errors import CheckpointError, EstimatorError
-from auditor.estimators.base import StageEmbeddings
+from auditor.estimators.base import EstimatorState, StageEmbeddings
 from auditor.hashing import sha256_file
 
 _HEADER = ("model", "version", "stages", "stage_kinds", "convention", "estimator",
            "estimator_version", "config_hash", "runtime_s")
-_NOT_PORTABLE = ("problem", "trajectory", "segments", "counterfactuals")
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,17 @@ class EmbeddingsFile:
     sha256: str
 
 
+@dataclass
+class LoadedState(EstimatorState):
+    """Embeddings read back from a file: where from, and the sha256 checked."""
+
+    source: str
+    sha256: str
+
+
 def save_embeddings(embeddings: StageEmbeddings, path: str | Path) -> EmbeddingsFile:
     """Write ``embeddings`` to ``path`` (atomically); returns the file and its sha256."""
-    if embeddings.extra.get("mode") == "reverse":
+    if embeddings.state is not None and not embeddings.state.embeddings:
         raise EstimatorError(f"{embeddings.estimator} ran in reverse mode and has no stage "
                              "embeddings to save: run it with mode='forward'")
     path = Path(path)
@@ -41,7 +48,8 @@ def save_embeddings(embeddings: StageEmbeddings, path: str | Path) -> Embeddings
     tensors = {f"{k}/{name}": t.detach().to("cpu", torch.float64).contiguous()
                for k, vector in enumerate(embeddings.vectors) for name, t in vector.items()}
     header = {key: getattr(embeddings, key) for key in _HEADER}
-    header["portable_extra"] = sorted(k for k in embeddings.extra if k not in _NOT_PORTABLE)
+    # the state's portable keys, under the name files have carried since the first release
+    header["portable_extra"] = sorted(embeddings.state.portable() if embeddings.state else [])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata={"auditor.embeddings": json.dumps(header)})
     os.replace(tmp, path)
@@ -72,8 +80,7 @@ def load_embeddings(path: str | Path, sha256: str | None = None) -> StageEmbeddi
         vectors[int(k)][name] = tensor
     header.pop("portable_extra", None)
     header["stages"], header["stage_kinds"] = tuple(header["stages"]), tuple(header["stage_kinds"])
-    return StageEmbeddings(vectors=vectors, extra={"source": str(path), "sha256": actual},
-                           **header)
+    return StageEmbeddings(vectors=vectors, state=LoadedState(str(path), actual), **header)
 
 
 def _sidecar(path: Path) -> str:

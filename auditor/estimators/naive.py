@@ -14,24 +14,25 @@ from typing import ClassVar
 import torch
 
 from auditor.behaviours.base import Behaviour
-from auditor.estimators.base import StageEffects, StageEmbeddings
-from auditor.estimators.device import check_device, resolve_device
-from auditor.estimators.gradients import score_by_gradients
+from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
+from auditor.estimators.device import resolve_device
+from auditor.estimators.records import stage_embeddings
+from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import load_tensors
 from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
 
 
-class NaiveEstimator:
+class NaiveEstimator(Estimator):
+    """No settings but ``device``."""
+
     name: ClassVar[str] = "naive"
     version: ClassVar[str] = "1"
 
-    def __init__(self, device: str = "auto"):
-        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
-
     @property
     def config_hash(self) -> str:
+        # without a "settings" key: the form of the first release, kept so stored runs match
         return config_hash({"estimator": self.name, "version": self.version})
 
     def prepare(self, version: ModelVersion, root: str | Path,
@@ -44,19 +45,8 @@ class NaiveEstimator:
             end = load_tensors(stage.theta_end, root)
             vectors.append({name: (end[name].double() - start[name].double())
                             for name in end if name in start and end[name].is_floating_point()})
-        return StageEmbeddings(
-            model=version.model, version=version.version,
-            stages=tuple(s.id for s in version.stages),
-            stage_kinds=tuple(s.kind for s in version.stages),
-            convention=_convention(version), estimator=self.name,
-            estimator_version=self.version, config_hash=self.config_hash, vectors=vectors,
-            runtime_s=time.perf_counter() - started)
+        return stage_embeddings(self, version, vectors, started)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:
         return score_by_gradients(embeddings, behaviours, model)
-
-
-def _convention(version: ModelVersion) -> str:
-    conventions = {s.convention for s in version.stages[1:]} or {"reset"}
-    return conventions.pop() if len(conventions) == 1 else "mixed"

@@ -2,14 +2,15 @@
 
 For each stage k the model re-enters stage k+1 as it entered stage k (parameters θ_{s_k}; under
 ``carry`` the optimizer state σ_{s_k}) and stages k+1..K run again with their logged batches,
-learning rates, hyperparameters and seeds (``auditor.lineage.counterfactual``). The effect is
-f(θ_T) − f(θ_T^{(−k)}), evaluated directly. Cost: Σ_k (T − e_k) training steps.
+learning rates, hyperparameters and seeds (``auditor.lineage.counterfactual``;
+docs/maths.md#leave-stage-out). The effect is f(θ_T) − f(θ_T^{(−k)}), evaluated directly.
+Cost: Σ_k (T − e_k) training steps.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,13 +18,15 @@ import numpy as np
 import torch
 
 from auditor.behaviours.base import Behaviour
-from auditor.estimators.base import StageEffects, StageEmbeddings
-from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
-from auditor.estimators.device import check_device, task_on
-from auditor.estimators.families import values_at
-from auditor.estimators.layout import ParamLayout, load_flat
+from auditor.errors import EstimatorError
+from auditor.estimators.base import Estimator, EstimatorState, StageEffects, StageEmbeddings
+from auditor.estimators.device import task_on
+from auditor.estimators.records import effects_record, embeddings_from_flat
+from auditor.estimators.scoring.families import values_at
+from auditor.estimators.settings import EstimatorSettings, replace_setting, setting
 from auditor.lineage.counterfactual import load_model, run_without_stage
 from auditor.lineage.models import ModelVersion
+from auditor.lineage.sketching.layout import ParamLayout, load_flat
 from auditor.task import TrainingTask
 
 
@@ -35,17 +38,34 @@ def counterfactual_model(version: ModelVersion, root: str | Path, task: Training
     return run_without_stage(version, root, task, k)
 
 
-class ReplayEstimator:
+@dataclass(frozen=True)
+class ReplaySettings(EstimatorSettings):
+    device: str = setting("cpu", "where it retrains: cpu (default: only CPU replay is bitwise), "
+                          "auto, cuda or cuda:N; not in the config hash", hashed=False)
+    stages: tuple[int, ...] | None = setting(
+        None, "stage indices to replay (default all; the others get NaN rows); not in the "
+        "config hash", hashed=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stages is not None:
+            if any(isinstance(k, bool) or not isinstance(k, int) for k in self.stages):
+                raise EstimatorError(f"replay: stages must be stage indices, not {self.stages!r}")
+            replace_setting(self, "stages", tuple(sorted(set(self.stages))))
+
+
+@dataclass
+class ReplayState(EstimatorState):
+    """θ_T^{(−k)} of every replayed stage k."""
+
+    counterfactuals: dict[int, torch.nn.Module] = field(default_factory=dict)
+
+
+class ReplayEstimator(Estimator):
     name: ClassVar[str] = "replay"
     version: ClassVar[str] = "1"
-
-    def __init__(self, stages: Sequence[int] | None = None, device: str = "cpu"):
-        self.stages = None if stages is None else sorted(set(stages))
-        self.device = check_device(device)  # CPU by default: only CPU replay is bitwise
-
-    @property
-    def config_hash(self) -> str:
-        return settings_hash(self.name, self.version, {})
+    Settings = ReplaySettings
+    settings: ReplaySettings
 
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
@@ -54,7 +74,8 @@ class ReplayEstimator:
         task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
         final = load_flat(layout, version.stages[-1].theta_end, root)
-        chosen = self.stages if self.stages is not None else range(len(version.stages))
+        chosen = (self.settings.stages if self.settings.stages is not None
+                  else range(len(version.stages)))
         models, flats = {}, []
         for k in range(len(version.stages)):
             if k not in chosen:
@@ -62,15 +83,16 @@ class ReplayEstimator:
                 continue
             models[k] = counterfactual_model(version, root, task, k)
             flats.append(final - layout.flatten(dict(models[k].named_parameters())))
-        return embeddings_from_flat(self, version, layout, flats, started,
-                                    {"counterfactuals": models})
+        return embeddings_from_flat(self, version, layout, flats, started, ReplayState(models))
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module, use_metric: bool = False) -> StageEffects:
         """Exact effects; NaN rows for stages that were not replayed."""
         started = time.perf_counter()
+        if not isinstance(embeddings.state, ReplayState):
+            raise EstimatorError("replay scores only the embeddings its own prepare made")
         final = values_at(model, behaviours, use_metric)
         effects = np.full((len(embeddings.stages), len(behaviours)), np.nan)
-        for k, other in embeddings.extra["counterfactuals"].items():
+        for k, other in embeddings.state.counterfactuals.items():
             effects[k] = final - values_at(other, behaviours, use_metric)
         return effects_record(embeddings, behaviours, model, effects, started)

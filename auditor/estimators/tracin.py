@@ -1,4 +1,4 @@
-"""``tracin``: the TracIn-style baseline (docs/estimators.md §4.6 B3).
+"""``tracin``: the TracIn-style baseline (docs/maths.md#tracin).
 
 effect_k ≈ Σ_{t∈I_k} η_t ∇f(θ_t)ᵀ(−ν_t g_t), with ∇f taken at ``checkpoints`` evenly spaced
 points inside the stage (TracInCP) instead of every step. It ignores momentum amplification,
@@ -8,7 +8,9 @@ estimators add. One factual replay of every stage collects the η-weighted gradi
 
 from __future__ import annotations
 
+import copy
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,29 +19,43 @@ import torch
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
-from auditor.estimators.base import StageEffects, StageEmbeddings
-from auditor.estimators.common import effects_record, embeddings_from_flat, settings_hash
-from auditor.estimators.device import check_device, task_on
-from auditor.estimators.gradients import behaviour_gradient
-from auditor.estimators.layout import ParamLayout
-from auditor.estimators.trajectory import FactualStep, params_of, walk
+from auditor.estimators.base import Estimator, EstimatorState, StageEffects, StageEmbeddings
+from auditor.estimators.device import task_on
+from auditor.estimators.propagation.trajectory import FactualStep, params_of, walk
+from auditor.estimators.records import effects_record, embeddings_from_flat
+from auditor.estimators.scoring.gradients import behaviour_gradient
+from auditor.estimators.settings import EstimatorSettings, setting
 from auditor.lineage.models import ModelVersion
+from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask
 
+Segment = tuple[dict[str, torch.Tensor], torch.Tensor]  # (θ_c, v_c)
 
-class TracInEstimator:
+
+@dataclass(frozen=True)
+class TracInSettings(EstimatorSettings):
+    checkpoints: int = setting(2, "points per stage where ∇f is taken (TracInCP), ≥ 1")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.checkpoints, bool) or not isinstance(self.checkpoints, int) \
+                or self.checkpoints < 1:
+            raise EstimatorError("tracin: checkpoints per stage must be ≥ 1")
+
+
+@dataclass
+class TracInState(EstimatorState):
+    """Per stage, its segments' start points θ_c and η-weighted update sums v_c."""
+
+    layout: ParamLayout
+    segments: list[list[Segment]] = field(default_factory=list)
+
+
+class TracInEstimator(Estimator):
     name: ClassVar[str] = "tracin"
     version: ClassVar[str] = "1"
-
-    def __init__(self, checkpoints: int = 2, device: str = "auto"):
-        if checkpoints < 1:
-            raise EstimatorError("tracin: checkpoints per stage must be ≥ 1")
-        self.checkpoints = checkpoints
-        self.device = check_device(device)  # not in the config hash: same numbers up to rounding
-
-    @property
-    def config_hash(self) -> str:
-        return settings_hash(self.name, self.version, {"checkpoints": self.checkpoints})
+    Settings = TracInSettings
+    settings: TracInSettings
 
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
@@ -47,8 +63,8 @@ class TracInEstimator:
         started = time.perf_counter()
         task = task_on(task, self.device)
         layout = ParamLayout.of(task.build_model())
-        segments: list[list[tuple[dict, torch.Tensor]]] = [[] for _ in version.stages]
-        cuts = [_cuts(stage.steps, self.checkpoints) for stage in version.stages]
+        segments: list[list[Segment]] = [[] for _ in version.stages]
+        cuts = [_cuts(stage.steps, self.settings.checkpoints) for stage in version.stages]
 
         def before(step: FactualStep, model) -> None:
             if step.local_step in cuts[step.stage_index]:
@@ -66,15 +82,18 @@ class TracInEstimator:
         totals = [sum((v for _, v in segs), torch.zeros(layout.total, dtype=torch.float64))
                   for segs in segments]
         return embeddings_from_flat(self, version, layout, totals, started,
-                                    {"segments": segments, "layout": layout})
+                                    TracInState(layout, segments))
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:
         started = time.perf_counter()
-        layout: ParamLayout = embeddings.extra["layout"]
+        state = embeddings.state
+        if not isinstance(state, TracInState):
+            raise EstimatorError("tracin scores only the embeddings its own prepare made")
+        layout = state.layout
         effects = np.zeros((len(embeddings.stages), len(behaviours)))
         probe = _clone_structure(model)
-        for k, segments in enumerate(embeddings.extra["segments"]):
+        for k, segments in enumerate(state.segments):
             for params, vector in segments:
                 _load(probe, params)
                 for q, behaviour in enumerate(behaviours):
@@ -88,8 +107,6 @@ def _cuts(steps: int, count: int) -> set[int]:
 
 
 def _clone_structure(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
     clone = copy.deepcopy(model)
     clone.eval()
     return clone

@@ -31,6 +31,11 @@ def load_model(task: TrainingTask, version: ModelVersion, root: Path, ref) -> to
     return model.eval()  # measured in eval mode; replay switches to train mode itself
 
 
+def final_model(version: ModelVersion, root: str | Path, task: TrainingTask) -> torch.nn.Module:
+    """θ_T: the model at the end of ``version``'s last stage."""
+    return load_model(task, version, Path(root), version.stages[-1].theta_end)
+
+
 def run_without_stage(version: ModelVersion, root: str | Path, task: TrainingTask,
                       skipped: int, *, on_stage_end: StageEnd | None = None,
                       on_stage_start: StageStart | None = None) -> torch.nn.Module:

@@ -42,7 +42,7 @@ class CheckpointRef(Strict):
 
 class CurvatureSketch(Strict):
     """Projected Gauss–Newton factors of every step of a stage, logged by the recorder
-    (auditor.estimators.sketch): ``file`` holds ``factors`` (steps, samples, width) and their
+    (auditor.lineage.sketching.log): ``file`` holds ``factors`` (steps, samples, width) and their
     exact inner products with the earlier stages' displacements, ``dots`` (steps, samples,
     earlier stages, parameter tensors, 2)."""
 

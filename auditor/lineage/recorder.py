@@ -16,8 +16,8 @@ sha256. A post-step hook on the optimizer logs every parameter group's hyperpara
 were used by that step, whatever scheduler set them.
 
 Opt-in, ``sketch=SketchSpec(dim, samples, seed)`` (needs ``task``): every step after the first
-stage also logs its sampled, count-sketched Gauss–Newton factors (auditor.estimators.sketch), so
-that ``aa-ggn`` with ``projection=dim`` never re-runs a step. It costs one forward and
+stage also logs its sampled, count-sketched Gauss–Newton factors (auditor.lineage.sketching),
+so that ``aa-ggn`` with ``projection=dim`` never re-runs a step. It costs one forward and
 ``samples`` backward passes per step.
 
 Each stage after the first is checked when it *starts* (auditor.lineage.continuation): the model
@@ -70,7 +70,7 @@ from auditor.lineage.steplog import StepLogger, optimizer_kind
 from auditor.outputs import unique_parameters
 
 if TYPE_CHECKING:
-    from auditor.estimators.sketch import SketchSpec
+    from auditor.lineage.sketching.spec import SketchSpec
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Recorder:
             if task is None:
                 raise LineageError("sketch= needs task= (the factors are the task's loss "
                                    "curvature)")
-            from auditor.estimators.sketch import SketchLog
+            from auditor.lineage.sketching.log import SketchLog
             from auditor.task import load_task
 
             self._sketch = SketchLog(sketch, load_task(task), model)

@@ -1,14 +1,14 @@
-"""Data-form decomposition (§4.3): exact reconstruction, and example scores that add up."""
+"""Data-form decomposition (docs/maths.md#data-level-attribution): exact reconstruction, and example scores that add up."""
 
 from __future__ import annotations
 
 import pytest
-from linreg import linear_behaviours, record_linreg
-from recorded import record_adamw
 
 from auditor.behaviours.library import example_losses
 from auditor.estimators import attribute
 from auditor.estimators.datalevel import example_attribution, reconstruct_change
+from tests.support.linreg import linear_behaviours, record_linreg
+from tests.support.recorded import record_adamw
 
 
 @pytest.mark.parametrize("convention", ["carry", "reset"])

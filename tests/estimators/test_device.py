@@ -8,14 +8,14 @@ from collections import namedtuple
 import numpy as np
 import pytest
 import torch
-from recorded import record_adamw, record_sgd
 from torch import nn
 
 from auditor.behaviours.library import probe_loss
 from auditor.errors import EstimatorError
 from auditor.estimators import ESTIMATORS, attribute, get_estimator
 from auditor.estimators.device import DeviceTask, device_transparent, resolve_device, to_device
-from auditor.estimators.registry import final_model
+from auditor.lineage.counterfactual import final_model
+from tests.support.recorded import record_adamw, record_sgd
 
 CHECKED = ("aa", "aa-hessian", "naive", "replay")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from linreg import linear_behaviours, record_linreg
-from recorded import record_sgd
 
 from auditor.behaviours.library import example_losses, probe_loss
 from auditor.errors import CheckpointError, EstimatorError
 from auditor.estimators import attribute, get_estimator
 from auditor.estimators.embeddings import load_embeddings, save_embeddings
 from auditor.estimators.fidelity import verify_by_replay
-from auditor.estimators.gradients import score_by_gradients
-from auditor.estimators.plugin import score_by_plugin
-from auditor.estimators.registry import final_model
+from auditor.estimators.scoring.gradients import score_by_gradients
+from auditor.estimators.scoring.plugin import score_by_plugin
+from auditor.lineage.counterfactual import final_model
+from tests.support.linreg import linear_behaviours, record_linreg
+from tests.support.recorded import record_sgd
 
 
 def test_saved_embeddings_score_a_new_behaviour_identically(tmp_path):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from linreg import linear_behaviours, record_linreg
 
 from auditor.errors import EstimatorError
 from auditor.estimators import attribute, get_estimator
-from auditor.estimators.registry import final_model
+from auditor.lineage.counterfactual import final_model
+from tests.support.linreg import linear_behaviours, record_linreg
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,7 +92,7 @@ def test_auto_mode_takes_reverse_for_few_behaviours(tmp_path):
     estimator = get_estimator("aa-hessian")
     estimator.plan_for(1)
     embeddings = estimator.prepare(version, tmp_path, task)
-    assert embeddings.extra["mode"] == "reverse"
+    assert embeddings.mode == "reverse"
     effects = estimator.score(embeddings, linear_behaviours(task, 1),
                               final_model(version, tmp_path, task))
     truth = attribute(version, tmp_path, task, linear_behaviours(task, 1), "replay").effects
@@ -116,19 +116,3 @@ def test_adam_kinds_modes_agree_and_are_deterministic(tmp_path, kind):
         assert np.allclose(first.effects[-1], truth[-1], rtol=1e-9)  # linear f: last stage exact
     best = attribute(version, tmp_path, task, behaviours, "aa-hessian").effects
     assert np.corrcoef(best.ravel(), truth.ravel())[0, 1] > 0.9
-
-
-def test_stationary_curvature_falls_back_to_aa_on_adam_and_runs_on_sgd(tmp_path):
-    task, version = record_linreg(tmp_path / "adam", "carry", optimizer_kind="adamw")
-    behaviours = linear_behaviours(task, 3)
-    aa = attribute(version, tmp_path / "adam", task, behaviours, "aa").effects
-    stationary = attribute(version, tmp_path / "adam", task, behaviours, "aa-stationary")
-    assert np.array_equal(stationary.effects, aa)
-    task, version = record_linreg(tmp_path / "sgd", "carry")
-    truth = attribute(version, tmp_path / "sgd", task, behaviours, "replay").effects
-    estimate = attribute(version, tmp_path / "sgd", task, behaviours, "aa-stationary", rank=4)
-    assert np.allclose(estimate.effects[-1], truth[-1], rtol=1e-9)
-    again = attribute(version, tmp_path / "sgd", task, behaviours, "aa-stationary", rank=4)
-    assert np.array_equal(again.effects, estimate.effects)
-    assert estimate.effects[:-1].std() > 0 and not np.allclose(
-        estimate.effects, attribute(version, tmp_path / "sgd", task, behaviours, "aa").effects)

@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from recorded import record_adamw, record_sgd
 
 from auditor.behaviours import ProbeFamily
 from auditor.behaviours.library import example_losses, probe_loss
 from auditor.estimators import get_estimator
-from auditor.estimators.families import families_of
-from auditor.estimators.registry import final_model
+from auditor.estimators.scoring.families import families_of
+from auditor.lineage.counterfactual import final_model
+from tests.support.recorded import record_adamw, record_sgd
 
 
 def _alone(behaviours):

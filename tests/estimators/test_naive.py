@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from recorded import record_sgd
 
 from auditor.behaviours.library import probe_loss
 from auditor.errors import EstimatorError
 from auditor.estimators import ESTIMATORS, attribute, get_estimator
-from auditor.estimators.registry import final_model
 from auditor.lineage.checkpoints import load_tensors
+from auditor.lineage.counterfactual import final_model
+from tests.support.recorded import record_sgd
 
 
 def test_naive_effects_are_gradient_dot_stage_change(tmp_path):

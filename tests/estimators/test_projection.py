@@ -7,16 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from linreg import linear_behaviours, record_linreg
-from recorded import record_adamw, record_sgd
-from tinytask import TinyTask
 
 from auditor.errors import CheckpointError, EstimatorError, LineageError
 from auditor.estimators import attribute, get_estimator
-from auditor.estimators.layout import ParamLayout
-from auditor.estimators.sketch import CountSketch, SketchSpec
 from auditor.lineage.checkpoints import resolve
 from auditor.lineage.recorder import Recorder
+from auditor.lineage.sketching.countsketch import CountSketch
+from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.spec import SketchSpec
+from tests.support.linreg import linear_behaviours, record_linreg
+from tests.support.recorded import record_adamw, record_sgd
+from tests.support.tinytask import TinyTask
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
@@ -173,13 +174,13 @@ def test_projection_refusals(tmp_path):
 def test_a_step_a_grad_scaler_skipped_leaves_no_sketch_row(tmp_path):
     """The sketch keeps one row per logged step: a skipped batch's factors are dropped with it,
     so the logged factors still equal the walk's."""
-    from recorded import DATA, _batches, train_amp
+    from tests.support.recorded import DATA, _batches, train_amp
 
     task = TinyTask()
     torch.manual_seed(3)
     model = task.build_model()
     spec = SketchSpec(dim=8, samples=2)
-    rec = Recorder(tmp_path, model, model_name="tiny", version="amp", task="tinytask:tiny_task",
+    rec = Recorder(tmp_path, model, model_name="tiny", version="amp", task="tests.support.tinytask:tiny_task",
                    sketch=spec)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 from exec_helpers import duplicate_keys, score_rows
-from testpaths import ROOT
 from tinyaudit import spec_dict
+
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.ray
 

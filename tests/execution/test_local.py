@@ -85,11 +85,11 @@ def test_attribute_version_one_key_and_clear_errors(tiny_store):
 def test_a_logged_curvature_sketch_serves_an_audit_from_the_store(tmp_path, capsys):
     """The sketch travels with the lineage into the store and into the work item (it is one of
     the item's hashed checkpoints); the stored scores are the library's."""
-    from recorded import record_sgd
     from tinyaudit import behaviours
 
     from auditor.estimators import attribute
-    from auditor.estimators.sketch import SketchSpec
+    from auditor.lineage.sketching.spec import SketchSpec
+    from tests.support.recorded import record_sgd
 
     task, rec = record_sgd(tmp_path / "run", sketch=SketchSpec(dim=4, samples=2))
     db = tmp_path / "audit.duckdb"

@@ -13,12 +13,12 @@ import time
 import pytest
 import yaml
 from exec_helpers import attribution_runs, duplicate_keys, score_rows
-from testpaths import ROOT
 from tinyaudit import spec_dict
 
 from auditor import api
 from auditor.execution.ray_executor import RayExecutor
 from auditor.execution.spec import AuditSpec
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.ray
 

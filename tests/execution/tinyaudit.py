@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import torch
-from tinytask import TinyTask
 
 from auditor import Recorder
 from auditor.behaviours.library import harmful_output_rate, probe_loss
 from auditor.lineage.models import DatasetRef, ModelVersion
+from tests.support.tinytask import TinyTask
 
 DATA = [DatasetRef(name="tiny", digest="0" * 64, records=64, tags=["synthetic"])]
 Q4_START = datetime(2026, 10, 2, 12, 0, tzinfo=timezone.utc)
@@ -29,7 +29,7 @@ def record_tiny(folder: str | Path, index: int, steps: int = 4) -> ModelVersion:
     torch.manual_seed(index)
     model = task.build_model()
     rec = Recorder(folder, model, model_name="tiny", version=f"v{index:03d}",
-                   task="tinytask:tiny_task", seed=index,
+                   task="tests.support.tinytask:tiny_task", seed=index,
                    created_at=Q4_START + timedelta(hours=index))
     gen = torch.Generator().manual_seed(index)
     for stage, kind, lr in (("pretrain", "pretrain", 0.2), ("finetune", "fine-tune", 0.1),

@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("peft")
 
-from lmrecord import record_with_lora  # noqa: E402
+from tests.support.lmrecord import record_with_lora  # noqa: E402
 
 from auditor.errors import LineageError  # noqa: E402
 from auditor.lineage.checkpoints import load_tensors  # noqa: E402

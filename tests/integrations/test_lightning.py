@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("lightning")
 
-from pltask import TASK, Examples, collate, task  # noqa: E402
+from tests.support.pltask import TASK, Examples, collate, task  # noqa: E402
 
 from auditor.integrations.lightning import AuditorCallback, RecordedData  # noqa: E402
 from auditor.lineage.checkpoints import load_tensors  # noqa: E402

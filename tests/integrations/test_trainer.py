@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from hftask import TASK, arguments, task  # noqa: E402
+from tests.support.hftask import TASK, arguments, task  # noqa: E402
 
 from auditor.errors import LineageError  # noqa: E402
 from auditor.integrations.transformers import AuditorCallback, RecordedData  # noqa: E402

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from recorded import record_adamw, record_sgd
 
 from auditor.lineage.checkpoints import load_model_state, load_tensors
 from auditor.lineage.recorder import load_lineage
 from auditor.lineage.replay import run_stage
+from tests.support.recorded import record_adamw, record_sgd
 
 
 def _assert_replays_bitwise(tmp_path, task):
@@ -60,15 +60,14 @@ def test_a_gradscaler_loop_with_skipped_steps_records_and_replays_bitwise(tmp_pa
     power-of-two loss scale is exact in float32)."""
     import logging
 
-    from recorded import DATA, _batches, train_amp
-    from tinytask import TinyTask
-
     from auditor import Recorder
+    from tests.support.recorded import DATA, _batches, train_amp
+    from tests.support.tinytask import TinyTask
 
     task = TinyTask()
     torch.manual_seed(3)
     model = task.build_model()
-    rec = Recorder(tmp_path, model, model_name="tiny", version="amp", task="tinytask:tiny_task",
+    rec = Recorder(tmp_path, model, model_name="tiny", version="amp", task="tests.support.tinytask:tiny_task",
                    seed=5)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from recorded import record_sgd as _record_sgd
 
 from auditor.lineage.checkpoints import load_tensors
 from auditor.lineage.counterfactual import load_model, run_without_stage
 from auditor.lineage.recorder import load_lineage
 from auditor.lineage.remediate import drop_stage
+from tests.support.recorded import record_sgd as _record_sgd
 
 
 def test_dropping_the_last_stage_gives_its_start(tmp_path):

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
-from factories import make_version
 
 from auditor.lineage.models import ModelVersion
 from auditor.store import Store
+from tests.support.factories import make_version
 
 CONFIG = "cfg-a"
 

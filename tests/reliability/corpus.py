@@ -340,7 +340,7 @@ def bad_negative_weight_decay(work, db):
 
 
 def _recorded(work: Path) -> Path:
-    from recorded import record_sgd
+    from tests.support.recorded import record_sgd
 
     folder = work / "run"
     record_sgd(folder)

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from testpaths import TESTS
-from testpaths import WORKER_PATH as ENV_PATH
+
+from tests.support.paths import TESTS
+from tests.support.paths import WORKER_PATH as ENV_PATH
 
 sys.path.insert(0, str(TESTS / "execution"))  # tinyaudit: the tiny versions and behaviours
 SCORE_COLUMNS = ", ".join(f"s.{c}" for c in (

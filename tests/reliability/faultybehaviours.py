@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from tinytask import TinyTask
-
 from auditor.behaviours.base import Behaviour
 from auditor.behaviours.library import probe_loss
+from tests.support.tinytask import TinyTask
 
 
 def _scaled(name: str, factor: float) -> Behaviour:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testpaths import ROOT, TESTS, WORKER_PATH
+
+from tests.support.paths import ROOT, TESTS, WORKER_PATH
 
 sys.path.insert(0, str(TESTS / "execution"))
 

@@ -33,7 +33,6 @@ for folder in (TESTS / "execution", TESTS / "policy"):
 
 from gatehelpers import add_scored, tagged_version  # noqa: E402
 from tinyaudit import record_tiny  # noqa: E402
-from tinytask import TinyTask  # noqa: E402
 
 from auditor import Recorder  # noqa: E402
 from auditor.api import add_version  # noqa: E402
@@ -43,6 +42,7 @@ from auditor.lineage.checkpoints import save_tensors  # noqa: E402
 from auditor.lineage.io import write_lineage_json  # noqa: E402
 from auditor.lineage.recorder import LINEAGE_FILE, load_lineage  # noqa: E402
 from auditor.store import Store  # noqa: E402
+from tests.support.tinytask import TinyTask  # noqa: E402
 
 # Every rule passes on finite numbers of any size: only non-finite ones can stop the release.
 LENIENT = textwrap.dedent("""\
@@ -118,7 +118,7 @@ def test_recorder_refuses_a_diverged_checkpoint(tmp_path, caplog):
     torch.manual_seed(0)
     model = task.build_model()
     rec = Recorder(tmp_path / "run", model, model_name="tiny", version="v1",
-                   task="tinytask:tiny_task")
+                   task="tests.support.tinytask:tiny_task")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with rec.stage("pretrain", kind="pretrain", optimizer=opt):
         _train(rec, task, model, opt, 3)

@@ -27,7 +27,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from cryptography.hazmat.primitives import serialization
-from testpaths import TESTS, WORKER_PATH
+
+from tests.support.paths import TESTS, WORKER_PATH
 
 sys.path.insert(0, str(TESTS / "execution"))
 

@@ -62,7 +62,7 @@ def store_db(report_dir) -> tuple[Path, list[str]]:
 def gate(store_db, demo_keys, report_dir) -> Rendered:
     db, keys = store_db
     result = api.make_report(db=db, out_dir=report_dir / "gate", version=keys[-1],
-                             p12=demo_keys.p12)
+                             signing=api.SignerSettings(p12=demo_keys.p12))
     return Rendered(result.pdf, result.html, pdftotext(result.pdf))
 
 

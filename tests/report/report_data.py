@@ -7,7 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow as pa
-from factories import fake_sha, make_version
+
+from tests.support.factories import fake_sha, make_version
 
 PASSPHRASE = "correct horse battery staple 42"
 BEHAVIOURS = (("toxicity", "harm"), ("accuracy", "benefit"))

@@ -125,9 +125,8 @@ def test_pages_are_numbered_with_headers(quarterly):
 def test_unaudited_version_renders_as_not_evaluated(store_db, tmp_path):
     import shutil
 
-    from factories import make_version
-
     from auditor.report.make import render_report
+    from tests.support.factories import make_version
 
     db = tmp_path / "copy.duckdb"
     shutil.copy(store_db[0], db)

@@ -118,7 +118,8 @@ def test_wrong_passphrase_is_an_error_and_not_echoed(team_keys, store_db, tmp_pa
     assert "xyzzy" not in captured.err + captured.out
     with pytest.raises(SigningError, match="MISSING_VAR"):
         api.make_report(db=store_db[0], out_dir=tmp_path, version=store_db[1][0],
-                        p12=team_keys.p12, passphrase_env="MISSING_VAR")
+                        signing=api.SignerSettings(p12=team_keys.p12,
+                                                   passphrase_env="MISSING_VAR"))
 
 
 def test_passphrase_file_works_and_never_leaks(quarterly, team_keys, tmp_path):

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
-from factories import make_version
 
 from auditor.store import Store
+from tests.support.factories import make_version
 
 
 @pytest.fixture

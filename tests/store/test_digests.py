@@ -4,13 +4,13 @@ to chunk or encode them, sensitive to every value, null and order; old stores st
 import duckdb
 import pyarrow as pa
 import pytest
-from factories import make_scores, make_version
 
 from auditor.errors import StoreError
 from auditor.store import Store
 from auditor.store.digests import Digest, rows_digest
 from auditor.store.events import append_event, utc_now
 from auditor.store.legacy_digests import legacy_subject_digest
+from tests.support.factories import make_scores, make_version
 
 
 def _rows() -> pa.Table:

@@ -2,12 +2,12 @@
 
 import duckdb
 import pytest
-from factories import make_scores, make_version
 
 from auditor.cli import main
 from auditor.errors import TamperError
 from auditor.store import Store
 from auditor.store.schema import MIGRATIONS
+from tests.support.factories import make_scores, make_version
 
 M = len(MIGRATIONS)  # the store's first events are its migrations
 

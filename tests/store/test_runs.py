@@ -6,11 +6,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from factories import make_scores, make_version
 
 from auditor.errors import StoreError
 from auditor.store import Store
 from auditor.store.schema import MIGRATIONS
+from tests.support.factories import make_scores, make_version
 
 SCORE_COLUMNS = ["run_id", "model", "version", "stage_index", "stage_id", "stage_kind",
                  "behaviour", "direction", "estimator", "estimator_version", "convention",
@@ -148,7 +148,7 @@ def test_rows_that_break_a_column_constraint_are_a_store_error_and_roll_back(sto
 _CRASHER = """
 import os, sys
 sys.path.insert(0, sys.argv[2])
-from factories import make_scores, make_version
+from tests.support.factories import make_scores, make_version
 from auditor.store import Store
 store = Store.open(sys.argv[1])
 version = make_version()
@@ -164,7 +164,7 @@ def test_a_process_killed_mid_run_leaves_no_partial_run(db_path):
     root = Path(__file__).resolve().parents[2]
     path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    crashed = subprocess.run([sys.executable, "-c", _CRASHER, str(db_path), str(root / "tests")],
+    crashed = subprocess.run([sys.executable, "-c", _CRASHER, str(db_path), str(root)],
                              env=env, capture_output=True, text=True, timeout=120)
     assert crashed.returncode == 3, crashed.stderr
     with Store.open(db_path) as store:

@@ -1,10 +1,10 @@
 from datetime import datetime, timezone
 
 import pytest
-from factories import make_scores, make_version
 
 from auditor.errors import InputError, StoreError
 from auditor.store import Store
+from tests.support.factories import make_scores, make_version
 
 
 def test_version_round_trips_through_the_file(db_path, version):
