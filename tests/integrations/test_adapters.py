@@ -119,3 +119,33 @@ def test_a_declared_change_that_hides_swapped_weights_is_refused_on_add(tmp_path
     write_lineage_json(lineage.model_copy(update={"stages": stages}), tmp_path / LINEAGE_FILE)
     with pytest.raises(LineageError, match="wpe.weight': its value differs"):
         api.record_lineage(tmp_path, db=tmp_path / "forged.duckdb")
+
+
+def test_the_replay_estimator_attributes_a_lineage_with_a_lora_stage(tmp_path):
+    from auditor.demo import charlm
+    from auditor.estimators import attribute
+
+    task, _, _ = record_with_lora(tmp_path)
+    lineage = load_lineage(tmp_path)
+    behaviours = charlm.behaviours()
+    found = attribute(lineage, tmp_path, task, behaviours, "replay").effects
+    assert found.shape == (4, len(behaviours)) and bool(torch.isfinite(torch.tensor(found)).all())
+    final = load_model(task, lineage, tmp_path, lineage.stages[-1].theta_end)
+    without = run_without_stage(lineage, tmp_path, task, 2)  # the LoRA stage left out
+    for q, behaviour in enumerate(behaviours):
+        expected = float(behaviour.evaluate(final)[0].detach()) - float(
+            behaviour.evaluate(without)[0].detach())
+        assert found[2, q] == pytest.approx(expected, abs=1e-6)
+
+
+def test_aa_ggn_splits_a_model_output_at_its_logits(tmp_path):
+    from auditor.demo import charlm
+    from auditor.estimators import attribute
+
+    task, _, _ = record_with_lora(tmp_path, lora=False)
+    lineage = load_lineage(tmp_path)
+    behaviours = charlm.behaviours()
+    ggn = attribute(lineage, tmp_path, task, behaviours, "aa-ggn").effects
+    assert bool(torch.isfinite(torch.tensor(ggn)).all()) and float(abs(ggn).sum()) > 0
+    exact = attribute(lineage, tmp_path, task, behaviours, "replay").effects
+    assert ggn[1] == pytest.approx(exact[1], rel=0.5, abs=0.02)  # the last stage, first order

@@ -23,8 +23,8 @@ def train(recorder: Recorder, task, model, stage_id: str, optimizer, seed: int) 
         optimizer.step()
 
 
-def record_with_lora(out_dir, *, polish: bool = True):
-    """pretrain → sft → vendor-lora (peft LoRA added at its start) [→ polish]."""
+def record_with_lora(out_dir, *, polish: bool = True, lora: bool = True):
+    """pretrain → sft [→ vendor-lora (peft LoRA added at its start) [→ polish]]."""
     task = charlm.task()
     torch.manual_seed(0)
     model = task.build_model()
@@ -33,6 +33,8 @@ def record_with_lora(out_dir, *, polish: bool = True):
         opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
         with recorder.stage(stage, kind="fine-tune", optimizer=opt):
             train(recorder, task, model, stage, opt, index)
+    if not lora:
+        return task, recorder, model
     peft_model = task.adapt(model, "vendor-lora")
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-2)
