@@ -65,6 +65,7 @@ class ReplayState(EstimatorState):
 class ReplayEstimator(Estimator):
     name: ClassVar[str] = "replay"
     version: ClassVar[str] = "1"
+    handles_parameter_changes: ClassVar[bool] = True
     Settings = ReplaySettings
     settings: ReplaySettings
 

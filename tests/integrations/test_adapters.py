@@ -136,6 +136,11 @@ def test_the_replay_estimator_attributes_a_lineage_with_a_lora_stage(tmp_path):
         expected = float(behaviour.evaluate(final)[0].detach()) - float(
             behaviour.evaluate(without)[0].detach())
         assert found[2, q] == pytest.approx(expected, abs=1e-6)
+    # the first-order estimators would misread it: refused in one line, naming the stage
+    from auditor.errors import EstimatorError
+
+    with pytest.raises(EstimatorError, match="stage 'vendor-lora' changes the parameter set"):
+        attribute(lineage, tmp_path, task, behaviours, "aa")
 
 
 def test_aa_ggn_splits_a_model_output_at_its_logits(tmp_path):
