@@ -61,12 +61,11 @@ from auditor.lineage.models import (
     DatasetRef,
     ModelVersion,
     OptimizerLog,
-    ParamGroup,
     Stage,
     StepLog,
 )
 from auditor.lineage.replay import seed_step
-from auditor.lineage.steplog import StepLogger, optimizer_kind
+from auditor.lineage.steplog import StepLogger, frozen_outside, optimizer_kind, param_groups
 from auditor.outputs import unique_parameters
 
 if TYPE_CHECKING:
@@ -233,8 +232,8 @@ class Recorder:
                      "gradients under a GradScaler); they changed nothing and are not logged",
                      active.id, active.logger.skipped)
         optimizer_log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
-                                     groups=_groups(active.optimizer, self.model),
-                                     frozen_outside=_frozen_outside(active.optimizer, self.model),
+                                     groups=param_groups(active.optimizer, self.model),
+                                     frozen_outside=frozen_outside(active.optimizer, self.model),
                                      clip_over=active.clip_over,
                                      **active.logger.static_options())
         stage = Stage(
@@ -298,23 +297,6 @@ def _finite_state(tensors: dict[str, torch.Tensor], stage_id: str,
             f"stage {stage_id!r}: refusing to record a checkpoint: the {what} hold NaN "
             f"or Inf in {name!r} (training diverged; lower the learning rate or clip gradients)")
     return tensors
-
-
-def _groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[ParamGroup]:
-    names = {id(p): n for n, p in model.named_parameters()}
-    groups = []
-    for group in optimizer.param_groups:
-        params = [names[id(p)] for p in group["params"]]
-        frozen = [names[id(p)] for p in group["params"] if not p.requires_grad]
-        groups.append(ParamGroup(params=params, frozen=frozen))
-    return groups
-
-
-def _frozen_outside(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[str] | None:
-    """Frozen parameters the optimizer does not hold (None when there are none)."""
-    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    names = [n for n, p in model.named_parameters() if id(p) not in held and not p.requires_grad]
-    return names or None
 
 
 def _stage_config_hash(log: OptimizerLog, datasets: list[DatasetRef]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from auditor.errors import LineageError
-from auditor.lineage.models import OptimizerKind, StepLog
+from auditor.lineage.models import OptimizerKind, ParamGroup, StepLog
 
 
 def optimizer_kind(optimizer: torch.optim.Optimizer) -> OptimizerKind:
@@ -125,3 +125,20 @@ def _adam_step(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> int:
         if state and "step" in state:
             return int(state["step"])
     return 0
+
+
+def param_groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[ParamGroup]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        params = [names[id(p)] for p in group["params"]]
+        frozen = [names[id(p)] for p in group["params"] if not p.requires_grad]
+        groups.append(ParamGroup(params=params, frozen=frozen))
+    return groups
+
+
+def frozen_outside(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[str] | None:
+    """Frozen parameters the optimizer does not hold (None when there are none)."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    names = [n for n, p in model.named_parameters() if id(p) not in held and not p.requires_grad]
+    return names or None

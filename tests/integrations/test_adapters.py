@@ -9,13 +9,12 @@ import torch
 
 pytest.importorskip("peft")
 
-from tests.support.lmrecord import record_with_lora  # noqa: E402
-
 from auditor.errors import LineageError  # noqa: E402
 from auditor.lineage.checkpoints import load_tensors  # noqa: E402
 from auditor.lineage.counterfactual import load_model, run_without_stage  # noqa: E402
 from auditor.lineage.recorder import Recorder, load_lineage  # noqa: E402
 from auditor.lineage.replay import run_stage  # noqa: E402
+from tests.support.lmrecord import record_with_lora  # noqa: E402
 
 
 def _equal_to(model, ref, root):
@@ -38,7 +37,7 @@ def test_lora_stage_records_its_change_and_every_stage_replays_bitwise(tmp_path)
     # the LoRA stage froze the base model: only adapters are trained, tied weights count once
     assert lineage.parameters == sum(p.numel() for p in peft_model.parameters()
                                      if p.requires_grad)
-    for k, stage in enumerate(lineage.stages):
+    for stage in lineage.stages:
         model = load_model(task, lineage, tmp_path, stage.theta_start)
         opt_in = load_tensors(stage.optimizer_start, tmp_path) if stage.optimizer_start else None
         run_stage(model, task, stage, opt_in)

@@ -8,13 +8,12 @@ import torch
 
 pytest.importorskip("lightning")
 
-from tests.support.pltask import TASK, Examples, collate, task  # noqa: E402
-
 from auditor.integrations.lightning import AuditorCallback, RecordedData  # noqa: E402
 from auditor.lineage.checkpoints import load_tensors  # noqa: E402
 from auditor.lineage.counterfactual import load_model  # noqa: E402
 from auditor.lineage.recorder import Recorder, load_lineage  # noqa: E402
 from auditor.lineage.replay import run_stage  # noqa: E402
+from tests.support.pltask import TASK, Examples, collate, task  # noqa: E402
 
 
 def _fit(module, callback, data, tmp_path, **options):

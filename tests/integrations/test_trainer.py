@@ -11,14 +11,13 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from tests.support.hftask import TASK, arguments, task  # noqa: E402
-
 from auditor.errors import LineageError  # noqa: E402
 from auditor.integrations.transformers import AuditorCallback, RecordedData  # noqa: E402
 from auditor.lineage.checkpoints import load_tensors  # noqa: E402
 from auditor.lineage.counterfactual import load_model  # noqa: E402
 from auditor.lineage.recorder import Recorder, load_lineage  # noqa: E402
 from auditor.lineage.replay import run_stage  # noqa: E402
+from tests.support.hftask import TASK, arguments, task  # noqa: E402
 
 
 def _train(model, args, data, callback):

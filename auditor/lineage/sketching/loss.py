@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from auditor.errors import EstimatorError, InputError
-from auditor.outputs import task_logits
 from auditor.lineage.replay import seed_step
+from auditor.outputs import task_logits
 from auditor.task import TrainingTask
 
 
