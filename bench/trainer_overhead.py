@@ -13,7 +13,7 @@ import time
 
 import torch
 
-STEPS, ROUNDS, BATCH, LENGTH = 30, 5, 8, 64
+STEPS, ROUNDS, BATCH, LENGTH = 40, 7, 8, 64
 
 
 class Lines(torch.utils.data.Dataset):
