@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-from factories import fake_sha, make_version
+from tests.support.factories import fake_sha, make_version
 
 from auditor import api
 
@@ -119,7 +119,8 @@ def build(folder: Path) -> Built:
     for model, name, *_ in VERSIONS:
         api.gate(f"{model}@{name}", db=db, policy=policy, today=TODAY)
     keys = api.init_keys(folder / "keys", demo=True)
-    made = api.make_report(db=db, out_dir=folder / "reports", version=FAILING, p12=keys.p12,
+    made = api.make_report(db=db, out_dir=folder / "reports", version=FAILING,
+                           signing=api.signer_settings(p12=keys.p12),
                            html=False)
     tampered = folder / "tampered.pdf"
     data = bytearray(made.pdf.read_bytes())

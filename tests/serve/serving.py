@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from testpaths import ROOT, WORKER_PATH
+from tests.support.paths import ROOT, WORKER_PATH
 
 
 def free_port() -> int:

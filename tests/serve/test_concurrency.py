@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 from serving import Server
-from testpaths import ROOT, WORKER_PATH
+from tests.support.paths import ROOT, WORKER_PATH
 
 pytestmark = pytest.mark.slow
 _HOLDER = """

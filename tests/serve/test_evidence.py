@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from factories import make_version
+from tests.support.factories import make_version
 
 from auditor.serve import evidence, overview, version
 from auditor.store import Store
