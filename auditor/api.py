@@ -98,6 +98,9 @@ def record_lineage(folder: str | Path, *, db: str | Path, wait: float = 0.0) -> 
     version = read_lineage_json(folder / LINEAGE_FILE)
     for ref in version.checkpoint_refs():
         load_tensors(ref, folder)
+    from auditor.lineage.continuation import check_declared_changes
+
+    check_declared_changes(version, folder)  # a declared model change explains its tensors
     add_version(version, folder, db=db, wait=wait)
     return version
 

@@ -137,6 +137,10 @@ def _read_torch(path: Path) -> Tensors:
     except Exception as exc:  # torch raises many types (struct.error, EOFError, ...) on junk
         raise CheckpointError(f"checkpoint {path} is not a readable torch state dict: {exc}") \
             from exc
+    from auditor.lineage.trainer_files import flatten_native_optimizer, is_native_optimizer_state
+
+    if is_native_optimizer_state(state):  # torch.save(optimizer.state_dict())
+        return flatten_native_optimizer(state, path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a flat state dict of tensors")
     return dict(state)
@@ -164,7 +168,10 @@ def model_state(model: torch.nn.Module) -> Tensors:
 
 def load_model_state(model: torch.nn.Module, tensors: Tensors, source: str = "checkpoint") -> None:
     """Load weights strictly: missing, unexpected or mis-shaped tensors are a CheckpointError."""
+    from auditor.lineage.trainer_files import fill_tied
+
     expected = model.state_dict()
+    tensors = fill_tied(expected, tensors)  # tied weights a save_pretrained dropped
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:

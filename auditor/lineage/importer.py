@@ -138,6 +138,8 @@ class _Importer:
 
     def checkpoint(self, loc: tuple, spec: CheckpointSpec) -> tuple[CheckpointRef, dict]:
         file = self.root / spec.path
+        if file.is_dir():  # a save_pretrained folder (auditor.lineage.trainer_files)
+            file, spec = self._folder(loc, file, spec)
         fmt = spec.format or ("safetensors" if file.suffix == ".safetensors" else "torch")
         if not file.exists() and not file.is_symlink():
             raise self.fail(loc, f"checkpoint file {file} does not exist", CheckpointError)
@@ -153,6 +155,22 @@ class _Importer:
         except CheckpointError as exc:
             raise self.fail(loc, str(exc), CheckpointError) from None
         return CheckpointRef(uri=spec.path, sha256=digest, format=fmt), tensors
+
+    def _folder(self, loc: tuple, folder: Path, spec: CheckpointSpec
+                ) -> tuple[Path, CheckpointSpec]:
+        from auditor.lineage.trainer_files import consolidate, pretrained_file, read_sharded
+
+        try:
+            found = pretrained_file(folder)
+            if found is None:
+                found = consolidate(read_sharded(folder), self.root / "checkpoints"), \
+                    "safetensors"
+        except CheckpointError as exc:
+            raise self.fail(loc, str(exc), CheckpointError) from None
+        file, fmt = found
+        path = str(file.resolve().relative_to(self.root.resolve())) \
+            if file.resolve().is_relative_to(self.root.resolve()) else str(file.resolve())
+        return file, spec.model_copy(update={"path": path, "format": fmt})
 
     def stage(self, index: int, spec: StageSpec) -> Stage:
         loc = ("stages", index)
@@ -190,7 +208,9 @@ class _Importer:
                                 f"tensor {name!r} changes dtype between checkpoints "
                                 f"({tensor.dtype} -> {end[name].dtype})", CheckpointError)
         names = sorted(n for n, t in start.items() if t.is_floating_point())
-        self.parameters = sum(start[n].numel() for n in names)
+        from auditor.lineage.trainer_files import unique_numel
+
+        self.parameters = unique_numel(start)  # a tied weight stored twice counts once
         return names
 
     def _optimizer_log(self, loc: tuple, spec: StageSpec, names: list[str]) -> OptimizerLog:

@@ -81,6 +81,26 @@ class ParamGroup(Strict):
                               description="names in the group with requires_grad=False")
 
 
+class ParameterChange(Strict):
+    """How a stage's model differs from the previous stage's end, declared when the stage began
+    and checked by the Recorder there (adapters added, a head added, adapters merged).
+
+    Names are state-dict keys. Every other tensor continues unchanged (same values, same name).
+    """
+
+    added: list[str] = Field(default_factory=list,
+                             description="tensors that appear; initial values in theta_start")
+    renamed: dict[str, str] = Field(
+        default_factory=dict, description="previous name -> name in this stage, same tensor")
+    removed: list[str] = Field(default_factory=list, description="previous tensors dropped")
+    recomputed: list[str] = Field(
+        default_factory=list,
+        description="tensors (names in this stage) whose values the change computes, e.g. base "
+                    "weights an adapter was merged into; replay recomputes them")
+    adapter: str | None = Field(
+        default=None, description="what made the change (e.g. peft LoRA r=4), for the report")
+
+
 class StepLog(Strict):
     """Per-step scalars, each a list over steps of a list over parameter groups. Every value is
     finite except a logged ``grad_norm`` (an overflowing mixed-precision step logs Inf)."""
@@ -161,8 +181,27 @@ class OptimizerLog(Strict):
     amsgrad: bool = False
     maximize: bool = False
     foreach: bool | None = Field(default=None, description="torch implementation flag, for replay")
+    fused: bool | None = Field(default=None, description="torch implementation flag, for replay")
     groups: list[ParamGroup]
+    clip_over: Literal["model", "optimizer"] | None = Field(
+        default=None, description="which parameters clipping's total norm runs over, in which "
+                                  "order: model.parameters() (None, the default) or the "
+                                  "optimizer's groups (PyTorch Lightning)")
+    frozen_outside: list[str] | None = Field(
+        default=None, description="model parameters in no group, frozen (requires_grad=False): "
+                                  "a frozen base model under adapters")
     steps: StepLog
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fields(self, handler):
+        """Logs without the new fields serialise as before they existed (the lineage's sha256
+        holds)."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ("fused", "frozen_outside", "clip_over"):
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
 
     @model_validator(mode="after")
     def _kind_fields(self) -> OptimizerLog:
@@ -214,6 +253,13 @@ class Stage(Strict):
         default=None, description="torch seed set before each step (dropout, augmentation)")
     curvature_sketch: CurvatureSketch | None = Field(
         default=None, description="opt-in: sketched curvature of every step (aa-ggn projection)")
+    changes: ParameterChange | None = Field(
+        default=None, description="declared change of the parameter set at the stage's start")
+    micro_batches: list[list[int]] | None = Field(
+        default=None, description="gradient accumulation: examples in each micro-batch of each "
+                                  "step, in order (None: one batch per step)")
+    autocast: Literal["bfloat16", "float16"] | None = Field(
+        default=None, description="mixed precision: the autocast dtype of the forward passes")
     code_commit: str | None = None
     config_hash: str | None = None
     notes: str | None = None
@@ -239,8 +285,10 @@ class Stage(Strict):
         """A stage without a sketch serialises as before the field existed, so a lineage's
         sha256 (which the store compares when a version is added again) does not change."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("curvature_sketch") is None:
-            data.pop("curvature_sketch", None)
+        if isinstance(data, dict):
+            for name in ("curvature_sketch", "changes", "micro_batches", "autocast"):
+                if data.get(name) is None:
+                    data.pop(name, None)
         return data
 
     @model_validator(mode="after")
@@ -250,6 +298,11 @@ class Stage(Strict):
             raise ValueError(f"batch_ids has {len(self.batch_ids)} steps, the log has {n}")
         if self.rng_seeds is not None and len(self.rng_seeds) != n:
             raise ValueError(f"rng_seeds has {len(self.rng_seeds)} steps, the log has {n}")
+        if self.micro_batches is not None:
+            if self.batch_ids is None or len(self.micro_batches) != n or any(
+                    sum(sizes) != len(ids) or min(sizes, default=0) < 1
+                    for sizes, ids in zip(self.micro_batches, self.batch_ids)):
+                raise ValueError("micro_batches must split every step's batch_ids")
         if self.convention == "carry" and self.optimizer_start is None:
             raise ValueError("a carry stage needs optimizer_start (the state it inherited)")
         return self
@@ -301,7 +354,8 @@ class ModelVersion(Strict):
         if dupes:
             raise ValueError(f"duplicate stage ids: {', '.join(dupes)}")
         for prev, nxt in zip(self.stages, self.stages[1:]):
-            if prev.theta_end.sha256 != nxt.theta_start.sha256:
+            # a declared change starts from other tensors; the Recorder checked the rest
+            if prev.theta_end.sha256 != nxt.theta_start.sha256 and nxt.changes is None:
                 raise ValueError(
                     f"stage {nxt.id!r} does not start from stage {prev.id!r}'s end checkpoint "
                     f"({nxt.theta_start.sha256[:12]} != {prev.theta_end.sha256[:12]})")
