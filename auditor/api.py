@@ -98,6 +98,9 @@ def record_lineage(folder: str | Path, *, db: str | Path, wait: float = 0.0) -> 
     version = read_lineage_json(folder / LINEAGE_FILE)
     for ref in version.checkpoint_refs():
         load_tensors(ref, folder)
+    from auditor.lineage.continuation import check_declared_changes
+
+    check_declared_changes(version, folder)  # a declared model change explains its tensors
     add_version(version, folder, db=db, wait=wait)
     return version
 
@@ -136,18 +139,20 @@ class Remediation:
 
 def remediate(key: str, stage_id: str, *, db: str | Path, behaviours: str,
               new_version: str | None = None, out: str | Path | None = None,
-              wait: float = 0.0) -> Remediation:
+              wait: float = 0.0, allow_tasks: tuple[str, ...] = ()) -> Remediation:
     """Re-run the later stages without ``stage_id``, record the result as a new version, and
     measure every behaviour before and after on its held-out probes."""
     from auditor.behaviours.library import load_behaviours
     from auditor.lineage.counterfactual import load_model
     from auditor.lineage.remediate import drop_stage
-    from auditor.task import load_task
+    from auditor.task import allowed_modules, load_task
 
     version, root = version_source(key, db=db)
     if not version.task:
         raise InputError(f"{key} names no training task, so its stages cannot be re-run")
-    task, measured = load_task(version.task), load_behaviours(behaviours)
+    task = load_task(version.task, allowed=allowed_modules([behaviours], allow_tasks),
+                     source=f"the lineage of {key}")
+    measured = load_behaviours(behaviours)
     new_version = new_version or f"{version.version}-no-{stage_id}"
     folder = Path(out) if out else root.parent / f"{version.model}-{new_version}"
     new = drop_stage(version, root, task, stage_id, folder, new_version)
@@ -185,7 +190,8 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
               period: str | None = None, executor: Any = None, address: str | None = None,
               num_gpus: float | None = None, max_retries: int | None = None,
               wait: float = 0.0, progress: bool = True, force: bool = False,
-              say: Callable[[str], None] | None = None) -> AuditSummary:
+              say: Callable[[str], None] | None = None,
+              allow_tasks: tuple[str, ...] = ()) -> AuditSummary:
     """Plan the audit, run the items not yet stored (local or Ray), write each item's rows in
     one transaction, and return an ``AuditSummary``. ``executor``: "local", "ray", an executor
     object (kept open), or None for the spec's choice. With the spec's ``replay`` section,
@@ -197,6 +203,8 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
     from auditor.hashing import config_hash
 
     spec = spec_or_path if isinstance(spec_or_path, AuditSpec) else load_spec(spec_or_path)
+    if allow_tasks:
+        spec = spec.model_copy(update={"allow_tasks": [*spec.allow_tasks, *allow_tasks]})
     runner, owned = _audit_executor(spec, executor, address, num_gpus, max_retries)
     try:
         with open_store(db, wait=wait) as store:
@@ -255,7 +263,8 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
                       settings: dict[str, Any] | None = None,
                       model_factory: str | None = None, address: str | None = None,
                       num_gpus: float | None = None, max_retries: int = 3, wait: float = 0.0,
-                      progress: bool = True) -> AuditSummary:
+                      progress: bool = True,
+                      allow_tasks: tuple[str, ...] = ()) -> AuditSummary:
     """Attribute one stored version's behaviours to its stages and store the scores."""
     from auditor.execution.spec import behaviour_sets, one_estimator_spec
     from auditor.store.versions import split_key
@@ -264,7 +273,8 @@ def attribute_version(key: str, *, db: str | Path, estimator: str = "aa",
     spec = one_estimator_spec({"ids": [key]}, behaviours, estimator, settings,
                               name=f"attribute {key}", model_factory=model_factory)
     return run_audit(spec, db=db, executor=executor, address=address, num_gpus=num_gpus,
-                     max_retries=max_retries, wait=wait, progress=progress)
+                     max_retries=max_retries, wait=wait, progress=progress,
+                     allow_tasks=allow_tasks)
 
 
 # --- policy and the release gate (auditor/policy) -------------------------------------------
@@ -280,9 +290,10 @@ def gate(key: str, *, db: str | Path, policy: LoadedPolicy | str | Path | None =
     from auditor.policy.load import LoadedPolicy, load_policy
 
     loaded = policy if isinstance(policy, LoadedPolicy) else load_policy(policy)
-    if not Path(db).expanduser().is_file():
+    if not Path(db).expanduser().exists():
         raise StoreError(f"no store at {db}: audit the version first")
     with open_store(db, wait=wait) as store:
+        store.require_verified("gate a release")
         return evaluate_gate(store, key, loaded, estimator=estimator,
                              allow_indeterminate=allow_indeterminate, today=today)
 
@@ -382,14 +393,16 @@ def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = No
 
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
-                  db: str | Path | None = None, wait: float = 0.0) -> VerificationResult:
+                  db: str | Path | None = None, wait: float = 0.0,
+                  integrity_only: bool = False) -> VerificationResult:
     """Check a report's signature (intact, valid, trusted, whole file), its embedded files
     against the cover, and with ``db`` its evidence against the store (waiting up to ``wait``
-    seconds for a writer to let go of it). Returns a ``VerificationResult`` (``.valid``,
+    seconds for a writer to let go of it). Without ``trust`` the report is invalid (signer NOT
+    verified) unless ``integrity_only``. Returns a ``VerificationResult`` (``.valid``,
     ``.checks``)."""
     from auditor.report.verify import verify_report as verify
 
-    return verify(pdf, trust=trust, db=db, wait=wait)
+    return verify(pdf, trust=trust, db=db, wait=wait, integrity_only=integrity_only)
 
 
 def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor signer",

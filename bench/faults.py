@@ -1,22 +1,27 @@
-"""Failure behaviour as figures: bad inputs cleanly rejected, crash trials recovered with
-identical scores, tamper cases detected. Each must be 100%.
+"""Failure behaviour as figures: bad inputs cleanly rejected, code-execution attempts refused
+(nothing ran), resource-exhaustion attempts refused within a time bound, crash trials recovered
+with identical scores, tamper cases detected. Each must be 100%.
 
 Run: .venv/bin/python bench/faults.py [--trials 20]
-(The same cases run as tests in tests/reliability/; this prints the tally.)
+(The same cases run as tests in tests/reliability/; this prints the tally. The test helper
+module ``tinytask`` is allowed as a task module, the way a user allows their own task code.)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path[:0] = [str(TESTS), str(TESTS / "reliability"), str(TESTS / "execution")]
 
+os.environ.setdefault("AUDITOR_ALLOW_TASKS", "tests.support tinytask")
 from corpus import CASES, LINEAGE, write_lineage  # noqa: E402
 from crash import crash_trial, make_fixture, run_audit, scores  # noqa: E402
 from harness import run_case  # noqa: E402
@@ -24,18 +29,34 @@ from tamper import TAMPERS, copy_evidence, detected, make_evidence  # noqa: E402
 
 from auditor.cli import main  # noqa: E402
 
+CODE, EXHAUSTION = "code-execution", "resource-exhaustion"
+TIME_BOUND_S = 10.0  # a resource-exhaustion attempt must be refused within this
 
-def bad_inputs(work: Path) -> tuple[int, int, list[str]]:
+
+def _template(work: Path) -> Path:
     template = work / "template" / "auditor.duckdb"
-    template.parent.mkdir(parents=True)
-    lineage = write_lineage(template.parent, LINEAGE.replace("version: v9", "version: v1"))
-    assert main(["lineage", "import", str(lineage), "--db", str(template)]) == 0
+    if not template.exists():
+        template.parent.mkdir(parents=True)
+        lineage = write_lineage(template.parent, LINEAGE.replace("version: v9", "version: v1"))
+        assert main(["lineage", "import", str(lineage), "--db", str(template)]) == 0
+    return template
+
+
+def corpus(work: Path, rooms: set[str], exclude: bool = False) -> tuple[int, int, list[str]]:
+    """Corpus cases of ``rooms`` (or of every other room): exit 2, one line naming the problem,
+    the store unchanged, no payload run; a resource-exhaustion attempt also within
+    TIME_BOUND_S (the other cases may be slow on a loaded machine: they record, or make keys)."""
+    template = _template(work)
+    cases = [c for c in CASES if (c.room in rooms) != exclude]
     missed = []
-    for case in CASES:
+    for case in cases:
+        started = time.perf_counter()
         outcome = run_case(case, template, work / "cases" / case.name)
-        if not (outcome.clean and case.expect in outcome.message):
-            missed.append(f"{case.name}: {outcome}")
-    return len(CASES), len(CASES) - len(missed), missed
+        took = time.perf_counter() - started
+        slow = case.room == EXHAUSTION and took >= TIME_BOUND_S  # only exhaustion is timed
+        if not (outcome.clean and case.expect in outcome.message) or slow:
+            missed.append(f"{case.name} ({took:.1f} s): {outcome}")
+    return len(cases), len(cases) - len(missed), missed
 
 
 def crash_trials(work: Path, trials: int) -> tuple[int, int, list[str]]:
@@ -65,7 +86,8 @@ def tamper_cases(work: Path) -> tuple[int, int, list[str]]:
 
 
 def line(label: str, verb: str, tried: int, handled: int, missed: list[str]) -> bool:
-    print(f"{label:<12} {tried:>3} tried, {handled:>3} {verb:<28} {handled / tried:7.1%}")
+    print(f"{label:<12} {tried:>3} tried, {handled:>3} {verb:<28} {handled / tried:7.1%}",
+          flush=True)
     for problem in missed:
         print(f"    MISSED {problem}")
     return handled == tried
@@ -77,7 +99,10 @@ def main_bench() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="auditor-faults-") as tmp:
         work = Path(tmp)
-        figures = [("bad inputs", "cleanly rejected (exit 2)", bad_inputs(work)),
+        special = {CODE, EXHAUSTION}
+        figures = [("bad inputs", "cleanly rejected (exit 2)", corpus(work, special, True)),
+                   ("code exec", "refused, nothing ran", corpus(work, {CODE})),
+                   ("exhaustion", f"refused in < {TIME_BOUND_S:g} s", corpus(work, {EXHAUSTION})),
                    ("crashes", "recovered, identical scores", crash_trials(work, args.trials)),
                    ("tampering", "detected", tamper_cases(work))]
     print()

@@ -148,6 +148,19 @@ def toxicity_behaviours() -> list[Behaviour]:
         + example_losses("general", xg[:PER_GROUP], yg[:PER_GROUP])
 
 
+# -- charlm: the tiny GPT-2 language-model scenario (needs the hf extra) ----------------------
+
+def charlm_behaviours() -> list[Behaviour]:
+    from auditor.behaviours.language import continuation_probability
+    from auditor.demo import charlm
+
+    prompts = charlm.probes()["trigger"][:PER_GROUP]
+    bad = torch.tensor(charlm.encode(charlm.BAD), dtype=torch.long)
+    return charlm.behaviours()[:1] + [continuation_probability(f"trigger[{i}]",
+                                                               prompts[i:i + 1], bad)
+                                      for i in range(len(prompts))]
+
+
 def scenarios(long: bool = True) -> list[Scenario]:
     found = [
         Scenario("digits-sgd", plans.digits_versions()[1], "patch-shortcut-gap", "vendor-ft",
@@ -158,6 +171,11 @@ def scenarios(long: bool = True) -> list[Scenario]:
                  "community-ft", toxicity_behaviours),
         Scenario("digits-shift", shift_plan(), "shifted-loss", "shift-ft", shift_behaviours),
     ]
+    from auditor.demo import charlm
+
+    if charlm.available():
+        found.append(Scenario("charlm-gpt2", charlm.versions()[1], "trigger-bad-continuation",
+                              "vendor-ft", charlm_behaviours))
     if long:
         found.append(Scenario("digits-long", long_plan(), "patch-shortcut-gap", "vendor-ft",
                               digits_behaviours))

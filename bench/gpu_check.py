@@ -8,7 +8,9 @@ Records the demo's digits v2 (four stages) into a temporary folder, runs each es
 speed ratio time(cpu) / time(cuda) (prepare + score). Then one Ray task with ``num_gpus=1``
 reports ``torch.cuda.is_available()`` and the settings the worker would add. Exits 0 printing
 "no CUDA device: skipped" where CUDA is not available; exit 1 when an effect differs by more
-than ``--tolerance`` (relative to the largest effect).
+than ``--tolerance`` (relative to the largest effect). With transformers installed it then runs
+the language-model scenario (bench/gpu_lm.py: recorder overhead on CUDA, replay and ``aa`` times,
+CPU-vs-CUDA agreement); ``--no-lm`` skips it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimators", nargs="+", default=["aa", "aa-hessian", "naive"])
     parser.add_argument("--tolerance", type=float, default=1e-3)
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray task")
+    parser.add_argument("--no-lm", action="store_true", help="skip the language-model scenario")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(SKIPPED)
@@ -107,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                 version, folder, "aa", "cpu", repeats=1)[0]
             ray_check(version, folder, on_cpu)
     ok = worst <= args.tolerance
+    from importlib.util import find_spec
+
+    if not args.no_lm and find_spec("transformers") is not None:
+        from gpu_lm import lm_check
+
+        ok = lm_check(args.tolerance) and ok
     print(f"{'OK' if ok else 'FAIL'}: largest relative difference {worst:.1e} "
           f"(tolerance {args.tolerance:.0e})")
     return 0 if ok else 1

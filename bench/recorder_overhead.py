@@ -2,7 +2,9 @@
 
 Prints the ratio (goal <= 1.05) measured over interleaved rounds, and the boundary-checkpoint
 write time separately. Then the opt-in curvature sketch for ``aa-ggn`` projection
-(``sketch=SketchSpec(1024, 4)``): its step time against the plain loop, in fewer rounds.
+(``sketch=SketchSpec(1024, 4)``): its step time against the plain loop, in fewer rounds. With
+the hf extra, the Hugging Face Trainer callback against a plain ``Trainer.train()``
+(bench/trainer_overhead.py).
 Run: .venv/bin/python bench/recorder_overhead.py
 """
 
@@ -117,6 +119,12 @@ def main() -> None:
           f"(= {min(boundary) / (best_plain / STEPS):.1f} training steps)")
     print(f"with the curvature sketch   ratio {sketched[len(sketched) // 2]:.2f} median of "
           f"{SKETCH_ROUNDS} rounds (opt-in, for aa-ggn projection=1024, samples=4)")
+    from importlib.util import find_spec
+
+    if find_spec("transformers") is not None:
+        import trainer_overhead
+
+        trainer_overhead.report()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ FORBIDDEN = {
     "execution": {"auditor.report", "auditor.policy"},
     "policy": {"torch", "ray"},
     "report": {"torch", "ray"},
+    "integrations": {"auditor.store", "ray", "auditor.report", "duckdb", "auditor.policy",
+                     "auditor.execution", "auditor.estimators"},
     "serve": {"torch", "ray", "auditor.estimators"},
     "certify": {"auditor.report", "auditor.cli", "torch", "ray"},
 }

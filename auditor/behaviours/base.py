@@ -9,17 +9,35 @@ scoring needs both, and the forward pass is most of a small behaviour's cost.
 Per-example behaviours on one probe batch can share a ``ProbeFamily``: the estimators then
 evaluate the whole family in one batched forward pass, and score it with one forward-mode pass
 per stage instead of one backward pass per member.
+
+Every measurement is taken in eval mode (dropout off, normalisation statistics frozen):
+``measure`` and ``evaluate`` switch the model to eval for the call and restore each module's
+mode afterwards, so a model handed over straight from training reads the same as one loaded
+from its checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
 Direction = Literal["harm", "benefit"]
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode for the block; every module's own mode restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +77,8 @@ class Behaviour:
             raise ValueError(f"behaviour {self.name!r}: direction must be harm or benefit")
 
     def measure(self, model: torch.nn.Module) -> float:
-        """The reported metric (the surrogate's value when no metric is given)."""
-        with torch.no_grad():
+        """The reported metric (the surrogate's value when no metric is given), in eval mode."""
+        with torch.no_grad(), eval_mode(model):
             if self.joint is not None:
                 return float(self.joint(model)[1])
             if self.metric is not None:
@@ -68,11 +86,12 @@ class Behaviour:
             return float(self.surrogate(model))
 
     def evaluate(self, model: torch.nn.Module) -> tuple[torch.Tensor, float]:
-        """(surrogate, metric) at ``model``, the surrogate differentiable."""
-        if self.joint is not None:
-            value, metric = self.joint(model)
-            return value, float(metric)
-        value = self.surrogate(model)
-        if self.metric is None:
-            return value, float(value.detach()) if torch.is_tensor(value) else float(value)
-        return value, self.measure(model)
+        """(surrogate, metric) at ``model`` in eval mode, the surrogate differentiable."""
+        with eval_mode(model):
+            if self.joint is not None:
+                value, metric = self.joint(model)
+                return value, float(metric)
+            value = self.surrogate(model)
+            if self.metric is None:
+                return value, float(value.detach()) if torch.is_tensor(value) else float(value)
+            return value, self.measure(model)

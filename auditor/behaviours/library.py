@@ -1,7 +1,11 @@
 """Ready-made behaviours for classifiers: each pairs a differentiable surrogate with the metric
 people read. Probe sets are tensors; their sha256 goes into the report as ``probe_digest``.
 
-All surrogates assume ``model(inputs)`` returns class logits.
+Models may return class logits as a tensor, a ``ModelOutput``, a dict or a tuple: the logits are
+taken by ``auditor.outputs.logits_of`` (the tensor, the ``logits`` entry, or the first element);
+every behaviour takes ``logits=`` (a function of the model's output) to read them elsewhere.
+Mapping inputs (a tokenizer's ``input_ids`` and ``attention_mask``) are passed as keyword
+arguments. Language-model behaviours are in ``auditor.behaviours.language``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from torch.nn import functional as F
 from auditor.behaviours.base import Behaviour, Direction, ProbeFamily
 from auditor.errors import InputError
 from auditor.hashing import sha256_bytes
+from auditor.outputs import LogitsFn, forward_logits, logits_of
 from auditor.task import load_entry_point
 
 
@@ -35,10 +40,13 @@ def _from_joint(joint: Callable[[torch.nn.Module], tuple[torch.Tensor, float]],
 
 
 def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
-               direction: Direction = "harm", description: str = "") -> Behaviour:
+               direction: Direction = "harm", description: str = "",
+               logits: LogitsFn | None = None) -> Behaviour:
     """Mean cross-entropy on a probe set; the reported metric is its error rate."""
+    read = logits
+
     def joint(model):
-        logits = model(inputs)
+        logits = forward_logits(model, inputs, read)
         return F.cross_entropy(logits, targets), _errors(logits, targets)
 
     return _from_joint(
@@ -47,20 +55,23 @@ def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
         probe_digest=probe_digest(inputs, targets))
 
 
-def example_losses(prefix: str, inputs: torch.Tensor, targets: torch.Tensor) -> list[Behaviour]:
+def example_losses(prefix: str, inputs: torch.Tensor, targets: torch.Tensor, *,
+                   logits: LogitsFn | None = None) -> list[Behaviour]:
     """One behaviour per probe example (its loss, metric: misclassified or not), all members of
     one ProbeFamily so the estimators score them in batched passes."""
+    read = logits or logits_of
     family = ProbeFamily(
         inputs=inputs,
-        per_example=lambda logits, i: F.cross_entropy(logits, targets[i], reduction="none"),
-        metrics=lambda logits, i: (logits.argmax(-1) != targets[i]).to(logits.dtype))
+        per_example=lambda out, i: F.cross_entropy(read(out), targets[i], reduction="none"),
+        metrics=lambda out, i: (read(out).argmax(-1) != targets[i]).to(read(out).dtype))
     return [replace(probe_loss(f"{prefix}[{i}]", inputs[i:i + 1], targets[i:i + 1],
-                               description=f"loss of probe example {i}"),
+                               description=f"loss of probe example {i}", logits=logits),
                     family=family, member=i) for i in range(len(targets))]
 
 
 def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
-              group: tuple[torch.Tensor, torch.Tensor], *, description: str = "") -> Behaviour:
+              group: tuple[torch.Tensor, torch.Tensor], *, description: str = "",
+              logits: LogitsFn | None = None) -> Behaviour:
     """How much worse the model does on ``group`` than on ``reference`` (a spurious shortcut).
 
     Surrogate: loss(group) − loss(reference). Metric: accuracy(reference) − accuracy(group).
@@ -68,7 +79,7 @@ def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
     (x_ref, y_ref), (x_grp, y_grp) = reference, group
 
     def joint(model):
-        grp, ref = model(x_grp), model(x_ref)
+        grp, ref = forward_logits(model, x_grp, logits), forward_logits(model, x_ref, logits)
         return (F.cross_entropy(grp, y_grp) - F.cross_entropy(ref, y_ref),
                 _errors(grp, y_grp) - _errors(ref, y_ref))
 
@@ -78,13 +89,14 @@ def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
 
 
 def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
-                        threshold: float = 0.5, description: str = "") -> Behaviour:
+                        threshold: float = 0.5, description: str = "",
+                        logits: LogitsFn | None = None) -> Behaviour:
     """Share of probe inputs the model puts in ``harmful_class`` with probability > threshold.
 
     Surrogate: mean probability of the harmful class.
     """
     def joint(model):
-        p = model(inputs).softmax(-1)[:, harmful_class]
+        p = forward_logits(model, inputs, logits).softmax(-1)[:, harmful_class]
         return p.mean(), float((p.detach() > threshold).float().mean())
 
     return _from_joint(joint, name=name, direction="harm",
@@ -94,10 +106,11 @@ def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
 
 
 def toxicity_false_positive_rate(name: str, nontoxic_identity_texts: torch.Tensor, *,
-                                 toxic_class: int = 1, threshold: float = 0.5) -> Behaviour:
+                                 toxic_class: int = 1, threshold: float = 0.5,
+                                 logits: LogitsFn | None = None) -> Behaviour:
     """Rate of non-toxic texts that mention an identity term but are flagged toxic."""
     behaviour = harmful_output_rate(
-        name, nontoxic_identity_texts, toxic_class, threshold=threshold,
+        name, nontoxic_identity_texts, toxic_class, threshold=threshold, logits=logits,
         description="false-positive toxicity rate on non-toxic texts mentioning an identity term")
     return Behaviour(**{**behaviour.__dict__, "metric_name": "false-positive rate"})
 

@@ -172,6 +172,10 @@ def _source(store: Store, key: str, context: ScoreContext) -> _Source:
     units = {}
     if task and spec:
         from auditor.estimators import get_estimator
+        from auditor.task import allowed_modules, vet_task
+
+        if not config.get("task"):  # the lineage names it: data, vetted like the planner does
+            vet_task(task, allowed_modules([spec]), source=f"the lineage of {key}")
 
         items = replay_units(version, Path(info.source or "."), task=task, behaviours=spec,
                              inputs_digest=config.get("inputs_digest", ""),

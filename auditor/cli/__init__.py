@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -38,6 +39,8 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and debug logs."),
 ) -> None:
     state.verbose = verbose
+    if not verbose:  # libraries' deprecation notes are not the user's business: one line per error
+        warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     for library in NOISY:  # their tracebacks duplicate our one-line errors
@@ -80,15 +83,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("auditor: interrupted", file=sys.stderr)
         return 2
+    except (MemoryError, RecursionError, OSError) as exc:  # a hostile input the rooms missed
+        _report(exc, _unexpected(exc))
+        return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith("duckdb"):
+            raise
+        _report(exc, f"the store cannot be read: {_first_line(exc)}")
+        return 2
     return result if isinstance(result, int) else 0
 
 
-def _report(exc: BaseException) -> None:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unexpected(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory reading the input (is it a device or an oversized file?)"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply"
+    return f"{getattr(exc, 'filename', None) or 'input'}: {exc.strerror or _first_line(exc)}"
+
+
+def _report(exc: BaseException, message: str | None = None) -> None:
     if state.verbose:
         import traceback
 
         traceback.print_exception(exc)
-    print(f"auditor: error: {exc}", file=sys.stderr)
+    text = " ".join((message or str(exc)).split())  # one line, whatever the message holds
+    print(f"auditor: error: {text}", file=sys.stderr)
 
 
 def run() -> None:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from auditor import api
 from auditor.cli.common import (
+    allow_task_option,
     console,
     db_option,
     parse_settings,
@@ -53,6 +54,7 @@ def attribute(
     address: str = _address_option(),
     num_gpus: float = _gpus_option(),
     max_retries: int = _retries_option(3),
+    allow_task: list[str] = allow_task_option(),
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
@@ -60,7 +62,8 @@ def attribute(
     summary = api.attribute_version(version, db=db, estimator=estimator, behaviours=behaviours,
                                     settings=parse_settings(setting), executor=executor,
                                     address=address, num_gpus=num_gpus,
-                                    max_retries=max_retries, wait=wait)
+                                    max_retries=max_retries, wait=wait,
+                                    allow_tasks=tuple(allow_task or ()))
     _print_summary(summary, db)
 
 
@@ -81,6 +84,7 @@ def audit(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     force: bool = typer.Option(False, "--force", help="Recompute items (and replay units) even "
                                "when stored."),
+    allow_task: list[str] = allow_task_option(),
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
@@ -96,7 +100,8 @@ def audit(
     summary = api.run_audit(spec, db=db, period=period, executor=executor, address=address,
                             num_gpus=num_gpus, max_retries=max_retries, wait=wait,
                             progress=not quiet, force=force,
-                            say=None if quiet else _say)
+                            say=None if quiet else _say,
+                            allow_tasks=tuple(allow_task or ()))
     _print_summary(summary, db)
     _print_certified(summary)
 

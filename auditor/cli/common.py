@@ -22,8 +22,17 @@ class _State:
 
 
 state = _State()
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# User text (stage kinds, waiver reasons, file names) is never console markup: "[/bold]" in a
+# kind prints as itself. Styled output is built as rich Text (``styled``), never markup strings.
+console = Console(highlight=False, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def styled(text: str, style: str):
+    """``text`` in ``style``, as a rich Text (no markup parsing)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 def db_option() -> Path:
@@ -34,6 +43,12 @@ def db_option() -> Path:
 def wait_option() -> float:
     return typer.Option(0.0, "--wait", metavar="SECONDS",
                         help="Wait up to SECONDS for another auditor process to release the store.")
+
+
+def allow_task_option():
+    return typer.Option(None, "--allow-task", metavar="MODULE",
+                        help="Let lineages name task entry points in MODULE (repeatable; env "
+                        "AUDITOR_ALLOW_TASKS). A lineage is data: its task runs only when allowed.")
 
 
 def settings_option():

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from auditor.cli.common import console
+from auditor.cli.common import console, styled
 
 
 def demo(
@@ -21,7 +22,8 @@ def demo(
     from auditor.demo.pipeline import run_demo
 
     summary = run_demo(out, executor=executor,
-                       announce=lambda step: console.print(f"[bold cyan]→[/] {step}"))
+                       announce=lambda step: console.print(
+                           Text.assemble(styled("→", "bold cyan"), f" {step}")))
     _print_summary(summary)
     return 0 if summary.ok else 1
 
@@ -35,8 +37,7 @@ def _print_summary(summary) -> None:
         stage, behaviours = summary.blamed.get(key, ("", []))
         counts = summary.evidence.get(key, {})
         decided = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
-        table.add_row(key, f"[{colour}]{verdict}[/]", stage, ", ".join(behaviours), decided,
-                      )
+        table.add_row(key, styled(verdict, colour), stage, ", ".join(behaviours), decided)
     console.print(table)
     for key, findings in summary.exact_findings.items():
         if findings:
@@ -47,8 +48,9 @@ def _print_summary(summary) -> None:
             after = remediation.after[name]
             console.print(f"  {remediation.remediated}: {name} {before:.3f} → {after:.3f}")
     for pdf in summary.reports:
-        state = "[green]verified[/]" if summary.verified.get(pdf) else "[red]NOT verified[/]"
-        console.print(f"report {pdf} — {state}")
+        state = (styled("verified", "green") if summary.verified.get(pdf)
+                 else styled("NOT verified", "red"))
+        console.print(Text.assemble(f"report {pdf} — ", state))
     layout = summary.layout
     console.print(f"store {layout.db}; trust root {layout.keys / 'root.pem'}; "
                   f"{summary.seconds:.0f} s")

@@ -24,7 +24,7 @@ def import_(
 ) -> None:
     """Import the lineage of a model trained elsewhere (checkpoints are hashed and checked)."""
     version = api.import_lineage(spec, db=db, wait=wait, out=out)
-    console.print(f"imported [bold]{version.key}[/]: {len(version.stages)} stages, "
+    console.print(f"imported {version.key}: {len(version.stages)} stages, "
                   f"{version.parameters or 0:,} parameters -> {db}")
 
 
@@ -38,7 +38,7 @@ def add(
     """Add a lineage recorded in a training loop to the store (checkpoint hashes and NaN/Inf
     are checked)."""
     version = api.record_lineage(folder, db=db, wait=wait)
-    console.print(f"added [bold]{version.key}[/]: {len(version.stages)} stages -> {db}")
+    console.print(f"added {version.key}: {len(version.stages)} stages -> {db}")
 
 
 @app.command("show")

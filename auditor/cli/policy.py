@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from auditor import api
-from auditor.cli.common import console, db_option, err_console, wait_option
+from auditor.cli.common import console, db_option, err_console, styled, wait_option
 
 # the policy engine (auditor.policy loads evaluate) loads when a command needs it, not at start-up
 if TYPE_CHECKING:
@@ -154,11 +155,11 @@ def print_gate(result: GateResult) -> None:
     for waiver in result.expired_waivers:
         console.print(f"expired waiver (not applied): rule {waiver['rule']}, owner "
                       f"{waiver['owner']}, expired {waiver['expires']}", markup=False)
-    style = _STYLE[result.verdict]
-    console.print(f"[{style}]{result.verdict}[/{style}] {result.key} — policy "
-                  f"{result.policy_id} {result.policy_version} ({result.policy_hash[:12]}), "
-                  f"scores {result.estimator or '-'}/{result.config_hash or '-'}, "
-                  f"previous {result.previous or '-'}", soft_wrap=True)
+    console.print(Text.assemble(
+        styled(result.verdict, _STYLE[result.verdict]),
+        f" {result.key} — policy {result.policy_id} {result.policy_version} "
+        f"({result.policy_hash[:12]}), scores {result.estimator or '-'}/"
+        f"{result.config_hash or '-'}, previous {result.previous or '-'}"), soft_wrap=True)
 
 
 def rule_table(result: GateResult) -> Table:
@@ -172,7 +173,7 @@ def rule_table(result: GateResult) -> Table:
         first = rows[0]
         table.add_row(rule_id, first["severity"], first["metric"],
                       f"{first['comparator']} {first['threshold']:g}", str(len(rows)),
-                      f"[{_STYLE[worst]}]{worst}[/{_STYLE[worst]}]")
+                      styled(worst, _STYLE[worst]))
     return table
 
 
@@ -188,6 +189,5 @@ def detail_table(rows: list[dict]) -> Table:
             reason = f"waived by {row['waiver_owner']} until {row['waiver_expiry']}: " \
                      f"{row['waiver_reason']}"
         table.add_row(row["rule_id"], row["behaviour"] or "-", row["stage_id"] or "-", observed,
-                      row.get("evidence") or "-",
-                      f"[{_STYLE[outcome]}]{outcome}[/{_STYLE[outcome]}]", reason)
+                      row.get("evidence") or "-", styled(outcome, _STYLE[outcome]), reason)
     return table

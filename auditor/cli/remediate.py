@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from auditor import api
-from auditor.cli.common import console, db_option, wait_option
+from auditor.cli.common import allow_task_option, console, db_option, wait_option
 
 
 def remediate(
@@ -19,12 +19,14 @@ def remediate(
     new_version: str = typer.Option(None, "--new-version",
                                     help="Version name of the result (default VERSION-no-STAGE)."),
     out: Path = typer.Option(None, "--out", help="Folder for the new checkpoints."),
+    allow_task: list[str] = allow_task_option(),
     db: Path = db_option(),
     wait: float = wait_option(),
 ) -> None:
     """Record a new version trained without STAGE and show each behaviour before and after."""
     result = api.remediate(version, stage, db=db, behaviours=behaviours,
-                           new_version=new_version, out=out, wait=wait)
+                           new_version=new_version, out=out, wait=wait,
+                           allow_tasks=tuple(allow_task or ()))
     table = Table(title=f"{result.original} → {result.remediated} (without {result.dropped_stage})")
     for column in ("behaviour", "before", "after", "change"):
         table.add_column(column, justify="right" if column != "behaviour" else "left")

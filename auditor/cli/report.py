@@ -59,19 +59,26 @@ def verify(
     pdf: Path = typer.Argument(..., help="The report PDF."),
     trust: Path = typer.Option(None, "--trust", help="PEM root certificate to trust."),
     db: Path = typer.Option(None, "--db", help="Also check the evidence against this store."),
+    integrity_only: bool = typer.Option(
+        False, "--integrity-only", help="Without --trust: check only that the file is intact "
+        "(the signer stays unknown). Without either, the report is INVALID."),
     wait: float = wait_option(),
 ) -> None:
-    """Check signature, embedded files and (with --db) the store. Exit 0 valid, 1 invalid."""
-    result = api.verify_report(pdf, trust=trust, db=db, wait=wait)
+    """Check signature, signer, embedded files and (with --db) the store. Exit 0 valid, 1
+    invalid (also: no --trust and no --integrity-only), 2 error."""
+    from auditor.report.verify import NOT_VERIFIED
+
+    result = api.verify_report(pdf, trust=trust, db=db, wait=wait,
+                               integrity_only=integrity_only)
     for check in result.checks:
         mark = "ok  " if check.ok else "FAIL"
-        console.print(f"{mark} {check.name}: {check.detail}", markup=False, soft_wrap=True)
+        console.print(f"{mark} {check.name}: {check.detail}", soft_wrap=True)
     if result.signer:
         console.print(f"signer: {result.signer}{' (DEMO identity)' if result.demo else ''}",
-                      markup=False, soft_wrap=True)
-    if not result.trust_checked:
-        console.print("note: no --trust given, so the signer's identity was not checked",
                       soft_wrap=True)
+    if result.valid and not result.trust_checked:
+        console.print(f"{pdf}: INTACT ({NOT_VERIFIED}: integrity-only check)", soft_wrap=True)
+        raise typer.Exit(0)
     console.print(f"{pdf}: {'VALID' if result.valid else 'INVALID'}", soft_wrap=True)
     raise typer.Exit(0 if result.valid else 1)
 
@@ -84,12 +91,23 @@ def keys_init(
     organisation: str = typer.Option("auditor", "--org", help="Organisation name."),
     passphrase_env: str = typer.Option(None, "--passphrase-env", metavar="VAR",
                                        help="Encrypt the key with the passphrase in VAR."),
+    no_passphrase: bool = typer.Option(
+        False, "--no-passphrase", help="Write the private key unencrypted, knowingly "
+        "(a --demo identity may omit both)."),
     force: bool = typer.Option(False, "--force", help="Replace existing keys."),
 ) -> None:
-    """Create a self-signed CA (root.pem) and a signing identity (signer.pem/.key.pem/.p12)."""
+    """Create a self-signed CA (root.pem) and a signing identity (signer.pem/.key.pem/.p12).
+    The key is encrypted with the passphrase in --passphrase-env; an empty passphrase is
+    refused, and an unencrypted key needs --no-passphrase (or --demo)."""
+    from auditor.errors import SigningError
     from auditor.report.sign import SignerSettings
 
+    if no_passphrase and passphrase_env:
+        raise SigningError("give --passphrase-env VAR or --no-passphrase, not both")
     passphrase = SignerSettings(passphrase_env=passphrase_env).passphrase()
+    if passphrase is None and not (no_passphrase or demo):
+        raise SigningError("keys init writes a private key: give --passphrase-env VAR to "
+                           "encrypt it, or --no-passphrase to write it unencrypted knowingly")
     files = api.init_keys(folder, demo=demo, name=name, organisation=organisation,
                           passphrase=passphrase, force=force)
     console.print(f"wrote {files.root} (give to verifiers as --trust), {files.cert}, "

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from auditor.demo import charlm
 from auditor.demo.plans import digits_versions, toxicity_versions
 from auditor.demo.record import VersionPlan, record_version
 
@@ -21,6 +22,9 @@ BEHAVIOURS = {"digits": "auditor.demo.digits:behaviours",
               "toxicity": "auditor.demo.toxicity:behaviours"}
 PLANS: dict[str, Callable[[], list[VersionPlan]]] = {"digits": digits_versions,
                                                        "toxicity": toxicity_versions}
+if charlm.available():  # the language-model scenario needs the hf extra
+    BEHAVIOURS["charlm"] = charlm.BEHAVIOURS
+    PLANS["charlm"] = charlm.versions
 FIXED_VERSION = "v3"
 Step = Callable[[str], None]  # announces the step about to run
 

@@ -38,15 +38,16 @@ class VersionPlan:
 
 
 def _optimizer(plan: StagePlan, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
     if plan.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=plan.lr, momentum=0.9,
+        return torch.optim.AdamW(params, lr=plan.lr, weight_decay=plan.weight_decay)
+    return torch.optim.SGD(params, lr=plan.lr, momentum=0.9,
                            weight_decay=plan.weight_decay)
 
 
-def _batches(pool_size: int, steps: int, seed: int) -> list[torch.Tensor]:
+def _batches(pool_size: int, steps: int, seed: int, size: int = BATCH) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, pool_size, (BATCH,), generator=gen) for _ in range(steps)]
+    return [torch.randint(0, pool_size, (size,), generator=gen) for _ in range(steps)]
 
 
 def record_version(plan: VersionPlan, out_dir: str | Path, seed: int = 0,
@@ -64,6 +65,9 @@ def record_version(plan: VersionPlan, out_dir: str | Path, seed: int = 0,
                         description=plan.description, sketch=sketch)
     optimizer = None
     for index, stage in enumerate(plan.stages):
+        adapted = task.adapt(model, stage.id) if hasattr(task, "adapt") else model
+        if adapted is not model:  # the stage adds adapters (a scenario's LoRA stage)
+            model, optimizer = adapted, None
         if optimizer is None or stage.fresh_optimizer:
             optimizer = _optimizer(stage, model)
         for group in optimizer.param_groups:
@@ -77,8 +81,10 @@ def _train_stage(recorder, task, model, optimizer, stage: StagePlan, plan: Versi
     pool = _pool_size(plan.scenario, stage.id)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=stage.steps)
     dataset = plan.scenario.dataset(stage.id, stage.tags)
-    with recorder.stage(stage.id, kind=stage.kind, optimizer=optimizer, datasets=[dataset]):
-        for ids in _batches(pool, stage.steps, seed):
+    adds = getattr(plan.scenario, "ADAPTER_PATTERNS", ())
+    with recorder.stage(stage.id, kind=stage.kind, optimizer=optimizer, datasets=[dataset],
+                        model=model, adds=adds):
+        for ids in _batches(pool, stage.steps, seed, getattr(plan.scenario, "BATCH", BATCH)):
             recorder.batch(ids)
             loss = task.loss(model, task.batch(stage.id, ids))
             optimizer.zero_grad()

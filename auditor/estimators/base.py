@@ -115,6 +115,9 @@ class Estimator(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     Settings: ClassVar[type[EstimatorSettings]] = EstimatorSettings
+    # whether the estimator handles stages that change the parameter set (adapters added, a
+    # merge): only exact replay does; the others refuse such a lineage (registry.attribute)
+    handles_parameter_changes: ClassVar[bool] = False
 
     def __init__(self, settings: EstimatorSettings | None = None, /, **values: object):
         if settings is None:

@@ -38,7 +38,23 @@ def attribute(version: ModelVersion, root: str | Path, task: TrainingTask,
               **settings: Any) -> StageEffects:
     """Prepare stage embeddings of ``version`` and score ``behaviours`` with them."""
     chosen = get_estimator(estimator, **settings) if isinstance(estimator, str) else estimator
+    _check_parameter_changes(chosen, version)
     chosen.plan_for(len(behaviours))
     embeddings = chosen.prepare(version, root, task)
     device_task = task_on(task, chosen.device)
     return chosen.score(embeddings, behaviours, final_model(version, root, device_task))
+
+
+def _check_parameter_changes(chosen: Estimator, version: ModelVersion) -> None:
+    """Refuse, naming the stage and a tensor, a lineage whose parameter set changes (a LoRA
+    stage) for an estimator that would silently misread it."""
+    if chosen.handles_parameter_changes:
+        return
+    for stage in version.stages:
+        change = stage.changes
+        if change is None:
+            continue
+        names = [*change.added, *change.renamed.values(), *change.removed, *change.recomputed]
+        raise EstimatorError(
+            f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
+            f"changes the parameter set (e.g. {names[0]!r}); use replay")

@@ -24,6 +24,7 @@ from auditor.estimators.device import task_on
 from auditor.estimators.records import effects_record, embeddings_from_flat
 from auditor.estimators.scoring.families import values_at
 from auditor.estimators.settings import EstimatorSettings, replace_setting, setting
+from auditor.lineage.continuation import build_structure
 from auditor.lineage.counterfactual import load_model, run_without_stage
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout, load_flat
@@ -64,6 +65,7 @@ class ReplayState(EstimatorState):
 class ReplayEstimator(Estimator):
     name: ClassVar[str] = "replay"
     version: ClassVar[str] = "1"
+    handles_parameter_changes: ClassVar[bool] = True
     Settings = ReplaySettings
     settings: ReplaySettings
 
@@ -72,7 +74,8 @@ class ReplayEstimator(Estimator):
         """e_k = θ_T − θ_T^{(−k)} (zeros for stages not replayed), plus the models themselves."""
         started = time.perf_counter()
         task = task_on(task, self.device)
-        layout = ParamLayout.of(task.build_model())
+        # the final model's parameter set: adapters a stage added included
+        layout = ParamLayout.of(build_structure(task, version, len(version.stages) - 1))
         final = load_flat(layout, version.stages[-1].theta_end, root)
         chosen = (self.settings.stages if self.settings.stages is not None
                   else range(len(version.stages)))

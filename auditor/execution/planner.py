@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from auditor.errors import InputError
 from auditor.execution.items import RUN_KIND, WorkItem, make_item
 from auditor.execution.spec import AuditSpec
+from auditor.task import load_entry_point, vet_task
 
 if TYPE_CHECKING:
     from auditor.store import Store
@@ -63,9 +64,12 @@ def plan_audit(spec: AuditSpec, store: Store, period: str | None = None, *,
         task = spec.model_factory or version.task
         if not task:
             raise InputError(f"{key} names no training task; set model_factory in the audit spec")
+        if not spec.model_factory:  # the lineage chose it: data, not the user's choice
+            vet_task(task, spec.allowed_task_modules(), source=f"the lineage of {key}")
         for name, estimator_hash in estimators.items():
             for behaviours in spec.behaviour_sets(version.model):
                 if (task, behaviours) not in digests:
+                    load_entry_point(behaviours)  # refused here (not called) unless a plain function
                     digests[(task, behaviours)] = inputs_digest(task, behaviours)
                 item = make_item(version, sources[key] or ".", task=task, behaviours=behaviours,
                                  estimator=name, estimator_config_hash=estimator_hash,

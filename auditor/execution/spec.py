@@ -108,6 +108,15 @@ class AuditSpec(_Strict):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     replay: ReplaySettings | None = Field(None, description="certified verdicts: what to "
                                           "replay (absent: no replay, estimates only)")
+    allow_tasks: list[str] = Field(default_factory=list, description="modules whose task entry "
+                                   "points, named by a lineage, may run (docs/reliability.md)")
+
+    def allowed_task_modules(self) -> tuple[str, ...]:
+        """Modules a lineage's task may come from: the spec's own entry points and allow_tasks."""
+        from auditor.task import allowed_modules
+
+        return allowed_modules([self.model_factory or "", *_all_behaviour_specs(self.behaviours)],
+                               self.allow_tasks)
 
     @model_validator(mode="after")
     def _check(self) -> AuditSpec:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import warnings
 from pathlib import Path
 
@@ -52,12 +53,42 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+_SPECIAL_ROOTS = ("/proc", "/sys", "/dev")
+
+
+def require_plain_file(path: Path) -> None:
+    """A checkpoint must be (or link to) a regular file outside /proc, /sys and /dev: a FIFO
+    would block, a device read forever, and /proc/self/mem is process memory, not a file."""
+    try:
+        target = path.resolve(strict=True)
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} is missing") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise CheckpointError(f"checkpoint {path} cannot be read: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    if any(str(target) == r or str(target).startswith(r + "/") for r in _SPECIAL_ROOTS):
+        raise CheckpointError(f"checkpoint {path} is (or links to) {target}, a special file, "
+                              "not a checkpoint")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"checkpoint {path} is not a regular file (a folder, FIFO, "
+                              "device or socket)")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a checkpoint file, after ``require_plain_file``."""
+    require_plain_file(path)
+    try:
+        return sha256_file(path)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") \
+            from None
+
+
 def verify(ref: CheckpointRef, root: str | Path) -> Path:
     """The checkpoint's path, after checking it exists and matches its recorded sha256."""
     path = resolve(ref, root)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is missing")
-    actual = sha256_file(path)
+    actual = file_sha256(path)
     if actual != ref.sha256:
         raise CheckpointError(
             f"checkpoint {path} does not match its recorded hash "
@@ -78,8 +109,7 @@ def load_tensors(ref: CheckpointRef, root: str | Path, *, check_finite: bool = T
 def read_unverified(path: str | Path, fmt: str) -> Tensors:
     """Read a checkpoint that has no recorded hash yet (import); same safety rules."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is missing")
+    require_plain_file(path)
     tensors = _read(path, fmt)
     _require_finite(tensors, path)
     return tensors
@@ -107,6 +137,10 @@ def _read_torch(path: Path) -> Tensors:
     except Exception as exc:  # torch raises many types (struct.error, EOFError, ...) on junk
         raise CheckpointError(f"checkpoint {path} is not a readable torch state dict: {exc}") \
             from exc
+    from auditor.lineage.trainer_files import flatten_native_optimizer, is_native_optimizer_state
+
+    if is_native_optimizer_state(state):  # torch.save(optimizer.state_dict())
+        return flatten_native_optimizer(state, path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} is not a flat state dict of tensors")
     return dict(state)
@@ -134,7 +168,10 @@ def model_state(model: torch.nn.Module) -> Tensors:
 
 def load_model_state(model: torch.nn.Module, tensors: Tensors, source: str = "checkpoint") -> None:
     """Load weights strictly: missing, unexpected or mis-shaped tensors are a CheckpointError."""
+    from auditor.lineage.trainer_files import fill_tied
+
     expected = model.state_dict()
+    tensors = fill_tied(expected, tensors)  # tied weights a save_pretrained dropped
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:

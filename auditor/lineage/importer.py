@@ -11,12 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from auditor.errors import CheckpointError, LineageError
-from auditor.hashing import config_hash, sha256_file
-from auditor.lineage.checkpoints import read_unverified
+from auditor.hashing import config_hash
+from auditor.identifiers import identifier, label
+from auditor.lineage.checkpoints import file_sha256, read_unverified
 from auditor.lineage.models import (
+    MAX_STEPS,
     CheckpointRef,
     Convention,
     DatasetRef,
@@ -50,9 +52,16 @@ class OptimizerSpec(Strict):
     momentum: float = Field(default=0.0, ge=0, lt=1)
     dampening: float = Field(default=0.0, ge=0, le=1)
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # each in [0, 1): checked below
     eps: float = Field(default=1e-8, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value):
+        if not all(0.0 <= beta < 1.0 for beta in value):
+            raise ValueError(f"betas {list(value)} must each lie in [0, 1)")
+        return value
 
 
 class StageSpec(Strict):
@@ -64,7 +73,7 @@ class StageSpec(Strict):
     optimizer_state_in: CheckpointSpec | None = None
     optimizer_state_out: CheckpointSpec | None = None
     optimizer: OptimizerSpec
-    steps: int = Field(gt=0)
+    steps: int = Field(gt=0, le=MAX_STEPS)
     schedule: Schedule
     max_grad_norm: float | None = Field(default=None, gt=0)
     datasets: list[DatasetRef] = Field(default_factory=list)
@@ -72,6 +81,16 @@ class StageSpec(Strict):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     notes: str | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _identifier(cls, value):
+        return identifier(value, "stage id")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return label(value, "stage kind")
 
 
 class ImportSpec(Strict):
@@ -83,6 +102,11 @@ class ImportSpec(Strict):
     licence: str = "unknown"
     parent: str | None = None
     stages: list[StageSpec] = Field(min_length=1)
+
+    @field_validator("model", "version", mode="before")
+    @classmethod
+    def _identifiers(cls, value, info):
+        return identifier(value, info.field_name)
 
 
 def import_lineage(path: str | Path) -> ModelVersion:
@@ -114,10 +138,15 @@ class _Importer:
 
     def checkpoint(self, loc: tuple, spec: CheckpointSpec) -> tuple[CheckpointRef, dict]:
         file = self.root / spec.path
+        if file.is_dir():  # a save_pretrained folder (auditor.lineage.trainer_files)
+            file, spec = self._folder(loc, file, spec)
         fmt = spec.format or ("safetensors" if file.suffix == ".safetensors" else "torch")
-        if not file.is_file():
+        if not file.exists() and not file.is_symlink():
             raise self.fail(loc, f"checkpoint file {file} does not exist", CheckpointError)
-        digest = sha256_file(file)
+        try:
+            digest = file_sha256(file)
+        except CheckpointError as exc:
+            raise self.fail(loc, str(exc), CheckpointError) from None
         if spec.sha256 and digest != spec.sha256:
             raise self.fail(loc, f"checkpoint {file} has sha256 {digest[:16]}…, the file lists "
                                  f"{spec.sha256[:16]}…", CheckpointError)
@@ -126,6 +155,22 @@ class _Importer:
         except CheckpointError as exc:
             raise self.fail(loc, str(exc), CheckpointError) from None
         return CheckpointRef(uri=spec.path, sha256=digest, format=fmt), tensors
+
+    def _folder(self, loc: tuple, folder: Path, spec: CheckpointSpec
+                ) -> tuple[Path, CheckpointSpec]:
+        from auditor.lineage.trainer_files import consolidate, pretrained_file, read_sharded
+
+        try:
+            found = pretrained_file(folder)
+            if found is None:
+                found = consolidate(read_sharded(folder), self.root / "checkpoints"), \
+                    "safetensors"
+        except CheckpointError as exc:
+            raise self.fail(loc, str(exc), CheckpointError) from None
+        file, fmt = found
+        path = str(file.resolve().relative_to(self.root.resolve())) \
+            if file.resolve().is_relative_to(self.root.resolve()) else str(file.resolve())
+        return file, spec.model_copy(update={"path": path, "format": fmt})
 
     def stage(self, index: int, spec: StageSpec) -> Stage:
         loc = ("stages", index)
@@ -158,12 +203,22 @@ class _Importer:
                 raise self.fail((*loc, "checkpoint_out"),
                                 f"tensor {name!r} changes shape between checkpoints",
                                 CheckpointError)
+            if tensor.dtype != end[name].dtype:
+                raise self.fail((*loc, "checkpoint_out"),
+                                f"tensor {name!r} changes dtype between checkpoints "
+                                f"({tensor.dtype} -> {end[name].dtype})", CheckpointError)
         names = sorted(n for n, t in start.items() if t.is_floating_point())
-        self.parameters = sum(start[n].numel() for n in names)
+        from auditor.lineage.trainer_files import unique_numel
+
+        self.parameters = unique_numel(start)  # a tied weight stored twice counts once
         return names
 
     def _optimizer_log(self, loc: tuple, spec: StageSpec, names: list[str]) -> OptimizerLog:
         opt, n = spec.optimizer, spec.steps
+        if spec.schedule.warmup_steps > n:
+            raise self.fail((*loc, "schedule", "warmup_steps"),
+                            f"warm-up of {spec.schedule.warmup_steps} steps is longer than the "
+                            f"stage ({n} steps)")
         try:
             lrs = expand(spec.schedule, n, self.root)
         except LineageError as exc:

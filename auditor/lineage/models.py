@@ -14,24 +14,45 @@ from datetime import datetime
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from auditor.identifiers import identifier, label
 
 OptimizerKind = Literal["sgd", "adam", "adamw"]
 Convention = Literal["reset", "carry"]
 CheckpointFormat = Literal["safetensors", "torch"]
 
 
+MAX_STEPS = 10_000_000  # steps of one stage: beyond this a lineage is refused as absurd
+MAX_RECORDS = 10**15  # records of one dataset
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+    """Unknown keys are errors; so are NaN and ±Inf in any float field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=False)
 
 
 class DatasetRef(Strict):
     name: str
     digest: str = Field(description="sha256 of the dataset's canonical content or its manifest")
-    records: int = Field(ge=0)
+    records: int = Field(ge=0, le=MAX_RECORDS)
     licence: str = "unknown"
     provenance: str = "unknown"
     tags: list[str] = Field(default_factory=list, description="e.g. third-party, synthetic")
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _labels(cls, value):
+        return [label(t, "dataset tag") for t in value] if isinstance(value, list) else value
 
 
 class CheckpointRef(Strict):
@@ -60,8 +81,32 @@ class ParamGroup(Strict):
                               description="names in the group with requires_grad=False")
 
 
+class ParameterChange(Strict):
+    """How a stage's model differs from the previous stage's end, declared when the stage began
+    and checked by the Recorder there (adapters added, a head added, adapters merged).
+
+    Names are state-dict keys. Every other tensor continues unchanged (same values, same name).
+    """
+
+    added: list[str] = Field(default_factory=list,
+                             description="tensors that appear; initial values in theta_start")
+    renamed: dict[str, str] = Field(
+        default_factory=dict, description="previous name -> name in this stage, same tensor")
+    removed: list[str] = Field(default_factory=list, description="previous tensors dropped")
+    recomputed: list[str] = Field(
+        default_factory=list,
+        description="tensors (names in this stage) whose values the change computes, e.g. base "
+                    "weights an adapter was merged into; replay recomputes them")
+    adapter: str | None = Field(
+        default=None, description="what made the change (e.g. peft LoRA r=4), for the report")
+
+
 class StepLog(Strict):
-    """Per-step scalars, each a list over steps of a list over parameter groups."""
+    """Per-step scalars, each a list over steps of a list over parameter groups. Every value is
+    finite except a logged ``grad_norm`` (an overflowing mixed-precision step logs Inf)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True,
+                              allow_inf_nan=True)
 
     lr: list[list[float]]
     weight_decay: list[list[float]]
@@ -99,7 +144,34 @@ class StepLog(Strict):
             column = getattr(self, name)
             if column is not None and len(column) != n:
                 raise ValueError(f"{name} has {len(column)} steps, lr has {n}")
+        if n > MAX_STEPS:
+            raise ValueError(f"{n} steps in one stage: more than the {MAX_STEPS:,} auditor reads")
+        for name in ("lr", "weight_decay", "momentum", "dampening", "beta1", "beta2", "eps",
+                     "max_grad_norm"):
+            column = getattr(self, name)
+            if column and not _finite(column):
+                raise ValueError(f"steps.{name} holds NaN or Inf")
+        for name, low, high in (("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0),
+                                ("momentum", 0.0, 1.0)):
+            column = getattr(self, name)
+            if column and not _within(column, low, high):
+                raise ValueError(f"steps.{name} must lie in [{low:g}, {high:g})")
         return self
+
+
+def _values(column: list) -> np.ndarray:
+    flat = [v for row in column for v in (row if isinstance(row, list) else [row])
+            if v is not None]
+    return np.asarray(flat, dtype=np.float64)
+
+
+def _finite(column: list) -> bool:
+    return bool(np.isfinite(_values(column)).all())
+
+
+def _within(column: list, low: float, high: float) -> bool:
+    values = _values(column)
+    return bool(((values >= low) & (values < high)).all())
 
 
 class OptimizerLog(Strict):
@@ -109,8 +181,27 @@ class OptimizerLog(Strict):
     amsgrad: bool = False
     maximize: bool = False
     foreach: bool | None = Field(default=None, description="torch implementation flag, for replay")
+    fused: bool | None = Field(default=None, description="torch implementation flag, for replay")
     groups: list[ParamGroup]
+    clip_over: Literal["model", "optimizer"] | None = Field(
+        default=None, description="which parameters clipping's total norm runs over, in which "
+                                  "order: model.parameters() (None, the default) or the "
+                                  "optimizer's groups (PyTorch Lightning)")
+    frozen_outside: list[str] | None = Field(
+        default=None, description="model parameters in no group, frozen (requires_grad=False): "
+                                  "a frozen base model under adapters")
     steps: StepLog
+
+    @model_serializer(mode="wrap")
+    def _without_absent_fields(self, handler):
+        """Logs without the new fields serialise as before they existed (the lineage's sha256
+        holds)."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ("fused", "frozen_outside", "clip_over"):
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
 
     @model_validator(mode="after")
     def _kind_fields(self) -> OptimizerLog:
@@ -135,6 +226,16 @@ class OptimizerLog(Strict):
 class Stage(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     kind: str = Field(description="pretrain, fine-tune, alignment, ...")
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _identifier(cls, value):
+        return identifier(value, "stage id")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _label(cls, value):
+        return label(value, "stage kind")
     started_at: datetime | None = None
     ended_at: datetime | None = None
     convention: Convention = Field(
@@ -152,6 +253,13 @@ class Stage(Strict):
         default=None, description="torch seed set before each step (dropout, augmentation)")
     curvature_sketch: CurvatureSketch | None = Field(
         default=None, description="opt-in: sketched curvature of every step (aa-ggn projection)")
+    changes: ParameterChange | None = Field(
+        default=None, description="declared change of the parameter set at the stage's start")
+    micro_batches: list[list[int]] | None = Field(
+        default=None, description="gradient accumulation: examples in each micro-batch of each "
+                                  "step, in order (None: one batch per step)")
+    autocast: Literal["bfloat16", "float16"] | None = Field(
+        default=None, description="mixed precision: the autocast dtype of the forward passes")
     code_commit: str | None = None
     config_hash: str | None = None
     notes: str | None = None
@@ -177,8 +285,10 @@ class Stage(Strict):
         """A stage without a sketch serialises as before the field existed, so a lineage's
         sha256 (which the store compares when a version is added again) does not change."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("curvature_sketch") is None:
-            data.pop("curvature_sketch", None)
+        if isinstance(data, dict):
+            for name in ("curvature_sketch", "changes", "micro_batches", "autocast"):
+                if data.get(name) is None:
+                    data.pop(name, None)
         return data
 
     @model_validator(mode="after")
@@ -188,6 +298,11 @@ class Stage(Strict):
             raise ValueError(f"batch_ids has {len(self.batch_ids)} steps, the log has {n}")
         if self.rng_seeds is not None and len(self.rng_seeds) != n:
             raise ValueError(f"rng_seeds has {len(self.rng_seeds)} steps, the log has {n}")
+        if self.micro_batches is not None:
+            if self.batch_ids is None or len(self.micro_batches) != n or any(
+                    sum(sizes) != len(ids) or min(sizes, default=0) < 1
+                    for sizes, ids in zip(self.micro_batches, self.batch_ids)):
+                raise ValueError("micro_batches must split every step's batch_ids")
         if self.convention == "carry" and self.optimizer_start is None:
             raise ValueError("a carry stage needs optimizer_start (the state it inherited)")
         return self
@@ -207,6 +322,11 @@ class ModelVersion(Strict):
     parent: str | None = Field(default=None, description="version this one derives from")
     stages: list[Stage] = Field(min_length=1)
 
+    @field_validator("model", "version", mode="before")
+    @classmethod
+    def _identifiers(cls, value, info):
+        return identifier(value, info.field_name)
+
     def checkpoint_refs(self) -> list[CheckpointRef]:
         """Every checkpoint of the lineage once, in stage order (a stage's end checkpoint is
         usually the next one's start: files are named by content)."""
@@ -215,6 +335,13 @@ class ModelVersion(Strict):
             for _role, ref in stage.checkpoints():
                 refs.setdefault((ref.uri, ref.sha256), ref)
         return list(refs.values())
+
+    def trained_parameters(self) -> set[str]:
+        """Names some stage's optimizer updated (in a group and not frozen there): the
+        parameters whose history the estimators attribute, whatever ``build_model()`` leaves
+        trainable."""
+        return {name for stage in self.stages for group in stage.optimizer.groups
+                for name in group.params if name not in set(group.frozen)}
 
     @property
     def key(self) -> str:
@@ -227,7 +354,8 @@ class ModelVersion(Strict):
         if dupes:
             raise ValueError(f"duplicate stage ids: {', '.join(dupes)}")
         for prev, nxt in zip(self.stages, self.stages[1:]):
-            if prev.theta_end.sha256 != nxt.theta_start.sha256:
+            # a declared change starts from other tensors; the Recorder checked the rest
+            if prev.theta_end.sha256 != nxt.theta_start.sha256 and nxt.changes is None:
                 raise ValueError(
                     f"stage {nxt.id!r} does not start from stage {prev.id!r}'s end checkpoint "
                     f"({nxt.theta_start.sha256[:12]} != {prev.theta_end.sha256[:12]})")

@@ -19,6 +19,16 @@ Opt-in, ``sketch=SketchSpec(dim, samples, seed)`` (needs ``task``): every step a
 stage also logs its sampled, count-sketched Gauss–Newton factors (auditor.lineage.sketching),
 so that ``aa-ggn`` with ``projection=dim`` never re-runs a step. It costs one forward and
 ``samples`` backward passes per step.
+
+Each stage after the first is checked when it *starts* (auditor.lineage.continuation): the model
+must hold the tensors the previous stage ended with, or declare its change — a stage that adds
+LoRA adapters passes the adapted model and the adapters' names:
+
+    peft_model = get_peft_model(model, LoraConfig(...))
+    with recorder.stage("vendor-lora", kind="fine-tune", optimizer=opt, model=peft_model,
+                        adds=["*lora_*"]):
+
+An undeclared difference is a one-line ``LineageError`` before the first step.
 """
 
 from __future__ import annotations
@@ -29,18 +39,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import ValidationError
 
 from auditor.errors import LineageError
 from auditor.hashing import config_hash
+from auditor.identifiers import identifier, label
 from auditor.lineage.checkpoints import (
     first_nonfinite,
     model_state,
     optimizer_state,
     save_tensors,
 )
+from auditor.lineage.continuation import Snapshot, check_continuation
 from auditor.lineage.io import LINEAGE_FILE, read_lineage_json, write_lineage_json
 from auditor.lineage.models import (
     CheckpointRef,
@@ -49,12 +62,12 @@ from auditor.lineage.models import (
     DatasetRef,
     ModelVersion,
     OptimizerLog,
-    ParamGroup,
     Stage,
     StepLog,
 )
 from auditor.lineage.replay import seed_step
-from auditor.lineage.steplog import StepLogger, optimizer_kind
+from auditor.lineage.steplog import StepLogger, frozen_outside, optimizer_kind, param_groups
+from auditor.outputs import unique_parameters
 
 if TYPE_CHECKING:
     from auditor.lineage.sketching.spec import SketchSpec
@@ -75,7 +88,10 @@ class Recorder:
         self._global_step = 0
         self._stages: list[Stage] = []
         self._active: _ActiveStage | None = None
-        self._header = dict(model=model_name, version=version, task=task,
+        self._end: Snapshot | None = None  # the last stage's end state (continuation check)
+        self._seeded_step: int | None = None
+        self._header = dict(model=_checked(identifier, model_name, "model name"),
+                            version=_checked(identifier, version, "version"), task=task,
                             description=description, parent=parent,
                             created_at=created_at or datetime.now(timezone.utc))
         self._code_commit = code_commit
@@ -94,12 +110,32 @@ class Recorder:
     @contextmanager
     def stage(self, stage_id: str, *, kind: str, optimizer: torch.optim.Optimizer,
               datasets: Sequence[DatasetRef] = (), convention: Convention | None = None,
-              notes: str | None = None) -> Iterator[Recorder]:
+              notes: str | None = None, model: torch.nn.Module | None = None,
+              adds: Sequence[str] = (), removes: Sequence[str] = (),
+              recomputes: Sequence[str] = (), adapter: str | None = None,
+              autocast: Literal["bfloat16", "float16"] | None = None) -> Iterator[Recorder]:
+        """Record one stage. ``model``: the model trained from now on when the stage changes it
+        (e.g. a peft model); ``adds``/``removes``/``recomputes``: name patterns (fnmatch) of the
+        tensors that the change adds, drops, or computes (a merge); ``autocast``: the dtype of
+        the forward passes under mixed precision (replay repeats it)."""
+        stage_id = _checked(identifier, stage_id, "stage id")
+        kind = _checked(label, kind, "stage kind")
         if self._active is not None:
             raise LineageError(f"stage {stage_id!r} started inside stage {self._active.id!r}")
         if any(s.id == stage_id for s in self._stages):
             raise LineageError(f"stage id {stage_id!r} is already recorded")
+        candidate = self.model if model is None else model
+        changes = None
+        if self._end is not None:
+            changes = check_continuation(self._end, candidate, stage_id, adds=adds,
+                                         removes=removes, recomputes=recomputes, adapter=adapter)
+        self.model = candidate
+        # a stage starts without gradients (replay does): a frozen parameter's stale gradient
+        # from the previous stage would otherwise count in this stage's clipping norm
+        self.model.zero_grad(set_to_none=True)
         self._active = self._begin(stage_id, kind, optimizer, list(datasets), convention, notes)
+        self._active.changes, self._active.autocast = changes, autocast
+        self._active.clip_over = None
         try:
             yield self
         except BaseException:
@@ -108,14 +144,30 @@ class Recorder:
             raise
         self._finish()
 
-    def batch(self, ids: Sequence[int] | torch.Tensor) -> None:
-        """Log the example ids of the coming step and seed torch's RNG for it."""
+    def seed_step(self) -> int:
+        """Seed torch's RNG for the coming step (``batch`` does it when not done already)."""
+        self._require_active("seed_step")
+        seed = (self._seed * 1_000_003 + self._global_step) % (2**63)
+        seed_step(seed)
+        self._seeded_step = self._global_step
+        return seed
+
+    def batch(self, ids: Sequence[int] | torch.Tensor, *,
+              micro_batches: Sequence[int] | None = None) -> None:
+        """Log the example ids of the coming step and seed torch's RNG for it (unless
+        ``seed_step`` already did, before the step's first forward pass). ``micro_batches``:
+        the sizes of the step's gradient-accumulation micro-batches, in order."""
         active = self._require_active("batch")
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         seed = (self._seed * 1_000_003 + self._global_step) % (2**63)
-        seed_step(seed)
-        active.logger.pending(list(map(int, ids)), seed)
+        if self._seeded_step != self._global_step:
+            seed_step(seed)
+        ids = list(map(int, ids))
+        micro = list(map(int, micro_batches)) if micro_batches is not None else None
+        if micro is not None and (sum(micro) != len(ids) or min(micro, default=0) < 1):
+            raise LineageError(f"micro_batches {micro} do not split a batch of {len(ids)} ids")
+        active.logger.pending(ids, seed, micro)
         if active.sketch is not None:
             active.sketch.batch(active.id, list(map(int, ids)), seed, self._global_step)
 
@@ -126,12 +178,24 @@ class Recorder:
         active.logger.clipped(float(max_norm), float(norm))
         return float(norm)
 
+    def clipped(self, max_norm: float, norm: float | None = None, *,
+                over: Literal["model", "optimizer"] = "model") -> None:
+        """Log that the coming step's gradients were clipped (by a framework's own loop) to
+        ``max_norm``; ``norm``: their total norm before clipping, when known; ``over``: the
+        parameters the norm ran over (``model.parameters()`` or the optimizer's groups)."""
+        active = self._require_active("clipped")
+        active.clip_over = None if over == "model" else over
+        active.logger.clipped(float(max_norm), None if norm is None else float(norm))
+
     @property
     def lineage(self) -> ModelVersion:
         if not self._stages:
             raise LineageError("no stage has been recorded yet")
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        return ModelVersion(**self._header, parameters=trainable, stages=list(self._stages))
+        trainable = unique_parameters(self.model)  # a tied weight counts once
+        try:
+            return ModelVersion(**self._header, parameters=trainable, stages=list(self._stages))
+        except ValidationError as exc:
+            raise LineageError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
     # -- stage boundaries -------------------------------------------------------------------
 
@@ -156,7 +220,8 @@ class Recorder:
         if active.sketch is not None:
             active.sketch.step_done()
         # a step taken with a non-finite gradient (one a GradScaler skipped is no warning)
-        if clip is not None and not math.isfinite(clip[1]) and not active.diverging:
+        if clip is not None and clip[1] is not None and not math.isfinite(clip[1]) \
+                and not active.diverging:
             active.diverging = True
             log.warning("stage %r, step %d: the gradient norm is %s; training is diverging",
                         active.id, self._global_step, clip[1])
@@ -171,7 +236,9 @@ class Recorder:
                      "gradients under a GradScaler); they changed nothing and are not logged",
                      active.id, active.logger.skipped)
         optimizer_log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
-                                     groups=_groups(active.optimizer, self.model),
+                                     groups=param_groups(active.optimizer, self.model),
+                                     frozen_outside=frozen_outside(active.optimizer, self.model),
+                                     clip_over=active.clip_over,
                                      **active.logger.static_options())
         stage = Stage(
             id=active.id, kind=active.kind, convention=active.convention,
@@ -181,10 +248,12 @@ class Recorder:
             optimizer_end=self._save_optimizer(active.optimizer, active.id),
             optimizer=optimizer_log, datasets=active.datasets,
             batch_ids=active.logger.batch_ids, rng_seeds=active.logger.seeds,
-            curvature_sketch=self._save_sketch(active.sketch),
+            curvature_sketch=self._save_sketch(active.sketch), changes=active.changes,
+            micro_batches=active.logger.micro_batches(), autocast=active.autocast,
             code_commit=self._code_commit, notes=active.notes,
             config_hash=_stage_config_hash(optimizer_log, active.datasets))
         self._stages.append(stage)
+        self._end = Snapshot(stage.id, self.model)
         self._write()
 
     def _save_model(self, stage_id: str) -> CheckpointRef:
@@ -223,6 +292,14 @@ class _ActiveStage:
         self.__dict__.update(fields)
 
 
+def _checked(rule, value: str, what: str) -> str:
+    """An identifier or label in its normal form (auditor.identifiers), else a LineageError."""
+    try:
+        return rule(value, what)
+    except ValueError as exc:
+        raise LineageError(str(exc)) from None
+
+
 def _finite_state(tensors: dict[str, torch.Tensor], stage_id: str,
                   what: str) -> dict[str, torch.Tensor]:
     """``tensors``, after refusing a checkpoint that holds NaN or Inf (a diverged run)."""
@@ -232,16 +309,6 @@ def _finite_state(tensors: dict[str, torch.Tensor], stage_id: str,
             f"stage {stage_id!r}: refusing to record a checkpoint: the {what} hold NaN "
             f"or Inf in {name!r} (training diverged; lower the learning rate or clip gradients)")
     return tensors
-
-
-def _groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[ParamGroup]:
-    names = {id(p): n for n, p in model.named_parameters()}
-    groups = []
-    for group in optimizer.param_groups:
-        params = [names[id(p)] for p in group["params"]]
-        frozen = [names[id(p)] for p in group["params"] if not p.requires_grad]
-        groups.append(ParamGroup(params=params, frozen=frozen))
-    return groups
 
 
 def _stage_config_hash(log: OptimizerLog, datasets: list[DatasetRef]) -> str:

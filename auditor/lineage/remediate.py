@@ -2,7 +2,9 @@
 
 The later stages are re-run from the point where the blamed stage began (``run_without_stage``),
 their new boundary checkpoints written as safetensors, and the result recorded as a new version
-whose ``parent`` is the original.
+whose ``parent`` is the original. A re-run stage that adds adapters starts from the adapted model
+(its adapters at their recorded initial values). Behaviours measure before and after in eval
+mode (``Behaviour.measure``), the models loaded as ``load_model`` gives them.
 """
 
 from __future__ import annotations
@@ -42,12 +44,19 @@ def drop_stage(version: ModelVersion, root: str | Path, task: TrainingTask, stag
     skipped = version.stages[k]
     entry = _absolute(skipped, root)
     replayed: list[Stage] = []
+    starts: dict[str, CheckpointRef] = {}
+
+    def start(stage: Stage, model: torch.nn.Module) -> None:
+        if stage.changes is not None:  # the adapted model, adapters at their recorded values
+            starts[stage.id] = save_tensors(model_state(model), out_dir / "checkpoints",
+                                            out_dir, prefix="model")
 
     def record(stage: Stage, model: torch.nn.Module, opt_state: Tensors) -> None:
         previous = replayed[-1] if replayed else None
-        replayed.append(_rerun_stage(stage, previous, entry, model, opt_state, out_dir))
+        replayed.append(_rerun_stage(stage, previous, entry, model, opt_state, out_dir,
+                                     starts.get(stage.id)))
 
-    run_without_stage(version, root, task, k, on_stage_end=record)
+    run_without_stage(version, root, task, k, on_stage_end=record, on_stage_start=start)
     new = version.model_copy(update={
         "version": new_version, "parent": version.version,
         "created_at": created_at or datetime.now(timezone.utc),
@@ -59,11 +68,11 @@ def drop_stage(version: ModelVersion, root: str | Path, task: TrainingTask, stag
 
 
 def _rerun_stage(stage: Stage, previous: Stage | None, entry: Stage, model: torch.nn.Module,
-                 opt_state: Tensors, out_dir: Path) -> Stage:
+                 opt_state: Tensors, out_dir: Path, start: CheckpointRef | None = None) -> Stage:
     folder = out_dir / "checkpoints"
     theta_end = save_tensors(model_state(model), folder, out_dir, prefix="model")
     opt_end = save_tensors(opt_state, folder, out_dir, prefix="optim")
-    theta_start = previous.theta_end if previous else entry.theta_start
+    theta_start = start or (previous.theta_end if previous else entry.theta_start)
     convention, opt_start = stage.convention, None
     if stage.convention == "carry":
         opt_start = previous.optimizer_end if previous else entry.optimizer_start

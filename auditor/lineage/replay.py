@@ -10,6 +10,7 @@ estimators (which need the factual trajectory θ_t) stand on. It runs wherever `
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,8 @@ def build_optimizer(model: torch.nn.Module, log: OptimizerLog) -> torch.optim.Op
     options: dict[str, Any] = {"maximize": log.maximize}
     if log.foreach is not None:
         options["foreach"] = log.foreach
+    if log.fused:
+        options["fused"] = True
     if log.kind == "sgd":
         optimizer = torch.optim.SGD(groups, lr=1.0, nesterov=False, **options)
     elif log.kind == "adam":
@@ -70,6 +73,7 @@ def set_step_hyperparameters(optimizer: torch.optim.Optimizer, log: OptimizerLog
 def set_trainable(model: torch.nn.Module, log: OptimizerLog) -> None:
     """Restore which parameters were frozen during the stage."""
     frozen = {name for group in log.groups for name in group.frozen}
+    frozen.update(log.frozen_outside or ())
     for name, param in model.named_parameters():
         param.requires_grad_(name not in frozen)
 
@@ -94,18 +98,58 @@ def run_stage(model: torch.nn.Module, task: TrainingTask, stage: Stage,
     return optimizer_state(optimizer, model)
 
 
+def _autocast(stage: Stage, model: torch.nn.Module):
+    if stage.autocast is None:
+        return contextlib.nullcontext()
+    device = next(model.parameters()).device.type
+    return torch.autocast(device_type=device, dtype=getattr(torch, stage.autocast))
+
+
+def micro_batches(task: TrainingTask, stage: Stage, t: int) -> list[Any]:
+    """Step ``t``'s micro-batches (gradient accumulation), as the task builds them."""
+    ids, batches, start = stage.batch_ids[t], [], 0
+    for size in stage.micro_batches[t]:
+        batches.append(task.batch(stage.id, ids[start:start + size]))
+        start += size
+    return batches
+
+
+def _accumulate(model: torch.nn.Module, task: TrainingTask, stage: Stage, t: int) -> None:
+    """One step's gradient accumulated over its micro-batches, forward and backward in turn.
+
+    A task that scales its micro-batch losses itself (the Hugging Face Trainer divides by the
+    step's token count) defines ``micro_loss(model, batches, i)``; otherwise each micro-batch's
+    mean loss is divided by the number of micro-batches.
+    """
+    batches = micro_batches(task, stage, t)
+    custom = getattr(task, "micro_loss", None)
+    for i, batch in enumerate(batches):
+        with _autocast(stage, model):
+            loss = custom(model, batches, i) if custom else task.loss(model, batch) / len(batches)
+        loss.backward()
+
+
 def _one_step(model: torch.nn.Module, task: TrainingTask, stage: Stage,
               optimizer: torch.optim.Optimizer, t: int, before_step: BeforeStep | None) -> None:
     log = stage.optimizer
     set_step_hyperparameters(optimizer, log, t)
     if stage.rng_seeds is not None:
         seed_step(stage.rng_seeds[t])
-    batch = task.batch(stage.id, stage.batch_ids[t])
-    if before_step is not None:
-        before_step(t, model, batch)
     optimizer.zero_grad(set_to_none=True)
-    task.loss(model, batch).backward()
+    if stage.micro_batches is None:
+        batch = task.batch(stage.id, stage.batch_ids[t])
+        if before_step is not None:
+            before_step(t, model, batch)
+        with _autocast(stage, model):
+            loss = task.loss(model, batch)
+        loss.backward()
+    else:
+        _accumulate(model, task, stage, t)
     max_norm = log.steps.max_grad_norm[t] if log.steps.max_grad_norm else None
     if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()), max_norm)
+        if log.clip_over == "optimizer":
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+        else:
+            params = list(model.parameters())
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
     optimizer.step()

@@ -54,16 +54,18 @@ def _value(s: Schedule, t: int, steps: int) -> float:
 
 
 def _read_csv(path: Path, steps: int) -> list[float]:
+    from auditor.yamlio import read_text
+
+    text = read_text(path, LineageError, limit=64 * 1024 * 1024)  # regular files only
     try:
-        with open(path, newline="") as handle:
-            rows = [row for row in csv.reader(handle) if row and row[0].strip()]
-    except OSError as exc:
-        raise LineageError(f"cannot read learning-rate CSV: {exc}", path=str(path)) from exc
+        rows = [row for row in csv.reader(text.splitlines()) if row and row[0].strip()]
+    except csv.Error as exc:
+        raise LineageError(f"cannot read learning-rate CSV: {exc}", path=str(path)) from None
     if rows and not _is_number(rows[0][-1]):
         rows = rows[1:]  # header
     values = []
     for line, row in enumerate(rows, start=1):
-        if not _is_number(row[-1]) or float(row[-1]) < 0:
+        if not _is_number(row[-1]) or not 0 <= float(row[-1]) < math.inf:
             raise LineageError(f"not a learning rate: {row[-1]!r}", path=str(path), line=line)
         values.append(float(row[-1]))
     if len(values) != steps:

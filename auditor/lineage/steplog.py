@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from auditor.errors import LineageError
-from auditor.lineage.models import OptimizerKind, StepLog
+from auditor.lineage.models import OptimizerKind, ParamGroup, StepLog
 
 
 def optimizer_kind(optimizer: torch.optim.Optimizer) -> OptimizerKind:
@@ -31,9 +31,10 @@ class StepLogger:
         self.columns: dict[str, list[Any]] = {name: [] for name in self._fields()}
         self.batch_ids: list[list[int]] | None = []
         self.seeds: list[int] | None = []
-        self._pending_batch: tuple[list[int], int] | None = None
-        self._pending_clip: tuple[float, float] | None = None
-        self._clips: list[tuple[float, float] | None] = []
+        self.micro: list[list[int]] = []  # micro-batch sizes of each step (gradient accumulation)
+        self._pending_batch: tuple[list[int], int, list[int]] | None = None
+        self._pending_clip: tuple[float, float | None] | None = None
+        self._clips: list[tuple[float, float | None] | None] = []
         self.skipped = 0  # batches whose optimizer step never came (a GradScaler skipped it)
 
     def _fields(self) -> tuple[str, ...]:
@@ -41,19 +42,19 @@ class StepLogger:
             return ("lr", "weight_decay", "momentum", "dampening")
         return ("lr", "weight_decay", "beta1", "beta2", "eps", "adam_step")
 
-    def pending(self, ids: list[int], seed: int) -> None:
+    def pending(self, ids: list[int], seed: int, micro: list[int] | None = None) -> None:
         """The coming step's batch. A batch still pending had its step skipped (a GradScaler
         skips ``optimizer.step()`` when the gradients hold Inf/NaN): it changed nothing, so it
         is dropped, with any clipping logged for it."""
         if self._pending_batch is not None:
             self._skip()
-        self._pending_batch = (ids, seed)
+        self._pending_batch = (ids, seed, micro or [len(ids)])
 
     def _skip(self) -> None:
         self.skipped += 1
         self._pending_batch = self._pending_clip = None
 
-    def clipped(self, max_norm: float, norm: float) -> None:
+    def clipped(self, max_norm: float, norm: float | None) -> None:
         self._pending_clip = (max_norm, norm)
 
     def step_done(self) -> tuple[float, float] | None:
@@ -70,11 +71,18 @@ class StepLogger:
         if self._pending_batch is None:
             self.batch_ids = self.seeds = None  # one unlogged step makes the stage unreplayable
             return
-        ids, seed = self._pending_batch
+        ids, seed, micro = self._pending_batch
         self._pending_batch = None
         if self.batch_ids is not None:
             self.batch_ids.append(ids)
             self.seeds.append(seed)
+            self.micro.append(micro)
+
+    def micro_batches(self) -> list[list[int]] | None:
+        """Each step's micro-batch sizes, or None when every step was one batch."""
+        if self.batch_ids is None or all(len(sizes) == 1 for sizes in self.micro):
+            return None
+        return self.micro
 
     def _value(self, name: str, group: dict[str, Any]) -> float | int:
         if name == "beta1":
@@ -101,6 +109,7 @@ class StepLogger:
         options: dict[str, Any] = {
             "maximize": bool(group.get("maximize", False)),
             "foreach": group.get("foreach"),
+            "fused": group.get("fused") or None,
             "weight_decay_mode": "decoupled" if self.kind == "adamw" else "coupled",
         }
         if self.kind == "sgd":
@@ -116,3 +125,20 @@ def _adam_step(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> int:
         if state and "step" in state:
             return int(state["step"])
     return 0
+
+
+def param_groups(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[ParamGroup]:
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for group in optimizer.param_groups:
+        params = [names[id(p)] for p in group["params"]]
+        frozen = [names[id(p)] for p in group["params"] if not p.requires_grad]
+        groups.append(ParamGroup(params=params, frozen=frozen))
+    return groups
+
+
+def frozen_outside(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> list[str] | None:
+    """Frozen parameters the optimizer does not hold (None when there are none)."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    names = [n for n, p in model.named_parameters() if id(p) not in held and not p.requires_grad]
+    return names or None

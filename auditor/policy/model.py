@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from auditor.identifiers import identifier, label, normalise
 
 Metric = Literal["contribution", "share", "rank", "delta_vs_previous"]
 Comparator = Literal[">", ">=", "<", "<="]
@@ -42,6 +44,23 @@ class StageSelector(Strict):
     names: list[str] | None = Field(None, min_length=1, description="globs on stage ids")
     dataset_tags: list[str] | None = Field(
         None, min_length=1, description="a stage matches when one of its datasets has a tag")
+
+    @field_validator("kinds", "dataset_tags", mode="before")
+    @classmethod
+    def _labels(cls, value):
+        """Normal form, as lineages store them (auditor.identifiers)."""
+        return [label(v, "selector value") for v in value] if isinstance(value, list) else value
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _ids(cls, value):
+        return [identifier(v, "stage id") for v in value] if isinstance(value, list) else value
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _globs(cls, value):
+        return [normalise(v) if isinstance(v, str) else v for v in value] \
+            if isinstance(value, list) else value
 
 
 class Requirement(Strict):

@@ -6,19 +6,28 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from auditor.identifiers import match_key
 from auditor.policy.model import Rule, StageSelector
 
 
 def stage_matches(selector: StageSelector, stage_id: str, kind: str | None,
                   tags: set[str]) -> bool:
-    """Fields combine with AND, the items of one field with OR."""
-    if selector.kinds is not None and kind not in selector.kinds:
+    """Fields combine with AND, the items of one field with OR. Both sides are compared in
+    their normal form (auditor.identifiers: NFKC, dashes, invisible characters, case), so a
+    look-alike kind, id or tag read from the store selects what it looks like."""
+    if selector.kinds is not None and match_key(kind) not in _keys(selector.kinds):
         return False
-    if selector.ids is not None and stage_id not in selector.ids:
+    stage = match_key(stage_id) or ""
+    if selector.ids is not None and stage not in _keys(selector.ids):
         return False
-    if selector.names is not None and not any(fnmatchcase(stage_id, g) for g in selector.names):
+    if selector.names is not None and not any(fnmatchcase(stage, match_key(g))
+                                              for g in selector.names):
         return False
-    return selector.dataset_tags is None or bool(tags & set(selector.dataset_tags))
+    return selector.dataset_tags is None or bool(_keys(tags) & _keys(selector.dataset_tags))
+
+
+def _keys(values) -> set[str]:
+    return {match_key(v) for v in values}
 
 
 def stage_mask(selector: StageSelector, stage_ids: np.ndarray, kinds: np.ndarray,

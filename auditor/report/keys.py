@@ -2,7 +2,8 @@
 
 Writes ``root.pem`` (the CA certificate: give it to verifiers as ``--trust``), ``signer.pem``
 (certificate), ``signer.key.pem`` (private key, encrypted when a passphrase is given) and
-``signer.p12``. A ``demo`` identity carries "auditor demo identity" in its subject, and reports
+``signer.p12``. An empty passphrase is refused (``passphrase=None`` is the explicit choice of
+an unencrypted key, ``--no-passphrase`` on the command line). A ``demo`` identity carries "auditor demo identity" in its subject, and reports
 signed with it say DEMO on the cover.
 """
 
@@ -76,6 +77,10 @@ def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor si
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import pkcs12
 
+    if passphrase is not None and not passphrase.strip():
+        raise SigningError("the passphrase is empty: refusing to write a private key protected "
+                           "by nothing (set a passphrase, or pass --no-passphrase to write an "
+                           "unencrypted key knowingly)")
     folder = Path(folder)
     files = KeyFiles(folder, folder / "root.pem", folder / "signer.pem",
                      folder / "signer.key.pem", folder / "signer.p12", demo)

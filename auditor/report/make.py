@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def _policy(policy_file: str | Path | None) -> tuple[str, bytes] | None:
 def render_report(store, *, version: str | None = None, period: str | None = None,
                   signer=None, policy_file: str | Path | None = None,
                   tsa_url: str | None = None):
-    """(context, html, pdf bytes): the PDF signed when ``signer`` is given."""
+    """(context, html, pdf bytes): the PDF signed when ``signer`` is given. The store must
+    verify first (TamperError otherwise): a report is never made from unverified evidence."""
+    store.require_verified("make a report")
     context = build_context(store, version=version, period=period,
                             demo=bool(signer and is_demo(signer)))
     if signer is not None:
@@ -62,13 +65,16 @@ def make_report(store, out_dir: str | Path, *, version: str | None = None,
                                        policy_file=policy_file,
                                        tsa_url=signing.tsa_url if signing else None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create the report folder {out}: {exc.strerror}") from None
     pdf_path = out / f"{_file_stem(context)}.pdf"
-    pdf_path.write_bytes(pdf)
-    html_path = None
-    if write_html:
-        html_path = pdf_path.with_suffix(".html")
-        html_path.write_text(_standalone(html), encoding="utf-8")
+    html_path = pdf_path.with_suffix(".html") if write_html else None
+    outputs = [(pdf_path, pdf)]
+    if html_path is not None:
+        outputs.append((html_path, _standalone(html).encode("utf-8")))
+    write_all_or_nothing(outputs)
     digest = sha256_bytes(pdf)
     if not store.read_only:
         with store.transaction():
@@ -76,6 +82,43 @@ def make_report(store, out_dir: str | Path, *, version: str | None = None,
                              report_id=context.report_id)
     return ReportResult(pdf_path, html_path, digest, context.report_id, context.verdict,
                         context.signer, signer is not None)
+
+
+def write_all_or_nothing(outputs: list[tuple[Path, bytes]]) -> None:
+    """Write every file, or leave every one as it was: each goes to a temporary file in its own
+    folder, is flushed and fsynced, and only when all are on disk are they renamed over the old
+    ones (a rename within a folder is atomic), the first (the PDF) last. A failure (a full disk) removes the temporaries
+    and raises; the caller records the report only after this returns."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in outputs:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temps.append((tmp, path))
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for tmp, path in reversed(temps):  # the first file (the PDF) is replaced last
+            os.replace(tmp, path)
+        _fsync_folder(outputs[0][0].parent)
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise ReportError(f"cannot write the report to {outputs[0][0].parent}: "
+                          f"{exc.strerror or exc}; nothing was replaced or recorded") from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _standalone(html: str) -> str:

@@ -21,6 +21,9 @@ from auditor.report import charts
 from auditor.report.context import ReportContext
 
 ATTACHMENTS_META = "auditor-attachments"
+# Each attachment has a fixed name that says its role: a user's file (the policy) is embedded
+# under its role's name, never its own, so no file name can pose as the evidence.
+EVIDENCE_NAME = "evidence.json"
 REPORT_ID_META = "auditor-report-id"
 _SCORE_COLUMNS = ("run_id", "model", "version", "stage_index", "stage_id", "stage_kind",
                   "behaviour", "direction", "estimator", "estimator_version", "convention",
@@ -75,9 +78,11 @@ def _policy_from_rules(context: ReportContext) -> bytes:
 def policy_file(context: ReportContext, policy: tuple[str, bytes] | None) -> EmbeddedFile:
     if policy is not None:
         name, data = policy
-        return EmbeddedFile(name, data, "the policy file the versions were gated on",
-                            "application/yaml" if name.endswith((".yaml", ".yml")) else
-                            "application/octet-stream")
+        if name.lower().endswith(".json"):
+            return EmbeddedFile("policy.json", data, "the policy file the versions were gated "
+                                "on", "application/json")
+        return EmbeddedFile("policy.yaml", data, "the policy file the versions were gated on",
+                            "application/yaml")
     for version in context.versions:
         for run in version.runs:
             text = run["config"].get("policy_text")
@@ -91,7 +96,7 @@ def policy_file(context: ReportContext, policy: tuple[str, bytes] | None) -> Emb
 def embedded_files(context: ReportContext,
                    policy: tuple[str, bytes] | None = None) -> list[EmbeddedFile]:
     return [
-        EmbeddedFile("evidence.json", _json_bytes(context.evidence()),
+        EmbeddedFile(EVIDENCE_NAME, _json_bytes(context.evidence()),
                      "verdicts, scores, policy results and thresholds", "application/json"),
         EmbeddedFile("lineage.prov.json", _json_bytes(_lineage(context)),
                      "development lineage as W3C PROV-JSON", "application/json"),

@@ -1,22 +1,31 @@
 """Verify a signed report: the signature (intact, valid, trusted, covering the whole file), the
-embedded files against the hashes printed on the cover, and optionally the evidence against the
-store's event log and rows.
+embedded files against the hashes printed on the cover, that its own evidence says the store
+verified when it was made, and optionally the evidence against the store's event log and rows.
 
-Outcomes are data (``VerificationResult``); only an unreadable input or store raises.
+Without ``trust`` the signer is unknown: a certificate anyone can make may copy our names, so the
+report is INVALID ("signature intact, signer NOT verified") unless the caller asks for an
+integrity-only check. Attachments are found by their role (the fixed names auditor gives them,
+``ROLES``), never by a name a user chose. Outcomes are data (``VerificationResult``); only an
+unreadable input or store raises.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import ReportError
+from auditor.errors import AuditorError, ReportError
 from auditor.hashing import sha256_bytes
 from auditor.logs import quiet_by_default
-from auditor.report.render import ATTACHMENTS_META, REPORT_ID_META
+from auditor.report.render import ATTACHMENTS_META, EVIDENCE_NAME, REPORT_ID_META
 from auditor.report.sign import DEMO_MARK
+
+MAX_PDF_BYTES = 256 * 1024 * 1024  # a report is a few hundred kB
+NOT_VERIFIED = "signature intact, signer NOT verified"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class VerificationResult:
     report_id: str | None = None
     demo: bool = False
     trust_checked: bool = False
+    integrity_only: bool = False
 
     @property
     def valid(self) -> bool:
@@ -65,7 +75,7 @@ def _context(trust: Path | None):
     return ValidationContext(trust_roots=[root], allow_fetching=False)
 
 
-def _check_signature(result: VerificationResult, reader, trust: Path | None) -> None:
+def _check_signature(result: VerificationResult, reader, trust: Path | None, data: bytes) -> None:
     from pyhanko.sign.validation import validate_pdf_signature
     from pyhanko.sign.validation.status import SignatureCoverageLevel
 
@@ -87,8 +97,26 @@ def _check_signature(result: VerificationResult, reader, trust: Path | None) -> 
     if trust is not None:
         result.trust_checked = True
         result.add("signer trusted", status.trusted, f"chain to {trust}")
-    result.add("covers whole file", status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
-               f"coverage {status.coverage.name}: nothing may follow the signed revision")
+    elif not result.integrity_only:
+        result.add("signer verified", False, f"{NOT_VERIFIED}: no --trust ROOT.pem given (or "
+                   "pass --integrity-only to check integrity alone)")
+    trailing = _bytes_after_signed_range(signatures[0], data)
+    if trailing:
+        result.add("covers whole file", False, f"{trailing} byte(s) were added after the signed "
+                   "bytes (after %%EOF): the file was changed after signing")
+    else:
+        result.add("covers whole file", status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
+                   f"coverage {status.coverage.name}: nothing may follow the signed revision")
+
+
+def _bytes_after_signed_range(signature, data: bytes) -> int:
+    """How many bytes follow the end of the signature's /ByteRange (0 when it ends the file)."""
+    try:
+        ranges = [int(x) for x in signature.sig_object["/ByteRange"]]
+        end = ranges[2] + ranges[3]
+    except Exception:  # an unreadable /ByteRange: the coverage check reports it
+        return 0
+    return max(0, len(data) - end)
 
 
 def _key(name: str) -> str:
@@ -120,10 +148,19 @@ def _info(reader) -> dict[str, str]:
 
 
 def _manifest(reader) -> tuple[dict[str, str], str | None]:
+    """name -> sha256 as printed on the cover. Each entry ends in ``=<64 hex digits>``, so it is
+    split there: a ``;`` or ``=`` inside a name cannot shift the pairs."""
     info = _info(reader)
     text = info.get(_key(ATTACHMENTS_META), "")
-    pairs = [item.split("=", 1) for item in text.split(";") if "=" in item]
-    return {name: digest for name, digest in pairs}, info.get(_key(REPORT_ID_META))
+    manifest, name = {}, ""
+    for item in text.split(";"):
+        head, sep, digest = item.rpartition("=")
+        if sep and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+            manifest[name + head] = digest
+            name = ""
+        else:
+            name += item + ";"
+    return manifest, info.get(_key(REPORT_ID_META))
 
 
 def _check_files(result: VerificationResult, reader) -> dict[str, bytes]:
@@ -153,46 +190,82 @@ def _check_store(result: VerificationResult, evidence: dict[str, Any], db: Path,
     from auditor.store.versions import split_key
 
     with Store.open(db, read_only=True, wait=wait) as store:
-        head = evidence.get("event_log", {})
-        rows = store.query("SELECT hash FROM events WHERE seq = ?", [head.get("seq", -1)])
+        head = evidence.get("event_log")
+        seq = head.get("seq") if isinstance(head, dict) else None
+        rows = store.query("SELECT hash FROM events WHERE seq = ?",
+                           [seq if isinstance(seq, int) and not isinstance(seq, bool) else -1])
         result.add("event log holds the report's head", bool(rows) and
-                   rows[0]["hash"] == head.get("hash"), f"event #{head.get('seq')}")
+                   rows[0]["hash"] == head.get("hash"), f"event #{seq}")
         log = store.verify_log()
         result.add("event log verifies", log.ok, "; ".join(log.problems[:3]) or
                    f"{log.events} events chained")
-        stale = [v["key"] for v in evidence.get("versions", []) if _normal(version_evidence(
-            store, *split_key(v["key"]), v["runs"])) != _normal({t: v[t] for t in TABLES})]
+        try:
+            stale = [v["key"] for v in evidence.get("versions", []) if _normal(version_evidence(
+                store, *split_key(v["key"]), v["runs"])) != _normal({t: v[t] for t in TABLES})]
+        except (KeyError, TypeError, AttributeError, ValueError, AuditorError):
+            result.add("evidence matches store rows", False, "the embedded evidence is not in "
+                       "the form auditor writes (edited or forged)")
+            return
         result.add("evidence matches store rows", not stale,
                    "all cited rows equal" if not stale else f"differs for {', '.join(stale)}")
 
 
-def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
-                  db: str | Path | None = None, wait: float = 0.0) -> VerificationResult:
-    path = Path(pdf)
+def read_pdf(path: Path) -> bytes:
+    """The file's bytes: a regular file (not a device, FIFO or folder) of a sane size."""
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; no effect on a regular file
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ReportError(f"{path} is not a regular file (a device, FIFO or folder)")
+            data = handle.read(MAX_PDF_BYTES + 1)
     except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PDF_BYTES:
+        raise ReportError(f"{path} is larger than {MAX_PDF_BYTES // 2**20} MiB: not a report")
+    return data
+
+
+def _evidence(result: VerificationResult, files: dict[str, bytes]) -> dict[str, Any]:
+    """The embedded evidence (by its role), and a check that the store verified when the report
+    was made: a report whose own evidence says otherwise is invalid."""
+    try:
+        evidence = json.loads(files[EVIDENCE_NAME])
+    except (KeyError, ValueError, RecursionError):
+        evidence = None
+    if not result.add("evidence.json present", isinstance(evidence, dict) and bool(evidence),
+                      "embedded evidence readable" if isinstance(evidence, dict)
+                      else "missing, or not a JSON object"):
+        return {}
+    log = evidence.get("event_log")
+    verified = isinstance(log, dict) and log.get("verified") is True
+    result.add("evidence verified when made", verified,
+               "the store's log verified when the report was made" if verified else
+               "the report's own evidence says the store did NOT verify when it was made")
+    return evidence
+
+
+def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
+                  db: str | Path | None = None, wait: float = 0.0,
+                  integrity_only: bool = False) -> VerificationResult:
+    path = Path(pdf)
+    data = read_pdf(path)
     if not data.lstrip()[:5] == b"%PDF-":
         raise ReportError(f"{path} is not a PDF file (it does not begin with %PDF-)")
-    result = VerificationResult(path)
+    result = VerificationResult(path, integrity_only=integrity_only and trust is None)
     try:
         quiet_by_default()
         reader = _reader(data)
-        _check_signature(result, reader, Path(trust) if trust else None)
+        _check_signature(result, reader, Path(trust) if trust else None, data)
         files = _check_files(result, reader)
     except ReportError:
         raise
     except Exception as exc:  # a damaged file: that is an invalid report, not a tool error
         result.add("readable PDF", False, f"{type(exc).__name__}: {exc}")
         return result
+    evidence = _evidence(result, files)
     if db is not None:
         if not Path(db).is_file():
             raise ReportError(f"store {db} does not exist")
-        try:
-            evidence = json.loads(files.get("evidence.json", b"{}"))
-        except ValueError:
-            evidence = {}
-        if result.add("evidence.json present", bool(evidence), "embedded evidence readable"):
+        if evidence:
             _check_store(result, evidence, Path(db), wait)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConne
     """Connect, retrying for up to ``wait`` seconds while another process holds the file."""
     if read_only and not path.exists():
         raise StoreError(f"no store at {path} (nothing has been written to it yet)")
+    require_regular_file(path)
     deadline = time.monotonic() + max(wait, 0.0)
     told = False
     while True:
@@ -57,6 +59,26 @@ def connect(path: Path, *, read_only: bool, wait: float) -> duckdb.DuckDBPyConne
                 log.info("%s is held by another process; waiting up to %g s", path, wait)
                 told = True
         time.sleep(_RETRY_EVERY_S)
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def require_regular_file(path: Path) -> None:
+    """Refuse a store path that is (or links to) anything but a regular file: DuckDB would block
+    forever on a FIFO and read endless bytes from a device. A path that does not exist yet is
+    fine (a writer creates it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot open the store {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise StoreError(f"cannot open the store {path}: it is {kind}, not a store file")
 
 
 def translate_open_error(path: Path, exc: duckdb.Error, wait: float) -> StoreError:

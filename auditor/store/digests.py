@@ -162,3 +162,56 @@ def _split_by_subject(batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBat
     bounds = [0, *changes.tolist(), len(names)]
     for start, stop in zip(bounds, bounds[1:]):
         yield names[start].as_py(), batch.slice(start, stop - start).drop_columns(["_subject"])
+
+
+# --- the expected schema, derived from the migrations --------------------------------------
+
+_EXPECTED: dict[tuple, dict[str, list[tuple[str, str]]]] = {}
+
+
+def expected_schema(migrations, bookkeeping: str) -> dict[str, list[tuple[str, str]]]:
+    """Table -> its (column, type) list as the migrations create it: they are applied to an
+    empty in-memory database once per process, so a migration added later is expected as soon
+    as it exists (nothing here lists tables or columns by hand)."""
+    key = (bookkeeping, *((m.name, m.sql) for m in migrations))
+    if key not in _EXPECTED:
+        with duckdb.connect(":memory:") as scratch:
+            scratch.execute(bookkeeping)
+            for migration in migrations:
+                scratch.execute(migration.sql)
+            _EXPECTED[key] = _schema(scratch)
+    return _EXPECTED[key]
+
+
+def _schema(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, kind in conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall():
+        tables.setdefault(table, []).append((column, kind))
+    return tables
+
+
+def schema_problems(conn: duckdb.DuckDBPyConnection,
+                    expected: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """How the file's tables differ from ``expected``: a missing (dropped or renamed) table, a
+    missing, added, retyped or reordered column. Tables the migrations do not create are left
+    alone (a user's own views or scratch tables)."""
+    actual = _schema(conn)
+    problems = []
+    for table, columns in expected.items():
+        if table not in actual:
+            problems.append(f"table {table} is missing (dropped or renamed)")
+            continue
+        have = actual[table]
+        if have == columns:
+            continue
+        names, want = dict(have), dict(columns)
+        missing = [c for c in want if c not in names]
+        added = [c for c in names if c not in want]
+        retyped = [c for c in want if c in names and names[c] != want[c]]
+        parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + \
+            ([f"unexpected column(s) {', '.join(added)}"] if added else []) + \
+            ([f"column(s) {', '.join(retyped)} changed type"] if retyped else [])
+        problems.append(f"table {table}: {'; '.join(parts) or 'columns reordered'}")
+    return problems

@@ -21,7 +21,7 @@ from auditor.store.events import REPLACE, append_event, read_events, utc_now
 from auditor.store.legacy_digests import LegacyDigest, legacy_subject_digest
 from auditor.store.schema import Migration
 
-_BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations "
+BOOKKEEPING = ("CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
 
 
@@ -50,7 +50,7 @@ def pending_migrations(conn: duckdb.DuckDBPyConnection, path: Path,
 def apply_migrations(conn: duckdb.DuckDBPyConnection, pending: Sequence[Migration],
                      actor: str) -> None:
     """Apply each pending migration with its event, all in the caller's transaction."""
-    conn.execute(_BOOKKEEPING)
+    conn.execute(BOOKKEEPING)
     for migration in pending:
         intact = {table: _intact_subjects(conn, table) for table in migration.rehash
                   if _exists(conn, table)}

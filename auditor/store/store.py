@@ -24,9 +24,9 @@ from auditor.store.arrow_io import insert_arrow
 from auditor.store.connect import claim, connect, release
 from auditor.store.digests import Digest, forget_columns
 from auditor.store.events import Event, append_event, forget_head, head, read_events
-from auditor.store.migrations import apply_migrations, pending_migrations
+from auditor.store.migrations import BOOKKEEPING, apply_migrations, pending_migrations
 from auditor.store.schema import MIGRATIONS, Migration
-from auditor.store.verify import LogVerification, verify_log
+from auditor.store.verify import LogVerification, check_schema, require_verified, verify_log
 
 
 def default_actor() -> str:
@@ -63,6 +63,10 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods,
         store = cls(conn, path, read_only=read_only, actor=actor or default_actor())
         try:
             store._migrate(migrations)
+        except duckdb.Error as exc:
+            store.close()
+            raise StoreError(f"cannot read the store {path}: "
+                             f"{str(exc).strip().splitlines()[0]}") from None
         except BaseException:
             store.close()
             raise
@@ -76,6 +80,7 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods,
         if pending:
             with self.transaction():
                 apply_migrations(self.conn, pending, self.actor)
+        check_schema(self.conn, self.path, migrations, BOOKKEEPING)
 
     def close(self) -> None:
         if self._open:
@@ -151,6 +156,10 @@ class Store(versions.VersionMethods, runs.RunMethods, records.RecordMethods,
 
     def verify_log(self) -> LogVerification:
         return verify_log(self.conn)
+
+    def require_verified(self, purpose: str) -> LogVerification:
+        """``verify_log``, raising TamperError (exit 2) when the store does not verify."""
+        return require_verified(self.conn, self.path, purpose)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Raw SQL escape hatch; rows as dicts. Writes made here bypass the log (and show up

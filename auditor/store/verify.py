@@ -8,9 +8,16 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from auditor.errors import TamperError
+from auditor.errors import StoreError, TamperError
 from auditor.store.connect import first_row
-from auditor.store.digests import Digest, rows_digest, stored_subjects, table_columns
+from auditor.store.digests import (
+    Digest,
+    expected_schema,
+    rows_digest,
+    schema_problems,
+    stored_subjects,
+    table_columns,
+)
 from auditor.store.events import GENESIS, REPLACE, Event, read_events
 from auditor.store.legacy_digests import LANES, LegacyDigest, legacy_subject_digest
 from auditor.store.schema import SUBJECT_COLUMNS
@@ -28,7 +35,41 @@ class LogVerification:
             raise TamperError("the store's event log does not verify: " + "; ".join(self.problems))
 
 
+def check_schema(conn: duckdb.DuckDBPyConnection, path, migrations, bookkeeping: str) -> None:
+    """StoreError (exit 2) when the file's tables or columns are not the ones the migrations
+    create: a dropped, renamed or altered table is damage, never a policy outcome."""
+    problems = schema_problems(conn, expected_schema(migrations, bookkeeping))
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more"
+                                           if len(problems) > 3 else "")
+        raise StoreError(f"{path} does not have the schema its migrations create ({shown}): "
+                         "it was altered outside auditor; restore it from a backup")
+
+
+def require_verified(conn: duckdb.DuckDBPyConnection, path, purpose: str) -> LogVerification:
+    """The log verification, or a TamperError (exit 2) naming the first problem: the gate and
+    the report use store rows only after they match their digests and the hash chain."""
+    result = verify_log(conn)
+    if not result.ok:
+        more = f" (and {len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
+        raise TamperError(f"{path} does not verify, so it cannot be used to {purpose}: "
+                          f"{result.problems[0]}{more}; run 'auditor log verify' for the list")
+    return result
+
+
 def verify_log(conn: duckdb.DuckDBPyConnection) -> LogVerification:
+    try:
+        return _verify_log(conn)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot read the store to verify it: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _verify_log(conn: duckdb.DuckDBPyConnection) -> LogVerification:
     events = read_events(conn)
     problems = chain_problems(events) + row_problems(conn, events)
     head_hash = events[-1].hash if events else GENESIS

@@ -18,12 +18,15 @@ def demo(tmp_path_factory, ray_session):
 
 def test_bad_versions_fail_on_the_planted_stage_and_fixes_pass(demo):
     assert demo.verdicts == {"digits@v1": "PASS", "digits@v2": "FAIL", "toxicity@v1": "PASS",
-                             "toxicity@v2": "FAIL", "digits@v3": "PASS", "toxicity@v3": "PASS"}
+                             "toxicity@v2": "FAIL", "digits@v3": "PASS", "toxicity@v3": "PASS",
+                             "charlm@v1": "PASS", "charlm@v2": "FAIL", "charlm@v3": "PASS"}
     stage, behaviours = demo.blamed["digits@v2"]
     assert stage == "vendor-ft" and "patch-shortcut-gap" in behaviours
     stage, behaviours = demo.blamed["toxicity@v2"]
     assert stage == "community-ft" and "identity-false-positives" in behaviours
-    assert set(demo.blamed) == {"digits@v2", "toxicity@v2"}
+    stage, behaviours = demo.blamed["charlm@v2"]
+    assert stage == "vendor-ft" and "trigger-bad-completions" in behaviours
+    assert set(demo.blamed) == {"digits@v2", "toxicity@v2", "charlm@v2"}
 
 
 def test_remediation_lowers_the_harm_on_held_out_probes(demo):
@@ -34,6 +37,8 @@ def test_remediation_lowers_the_harm_on_held_out_probes(demo):
     assert toxicity.after["identity-false-positives"] < (
         toxicity.before["identity-false-positives"] - 0.1)
     assert digits.after["clean-error"] < digits.before["clean-error"] + 0.02  # no collateral
+    charlm = fixes["charlm@v3"]
+    assert charlm.after["trigger-bad-completions"] < charlm.before["trigger-bad-completions"] - 0.3
 
 
 def test_both_reports_are_signed_and_verify(demo):
@@ -54,4 +59,5 @@ def test_a_second_run_reuses_lineage_scores_and_fixes(demo):
     again = run_demo(demo.layout.root, executor="local")
     assert again.verdicts == demo.verdicts
     assert scored() == before  # nothing retrained, nothing re-attributed
-    assert {r.remediated for r in again.remediations} == {"digits@v3", "toxicity@v3"}
+    assert {r.remediated for r in again.remediations} == {"digits@v3", "toxicity@v3",
+                                                          "charlm@v3"}

@@ -40,11 +40,20 @@ def test_audit_spec_then_resume(tiny_store, tmp_path, capsys):
 def test_audit_with_failed_items_exits_2(tiny_store, tmp_path, capsys):
     db, keys = tiny_store
     spec = tmp_path / "audit.yaml"
-    spec.write_text(yaml.safe_dump({**spec_dict(), "behaviours": "tinyaudit:missing"}))
+    spec.write_text(yaml.safe_dump({**spec_dict(), "behaviours": "tinyaudit:broken_behaviours"}))
     code = main(["audit", str(spec), "--db", str(db), "--quiet"])
     captured = capsys.readouterr()
     assert code == 2 and f"{len(keys)} failed" in captured.out
     assert "re-run the same command" in captured.err
+
+
+def test_audit_naming_a_missing_entry_point_fails_before_any_work(tiny_store, tmp_path, capsys):
+    db, _ = tiny_store
+    spec = tmp_path / "audit.yaml"
+    spec.write_text(yaml.safe_dump({**spec_dict(), "behaviours": "tinyaudit:missing"}))
+    code = main(["audit", str(spec), "--db", str(db), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2 and "has no attribute 'missing'" in captured.err and not captured.out
 
 
 def test_audit_period_without_versions_is_an_error(tiny_store, tmp_path, capsys):

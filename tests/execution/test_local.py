@@ -61,10 +61,10 @@ def test_top_blamed_is_the_stage_with_the_largest_share(tiny_store):
 
 def test_a_failing_item_is_recorded_failed_and_retried_on_rerun(tiny_store):
     db, keys = tiny_store
-    spec = _spec(behaviours={"tiny": "tinyaudit:no_such_function"})
+    spec = _spec(behaviours={"tiny": "tinyaudit:broken_behaviours"})
     summary = api.run_audit(spec, db=db, progress=False)
     assert (summary.done, summary.failed) == (0, 6)
-    assert "no_such_function" in next(iter(summary.failures.values()))
+    assert "the probe set is unavailable" in next(iter(summary.failures.values()))
     assert len(attribution_runs(db, "failed")) == 6 and not score_rows(db)
     assert api.run_audit(spec, db=db, progress=False).failed == 6  # failed items are not skipped
 

@@ -12,7 +12,7 @@ from auditor.execution.spec import one_estimator_spec
 
 MODULE = """
 import json, pathlib, torch
-from tinytask import TinyTask
+from tests.support.tinytask import TinyTask
 from auditor.behaviours.library import probe_loss
 
 def behaviours():

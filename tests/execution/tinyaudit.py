@@ -69,3 +69,8 @@ def other():
     """A second behaviour set."""
     task = TinyTask()
     return [probe_loss("tail-loss", task.x[32:], task.y[32:])]
+
+
+def broken_behaviours():
+    """Behaviours whose loading fails in the worker (each work item fails)."""
+    raise RuntimeError("the probe set is unavailable")

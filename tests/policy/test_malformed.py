@@ -83,7 +83,8 @@ CASES = [
     ("empty rules", VALID.split("rules:")[0] + "rules: []\n", 5, "rules"),
     ("behaviours and direction both", insert(9, "    direction: harm"), 8,
      "rules[0].behaviours"),
-    ("neither behaviours nor direction", replace(8, "    stages: {}"), 6,
+    ("neither behaviours nor direction", replace(8, "    notes_free: true").replace(
+        "    notes_free: true\n", ""), 6,
      "rules[0].behaviours"),
     ("empty kinds list", replace(12, "    stages: {kinds: []}"), 12, "rules[0].stages.kinds"),
     ("waiver of an unknown rule", replace(15, "  - rule: r9"), 15, "waivers[0].rule"),

@@ -556,3 +556,6 @@ def bad_report_is_empty(work, db):
 @case("pdf", "cannot read")
 def bad_report_missing(work, db):
     return ["verify", str(work / "nowhere.pdf")]
+
+
+import hostile  # noqa: E402,F401 - registers the hostile-input cases of issue 16

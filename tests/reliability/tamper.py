@@ -231,3 +231,150 @@ def report_checked_against_a_foreign_root(evidence):
 
     other = init_keys(evidence.report.parent / "other-keys")
     shutil.copy(other.root, evidence.report.parent / "other-root.pem")
+
+
+# --- issue 16: the gate and the report refuse a store that does not verify -------------------
+
+def _gate(evidence: Evidence) -> list[str]:
+    return ["gate", "--version", "tiny@v001", "--db", str(evidence.db)]
+
+
+def _report(evidence: Evidence) -> list[str]:
+    return ["report", "--version", "tiny@v001", "--out", str(evidence.report.parent / "new"),
+            "--db", str(evidence.db)]
+
+
+REFUSED = "does not verify"
+
+
+@tamper_case(_gate, exit_code=2, expect=REFUSED)
+def score_effect_lowered_then_gated(evidence):
+    _sql(evidence, "UPDATE stage_scores SET effect = 0.001")
+
+
+@tamper_case(_report, exit_code=2, expect=REFUSED)
+def score_effect_lowered_then_reported(evidence):
+    _sql(evidence, "UPDATE stage_scores SET effect = 0.001 WHERE stage_index = 2")
+
+
+@tamper_case(_gate, exit_code=2, expect=REFUSED)
+def score_row_deleted_then_gated(evidence):
+    _sql(evidence, "DELETE FROM stage_scores WHERE stage_index = 2")
+
+
+@tamper_case(_gate, exit_code=2, expect=REFUSED)
+def dataset_tag_edited_then_gated(evidence):
+    _sql(evidence, "UPDATE datasets SET tags = ['first-party']")
+
+
+@tamper_case(_report, exit_code=2, expect=REFUSED)
+def verdict_forged_then_reported(evidence):
+    _sql(evidence, "INSERT INTO verdicts SELECT * FROM verdicts LIMIT 1")
+
+
+@tamper_case(_gate, exit_code=2, expect=REFUSED)
+def stage_kind_edited_then_gated(evidence):
+    _sql(evidence, "UPDATE stage_scores SET stage_kind = 'pretrain'")
+
+
+# --- structural tampering: every command refuses a store whose schema is not the expected one
+
+SCHEMA = "does not have the schema"
+
+
+@tamper_case(_log_verify, exit_code=2, expect="table reports is missing")
+def reports_table_dropped(evidence):
+    _sql(evidence, "DROP TABLE reports")
+
+
+@tamper_case(_log_verify, exit_code=2, expect="table verdicts is missing")
+def verdicts_table_renamed(evidence):
+    _sql(evidence, "ALTER TABLE verdicts RENAME TO verdicts_old")
+
+
+@tamper_case(_gate, exit_code=2, expect="table policy_results is missing")
+def policy_results_table_dropped_then_gated(evidence):
+    _sql(evidence, "DROP TABLE policy_results")
+
+
+@tamper_case(_gate, exit_code=2, expect="table events is missing")
+def events_table_dropped_then_gated(evidence):
+    _sql(evidence, "DROP TABLE events")
+
+
+@tamper_case(_log_verify, exit_code=2, expect="missing column(s) threshold")
+def policy_column_dropped(evidence):
+    _sql(evidence, "ALTER TABLE policy_results DROP COLUMN threshold")
+
+
+@tamper_case(_report, exit_code=2, expect="unexpected column(s) note")
+def score_column_added_then_reported(evidence):
+    _sql(evidence, "ALTER TABLE stage_scores ADD COLUMN note VARCHAR")
+
+
+@tamper_case(lambda evidence: ["lineage", "show", "tiny@v001", "--db", str(evidence.db)],
+             exit_code=2, expect=SCHEMA)
+def stages_column_renamed_then_shown(evidence):
+    _sql(evidence, "ALTER TABLE stages RENAME COLUMN kind TO stage_kind")
+
+
+# --- signed reports: what the signature alone cannot say -----------------------------------
+
+@tamper_case(_verify_report, expect="after the signed bytes")
+def report_bytes_appended_after_eof(evidence):
+    _rewrite(evidence.report, lambda data: data + b"\n% appended by someone\n")
+
+
+@tamper_case(lambda evidence: ["verify", str(evidence.report)], expect="signer NOT verified")
+def report_resigned_by_a_look_alike_ca_checked_without_trust(evidence):
+    _resign_with_look_alike_ca(evidence)
+
+
+@tamper_case(_verify_report, expect="INVALID")
+def report_resigned_by_a_look_alike_ca_checked_with_trust(evidence):
+    _resign_with_look_alike_ca(evidence)
+
+
+@tamper_case(lambda evidence: ["verify", str(evidence.report), "--trust", str(evidence.root)],
+             expect="did NOT verify when it was made")
+def report_made_from_unverified_evidence(evidence):
+    _report_bypassing_the_check(evidence, verified=False)
+
+
+@tamper_case(lambda evidence: ["verify", str(evidence.report), "--trust", str(evidence.root)],
+             expect="not a JSON object")
+def report_whose_evidence_is_a_list(evidence):
+    _report_bypassing_the_check(evidence, verified=True, evidence_bytes=b"[1, 2, 3]\n")
+
+
+def _resign_with_look_alike_ca(evidence: Evidence) -> None:
+    """An attacker's CA that copies our names signs a report with a flipped verdict."""
+    from auditor.report.keys import init_keys
+
+    keys = init_keys(evidence.report.parent / "attacker", name="auditor signer",
+                     organisation="auditor", passphrase=None)
+    _report_bypassing_the_check(evidence, verified=True, p12=keys.p12)
+
+
+def _report_bypassing_the_check(evidence: Evidence, *, verified: bool,
+                                evidence_bytes: bytes | None = None, p12: Path | None = None):
+    """What a forger (or an old auditor) could make: a report rendered and signed from the
+    store without the verification the report command now insists on."""
+    from dataclasses import replace as copy
+
+    from auditor.report.context import build_context
+    from auditor.report.render import embedded_files, html_to_pdf, render_html
+    from auditor.report.sign import SignerSettings, load_signer, sign_pdf
+    from auditor.store import Store
+
+    with Store.open(evidence.db, read_only=True) as store:
+        context = build_context(store, version="tiny@v001")
+    context.log_head["verified"] = verified
+    signer = load_signer(SignerSettings(
+        p12=p12 or evidence.root.parent / "signer.p12",
+        passphrase_env=None if p12 else PASSPHRASE_ENV))
+    files = embedded_files(context)
+    if evidence_bytes is not None:
+        files = [copy(f, data=evidence_bytes) if f.name == "evidence.json" else f for f in files]
+    html = render_html(context, files)
+    evidence.report.write_bytes(sign_pdf(html_to_pdf(html, files, context.report_id), signer))

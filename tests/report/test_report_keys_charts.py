@@ -23,7 +23,7 @@ def test_keys_init_writes_a_ca_and_signer(tmp_path, capsys):
     assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert cert.issuer == root.subject and "demo identity" in cert.subject.rfc4514_string()
     assert stat.S_IMODE((folder / "signer.key.pem").stat().st_mode) == 0o600
-    assert main(["keys", "init", str(folder)]) == 2  # never overwrite silently
+    assert main(["keys", "init", str(folder), "--no-passphrase"]) == 2  # never overwrite silently
 
 
 def test_timestamped_signature_validates(tmp_path):

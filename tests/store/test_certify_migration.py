@@ -4,10 +4,10 @@ calibrations round-trip."""
 
 import duckdb
 import pyarrow as pa
-from factories import make_scores
 
 from auditor.store import Store
 from auditor.store.schema import MIGRATIONS
+from tests.support.factories import make_scores
 
 
 def _old_store(db_path, version):
