@@ -389,7 +389,7 @@ def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = No
                           archive=signing.archive or defaults.archive)
     with open_store(db, wait=wait) as store:
         return make(store, out_dir, version=version, period=period, signing=signing,
-                    write_html=html, policy_file=policy_file)
+                    write_html=html, policy_file=policy_file, settings=document.report)
 
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,

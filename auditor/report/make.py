@@ -10,6 +10,7 @@ from auditor.errors import ReportError
 from auditor.hashing import sha256_bytes
 from auditor.report.context import ReportContext, build_context
 from auditor.report.render import embedded_files, html_to_pdf, render_html
+from auditor.report.settings import ReportSettings
 from auditor.report.sign import SignerSettings, is_demo, load_signer, sign_pdf, signer_name
 
 
@@ -25,8 +26,7 @@ class ReportResult:
 
 
 def _file_stem(context: ReportContext) -> str:
-    subject = context.subject.replace("@", "-").replace("/", "-")
-    return f"report-{context.kind}-{subject}"
+    return context.file_stem
 
 
 def _policy(policy_file: str | Path | None) -> tuple[str, bytes] | None:
@@ -41,29 +41,34 @@ def _policy(policy_file: str | Path | None) -> tuple[str, bytes] | None:
 
 def render_report(store, *, version: str | None = None, period: str | None = None,
                   signer=None, policy_file: str | Path | None = None,
-                  tsa_url: str | None = None):
+                  tsa_url: str | None = None, long_term=None, settings=None):
     """(context, html, pdf bytes): the PDF signed when ``signer`` is given. The store must
     verify first (TamperError otherwise): a report is never made from unverified evidence."""
     store.require_verified("make a report")
     context = build_context(store, version=version, period=period,
-                            demo=bool(signer and is_demo(signer)))
+                            demo=bool(signer and is_demo(signer)), settings=settings)
     if signer is not None:
         context.signer = signer_name(signer)
     files = embedded_files(context, _policy(policy_file))
     html = render_html(context, files)
     pdf = html_to_pdf(html, files, context.report_id)
     if signer is not None:
-        pdf = sign_pdf(pdf, signer, tsa_url=tsa_url)
+        pdf = sign_pdf(pdf, signer, tsa_url=tsa_url, long_term=long_term)
     return context, html, pdf
 
 
 def make_report(store, out_dir: str | Path, *, version: str | None = None,
                 period: str | None = None, signing: SignerSettings | None = None,
-                write_html: bool = True, policy_file: str | Path | None = None) -> ReportResult:
+                write_html: bool = True, policy_file: str | Path | None = None,
+                settings: ReportSettings | None = None) -> ReportResult:
+    """``signing.tsa_url`` makes the signature PAdES B-T, ``signing.crls`` B-LT,
+    ``signing.archive`` B-LTA; ``settings``: accountability and scope (report settings file)."""
     signer = load_signer(signing) if signing is not None else None
     context, html, pdf = render_report(store, version=version, period=period, signer=signer,
                                        policy_file=policy_file,
-                                       tsa_url=signing.tsa_url if signing else None)
+                                       tsa_url=signing.tsa_url if signing else None,
+                                       long_term=signing.long_term() if signing else None,
+                                       settings=settings)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

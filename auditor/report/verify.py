@@ -15,6 +15,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class VerificationResult:
     demo: bool = False
     trust_checked: bool = False
     integrity_only: bool = False
+    signed_at: datetime | None = None  # the trusted RFC 3161 timestamp's time, if any
 
     @property
     def valid(self) -> bool:
@@ -62,50 +64,62 @@ def _reader(data: bytes):
     return PdfFileReader(io.BytesIO(data), strict=False)
 
 
-def _context(trust: Path | None):
+def _roots(trust: Path | None) -> list:
     from pyhanko.keys import load_cert_from_pemder
-    from pyhanko_certvalidator import ValidationContext
 
     if trust is None:
-        return ValidationContext(trust_roots=[], allow_fetching=False)
+        return []
     try:
-        root = load_cert_from_pemder(str(trust))
+        return [load_cert_from_pemder(str(trust))]
     except Exception as exc:
         raise ReportError(f"cannot read the trust root {trust}: {exc}") from None
-    return ValidationContext(trust_roots=[root], allow_fetching=False)
 
 
-def _check_signature(result: VerificationResult, reader, trust: Path | None, data: bytes) -> None:
-    from pyhanko.sign.validation import validate_pdf_signature
-    from pyhanko.sign.validation.status import SignatureCoverageLevel
+def _check_signature(result: VerificationResult, reader, trust: Path | None, data: bytes,
+                     at: datetime | None = None) -> None:
+    """The report's one signature, validated at the time its RFC 3161 timestamp proves (else
+    at ``at``, default now), with the DSS's certificates and CRLs; later revisions may only add
+    validation data or document timestamps (docs/reports.md, long-term signatures)."""
+    from auditor.report import longterm
 
-    signatures = reader.embedded_signatures
+    signatures = longterm.signatures(reader)
     if not result.add("signed", len(signatures) == 1,
-                      f"{len(signatures)} signature(s); a report carries exactly one"):
+                      f"{len(signatures)} signature(s); a report carries exactly one "
+                      "(document timestamps aside)"):
         return
+    roots = _roots(trust)
     try:
-        status = validate_pdf_signature(signatures[0], _context(trust))
+        facts = longterm.validate(reader, roots, now=at)
     except ReportError:
         raise
     except Exception as exc:
         result.add("signature intact", False, f"signature cannot be validated: {exc}")
         return
+    status = facts.status
     result.signer = status.signing_cert.subject.human_friendly
     result.demo = DEMO_MARK in result.signer.lower()
-    result.add("signature intact", status.intact, "the signed bytes hash to the signed digest")
-    result.add("signature valid", status.valid, "the signature verifies with the certificate")
+    result.signed_at = facts.signed_at
+    result.add("signature intact", facts.intact, "the signed bytes hash to the signed digest")
+    result.add("signature valid", facts.valid, "the signature verifies with the certificate")
     if trust is not None:
         result.trust_checked = True
-        result.add("signer trusted", status.trusted, f"chain to {trust}")
+        result.add("signer trusted", facts.trusted,
+                   f"chain to {trust.name}; {longterm.describe(facts)}")
     elif not result.integrity_only:
         result.add("signer verified", False, f"{NOT_VERIFIED}: no --trust ROOT.pem given (or "
                    "pass --integrity-only to check integrity alone)")
+    if facts.later_revisions:
+        junk = not data.rstrip().endswith(b"%%EOF")
+        result.add("covers whole file", facts.later_revisions_ok and not junk,
+                   "bytes after the last revision: the file was changed after signing" if junk
+                   else facts.detail)
+        return
     trailing = _bytes_after_signed_range(signatures[0], data)
     if trailing:
         result.add("covers whole file", False, f"{trailing} byte(s) were added after the signed "
                    "bytes (after %%EOF): the file was changed after signing")
     else:
-        result.add("covers whole file", status.coverage == SignatureCoverageLevel.ENTIRE_FILE,
+        result.add("covers whole file", facts.later_revisions_ok,
                    f"coverage {status.coverage.name}: nothing may follow the signed revision")
 
 
@@ -246,7 +260,10 @@ def _evidence(result: VerificationResult, files: dict[str, bytes]) -> dict[str, 
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
                   db: str | Path | None = None, wait: float = 0.0,
-                  integrity_only: bool = False) -> VerificationResult:
+                  integrity_only: bool = False,
+                  at: datetime | None = None) -> VerificationResult:
+    """``at``: the moment to validate at when the signature has no trusted timestamp (default
+    now); a timestamped signature is validated at its timestamp's time."""
     path = Path(pdf)
     data = read_pdf(path)
     if not data.lstrip()[:5] == b"%PDF-":
@@ -255,7 +272,7 @@ def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
     try:
         quiet_by_default()
         reader = _reader(data)
-        _check_signature(result, reader, Path(trust) if trust else None, data)
+        _check_signature(result, reader, Path(trust) if trust else None, data, at)
         files = _check_files(result, reader)
     except ReportError:
         raise
