@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -394,15 +394,16 @@ def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = No
 
 def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
                   db: str | Path | None = None, wait: float = 0.0,
-                  integrity_only: bool = False) -> VerificationResult:
+                  integrity_only: bool = False, at: datetime | None = None) -> VerificationResult:
     """Check a report's signature (intact, valid, trusted, whole file), its embedded files
     against the cover, and with ``db`` its evidence against the store (waiting up to ``wait``
     seconds for a writer to let go of it). Without ``trust`` the report is invalid (signer NOT
-    verified) unless ``integrity_only``. Returns a ``VerificationResult`` (``.valid``,
-    ``.checks``)."""
+    verified) unless ``integrity_only``. A timestamped signature is validated at its
+    timestamp's time; ``at`` sets "now" otherwise (and for the timestamp itself). Returns a
+    ``VerificationResult`` (``.valid``, ``.checks``, ``.signed_at``)."""
     from auditor.report.verify import verify_report as verify
 
-    return verify(pdf, trust=trust, db=db, wait=wait, integrity_only=integrity_only)
+    return verify(pdf, trust=trust, db=db, wait=wait, integrity_only=integrity_only, at=at)
 
 
 def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor signer",

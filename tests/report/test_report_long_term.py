@@ -182,3 +182,50 @@ def test_local_tsa_answers_only_timestamp_queries(signed):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=10)
         assert info.value.code == 400 and tsa.requests == 0
+
+
+@pytest.mark.slow
+def test_a_real_report_signed_b_lt_verifies_after_expiry_and_rejects_changes(
+        store_db, tmp_path, capsys):
+    """A gate report from the session store, signed through the CLI with a one-minute signer
+    certificate, a local TSA and the CA's CRL: verify (CLI and API) accepts it now and a year
+    after the certificate expired; an appended DSS revision verifies; a content change fails;
+    pdfsig agrees."""
+    from pyhanko.sign.validation import add_validation_info
+    from pyhanko_certvalidator import ValidationContext
+
+    from auditor import api
+    from auditor.cli import main
+    from auditor.report.revocation import read_crls
+
+    pki = make_pki(tmp_path / "pki", signer_lifetime=timedelta(minutes=15))
+    db, keys = store_db
+    with LocalTsa(pki.tsa) as tsa:
+        code = main(["report", "--version", keys[-1], "--db", str(db), "--no-html",
+                     "--out", str(tmp_path / "out"), "--key", str(pki.key), "--cert",
+                     str(pki.cert), "--chain", str(pki.root), "--tsa-url", tsa.url,
+                     "--crl", str(pki.crl)])
+    assert code == 0, capsys.readouterr()
+    pdf = next((tmp_path / "out").glob("*.pdf"))
+    result = api.verify_report(pdf, trust=pki.root)
+    assert result.valid, result.checks
+    assert result.signed_at is not None and result.signed_at < pki.not_after
+    later = api.verify_report(pdf, trust=pki.root, at=pki.not_after + LATER)
+    assert later.valid, later.checks
+    assert main(["verify", str(pdf), "--trust", str(pki.root)]) == 0
+    assert "RFC 3161 timestamp" in capsys.readouterr().out
+    # one more DSS revision (as a verifier refreshing validation data would add): still valid
+    reader = _reader(pdf.read_bytes())
+    context = ValidationContext(trust_roots=_roots(pki), allow_fetching=False,
+                                crls=read_crls((pki.crl,)), moment=result.signed_at)
+    appended = tmp_path / "appended.pdf"
+    appended.write_bytes(add_validation_info(reader.embedded_signatures[0], context).getvalue())
+    assert api.verify_report(appended, trust=pki.root).valid
+    changed = tmp_path / "changed.pdf"
+    changed.write_bytes(_append_content_change(pdf.read_bytes()))
+    bad = api.verify_report(changed, trust=pki.root)
+    assert not bad.valid
+    assert [c.name for c in bad.checks if not c.ok] == ["covers whole file"]
+    out = subprocess.run(["pdfsig", "-nssdir", _nss(tmp_path, pki.root), str(pdf)],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert "Signature is Valid" in out and "Certificate is Trusted" in out, out
