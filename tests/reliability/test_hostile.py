@@ -118,9 +118,9 @@ def test_policy_selectors_match_look_alikes_both_ways(kind, tag):
 
 def test_the_recorder_normalises_identifiers(tmp_path):
     import torch
-    from tests.support.tinytask import TinyTask
 
     from auditor import Recorder
+    from tests.support.tinytask import TinyTask
 
     task = TinyTask()
     model = task.build_model()
