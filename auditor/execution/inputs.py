@@ -27,12 +27,11 @@ def inputs_digest(task: str, behaviours: str) -> str:
     """The digest; when the driver cannot load the task or behaviours, a digest of the error
     (the items are planned and fail in their workers, where the error is reported per item)."""
     from auditor.behaviours.library import load_behaviours
-    from auditor.errors import AuditorError
 
     try:
         loaded = load_behaviours(behaviours)
         sources = (module_source(task), module_source(behaviours))
-    except (AuditorError, ImportError, AttributeError, TypeError, ValueError) as exc:
+    except Exception as exc:  # user code: anything it raises fails the items in the workers
         return _sha(f"unloadable {task} {behaviours}: {type(exc).__name__}")
     described = [[b.name, b.direction, b.probe_digest, _code_of(b.surrogate)] for b in loaded]
     blob = canonical_json({"task": task, "task_source": _sha(sources[0]),

@@ -88,7 +88,7 @@ def bad_remediation_of_a_lineage_naming_os_system(work, db):
 def bad_behaviours_entry_point_is_a_builtin(work, db):
     from auditor.cli import main
 
-    assert main(_import(work, db, _with_task("tinytask:tiny_task"))) == 0
+    assert main(_import(work, db, _with_task("tests.support.tinytask:tiny_task"))) == 0
     return ["attribute", "--version", "imported@v7", "--behaviours", "os:getcwd",
             "--db", str(db)]
 

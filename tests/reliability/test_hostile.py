@@ -118,9 +118,9 @@ def test_policy_selectors_match_look_alikes_both_ways(kind, tag):
 
 def test_the_recorder_normalises_identifiers(tmp_path):
     import torch
-    from tinytask import TinyTask
 
     from auditor import Recorder
+    from tests.support.tinytask import TinyTask
 
     task = TinyTask()
     model = task.build_model()
@@ -271,17 +271,17 @@ def test_the_store_schema_is_derived_from_the_migrations():
 
     base = expected_schema(MIGRATIONS, BOOKKEEPING)
     assert {"events", "stage_scores", "reports", "schema_migrations"} <= set(base)
-    extra = Migration("9999_test_extra", "ALTER TABLE stage_scores ADD COLUMN lo DOUBLE;"
+    extra = Migration("9999_test_extra", "ALTER TABLE stage_scores ADD COLUMN test_extra DOUBLE;"
                       "CREATE TABLE extras (x INTEGER);")
     grown = expected_schema((*MIGRATIONS, extra), BOOKKEEPING)
-    assert ("lo", "DOUBLE") in grown["stage_scores"] and "extras" in grown
+    assert ("test_extra", "DOUBLE") in grown["stage_scores"] and "extras" in grown
 
 
 def test_a_store_from_a_newer_migration_set_opens_when_the_code_knows_it(tmp_path):
     from auditor.store import Store
     from auditor.store.schema import MIGRATIONS, Migration
 
-    extra = Migration("9999_test_extra", "ALTER TABLE stage_scores ADD COLUMN lo DOUBLE")
+    extra = Migration("9999_test_extra", "ALTER TABLE stage_scores ADD COLUMN test_extra DOUBLE")
     with Store.open(tmp_path / "s.duckdb", migrations=(*MIGRATIONS, extra)) as store:
         assert store.verify_log().ok
     with Store.open(tmp_path / "s.duckdb", read_only=True,

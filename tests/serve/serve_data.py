@@ -74,11 +74,13 @@ def _version(model, name, created, stages):
         return version
     hostile = []
     for stage in version.stages:  # vendor-supplied text that holds markup
-        data = [d.model_copy(update={"provenance": f"vendor {HOSTILE}",
-                                     "tags": ["third-party", HOSTILE]}) for d in stage.datasets]
+        # kinds and tags are identifiers (docs/lineage-import.md: markup cannot be one); the
+        # free-text fields are where a vendor's markup can stand
+        data = [d.model_copy(update={"provenance": f"vendor {HOSTILE}"})
+                for d in stage.datasets]
         update = {"datasets": data}
         if stage.id == "s1":
-            update["kind"] = f"fine-tune {HOSTILE}"
+            update["notes"] = f"vendor notes {HOSTILE}"
         hostile.append(stage.model_copy(update=update))
     return version.model_copy(update={"stages": hostile})
 
