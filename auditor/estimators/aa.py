@@ -27,8 +27,10 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
+from auditor.errors import EstimatorError
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, stage_embeddings_h0
-from auditor.estimators.records import embeddings_from_flat
+from auditor.estimators.propagation.h0_stream import PRECISIONS, streamed_embeddings
+from auditor.estimators.records import embeddings_from_flat, stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.scoring.plugin import score_by_plugin
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
@@ -40,13 +42,28 @@ from auditor.task import TrainingTask
 @dataclass(frozen=True)
 class AASettings(EstimatorSettings):
     plugin: bool = setting(False, "score f(θ_T) − f(θ_T − e_k) instead of ∇f(θ_T)·e_k")
+    precision: str = setting("float64", "float64 (default, the exactness tests' precision) or "
+                             "float32 (half the memory and time; docs/scaling.md#precision)",
+                             hashed="precision")
+    stream: bool = setting(True, "compute one parameter tensor at a time from memory-mapped "
+                           "checkpoints (docs/scaling.md); False builds whole-model vectors; "
+                           "not in the config hash", hashed=False)
 
     def hashed(self) -> dict[str, Any]:
-        return {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}
+        values = {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}
+        if self.precision != "float64":  # float64 hashes as before the setting existed
+            values["precision"] = self.precision
+        return values
 
     def __post_init__(self) -> None:
         super().__post_init__()
         replace_setting(self, "plugin", check_bool("aa", "plugin", self.plugin))
+        replace_setting(self, "stream", check_bool("aa", "stream", self.stream))
+        if self.precision not in PRECISIONS:
+            raise EstimatorError(f"aa: precision must be float64 or float32, not "
+                                 f"{self.precision!r}")
+        if self.precision != "float64" and not self.stream:
+            raise EstimatorError("aa: precision float32 needs stream=True")
 
 
 class AAEstimator(Estimator):
@@ -60,9 +77,13 @@ class AAEstimator(Estimator):
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
-        resolve_device(self.device)  # checked here; the H = 0 maps run on CPU float64
+        device = resolve_device(self.device)
         layout = ParamLayout.of(task.build_model())
-        flats = stage_embeddings_h0(version, root, layout)
+        if self.settings.stream:
+            vectors = streamed_embeddings(version, root, layout,
+                                          PRECISIONS[self.settings.precision], device)
+            return stage_embeddings(self, version, vectors, started)
+        flats = stage_embeddings_h0(version, root, layout)  # whole-model float64 on the CPU
         return embeddings_from_flat(self, version, layout, flats, started)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
