@@ -13,7 +13,9 @@ child process of its own. Printed per run:
 Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for `aa` and `naive`.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/memory.py [--quick] [--large] [--only aa naive]
-      (--quick: P ≈ 1M and 4M only, no sweeps)
+          [--settings JSON]
+      (--quick: P ≈ 1M and 4M only, no sweeps; --settings: aa's and naive's settings, e.g.
+      '{"precision": "float32"}' or '{"stream": false}' for the whole-model computation)
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def measure(work: Path, size: str, optimizer: str, stages: int, steps: int,
     ref = _child("reference", folder, width, optimizer)
     rows = []
     for name in estimators:
-        run = _child("estimate", folder, width, name, settings)
+        run = _child("estimate", folder, width, name, settings if name != "replay" else "{}")
         model_mb = ref["model_bytes"] / 2**20
         row = {"P": size, "opt": optimizer, "K": stages, "steps": steps, "estimator": name,
                "peak_over_model": (run["peak_mb"] - run["base_mb"]) / model_mb,
@@ -175,7 +177,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--large", action="store_true", help="also P ≈ 67M (needs ~8 GB)")
     parser.add_argument("--only", nargs="*", default=list(ESTIMATORS))
-    parser.add_argument("--settings", default="{}", help="JSON settings for aa (e.g. precision)")
+    parser.add_argument("--settings", default="{}", help="JSON settings for aa and naive, e.g. "
+                        "'{\"precision\": \"float32\", \"spill_above_mb\": 0}'")
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
     if args.child:

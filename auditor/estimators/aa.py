@@ -33,6 +33,7 @@ from auditor.estimators.propagation.h0_stream import PRECISIONS, streamed_embedd
 from auditor.estimators.records import embeddings_from_flat, stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.scoring.plugin import score_by_plugin
+from auditor.estimators.shards import spills
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout
@@ -48,6 +49,11 @@ class AASettings(EstimatorSettings):
     stream: bool = setting(True, "compute one parameter tensor at a time from memory-mapped "
                            "checkpoints (docs/scaling.md); False builds whole-model vectors; "
                            "not in the config hash", hashed=False)
+    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
+                                    "tensor at a time, when K of them would take more than "
+                                    "this many MiB (0: always); below it they stay in memory "
+                                    "(docs/scaling.md#embeddings-on-disk); not in the config "
+                                    "hash", hashed=False)
 
     def hashed(self) -> dict[str, Any]:
         values = {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}
@@ -59,6 +65,10 @@ class AASettings(EstimatorSettings):
         super().__post_init__()
         replace_setting(self, "plugin", check_bool("aa", "plugin", self.plugin))
         replace_setting(self, "stream", check_bool("aa", "stream", self.stream))
+        if isinstance(self.spill_above_mb, bool) or not isinstance(self.spill_above_mb,
+                                                                   (int, float)) \
+                or self.spill_above_mb < 0:
+            raise EstimatorError("aa: spill_above_mb must be a number of MiB ≥ 0")
         if self.precision not in PRECISIONS:
             raise EstimatorError(f"aa: precision must be float64 or float32, not "
                                  f"{self.precision!r}")
@@ -80,8 +90,9 @@ class AAEstimator(Estimator):
         device = resolve_device(self.device)
         layout = ParamLayout.of(task.build_model())
         if self.settings.stream:
-            vectors = streamed_embeddings(version, root, layout,
-                                          PRECISIONS[self.settings.precision], device)
+            dtype = PRECISIONS[self.settings.precision]
+            spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb)
+            vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill)
             return stage_embeddings(self, version, vectors, started)
         flats = stage_embeddings_h0(version, root, layout)  # whole-model float64 on the CPU
         return embeddings_from_flat(self, version, layout, flats, started)

@@ -20,6 +20,7 @@ from auditor.estimators.device import resolve_device
 from auditor.errors import EstimatorError
 from auditor.estimators.propagation.h0_stream import PRECISIONS
 from auditor.estimators.records import stage_embeddings
+from auditor.estimators.shards import Shards, spills
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.hashing import config_hash
@@ -34,10 +35,19 @@ class NaiveSettings(EstimatorSettings):
                              "embeddings; docs/scaling.md#precision)", hashed="precision")
     stream: bool = setting(True, "read one tensor at a time from memory-mapped checkpoints "
                            "(docs/scaling.md); not in the config hash", hashed=False)
+    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
+                                    "tensor at a time, when K of them would take more than "
+                                    "this many MiB (0: always); below it they stay in memory "
+                                    "(docs/scaling.md#embeddings-on-disk); not in the config "
+                                    "hash", hashed=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         replace_setting(self, "stream", check_bool("naive", "stream", self.stream))
+        if isinstance(self.spill_above_mb, bool) or not isinstance(self.spill_above_mb,
+                                                                   (int, float)) \
+                or self.spill_above_mb < 0:
+            raise EstimatorError("naive: spill_above_mb must be a number of MiB ≥ 0")
         if self.precision not in PRECISIONS:
             raise EstimatorError(f"naive: precision must be float64 or float32, not "
                                  f"{self.precision!r}")
@@ -68,8 +78,10 @@ class NaiveEstimator(Estimator):
         device = resolve_device(self.device)
         if self.settings.stream:
             dtype = PRECISIONS[self.settings.precision]
-            return stage_embeddings(self, version, _streamed(version, root, dtype, device),
-                                    started)
+            spill = spills(len(version.stages), version.parameters, dtype,
+                           self.settings.spill_above_mb)
+            vectors = _streamed(version, root, dtype, device, spill)
+            return stage_embeddings(self, version, vectors, started)
         vectors = []
         for stage in version.stages:
             start = load_tensors(stage.theta_start, root)
@@ -84,21 +96,33 @@ class NaiveEstimator(Estimator):
 
 
 def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
-              device: torch.device) -> list[dict[str, torch.Tensor]]:
+              device: torch.device, spill: bool) -> list:
     """θ_end − θ_start tensor by tensor from the memory-mapped checkpoints (on ``device``,
-    kept on the CPU)."""
+    kept on the CPU, or on disk when ``spill``)."""
     read = LazyCheckpoints(root)
-    vectors = []
-    for stage in version.stages:
-        start, end = read(stage.theta_start), read(stage.theta_end)
-        vector = {}
-        for name in end.keys():
-            if name not in start.keys():
-                continue
-            after = end.get(name)
-            if not after.is_floating_point():
+    pairs = [(read(stage.theta_start), read(stage.theta_end)) for stage in version.stages]
+    names = list(dict.fromkeys(name for _, end in pairs for name in end.keys()))
+    shards = Shards(len(pairs)) if spill else None
+    vectors: list[dict[str, torch.Tensor]] = [{} for _ in pairs]
+    for name in names:
+        per_stage = []
+        for start, end in pairs:
+            after = end.get(name) if name in start.keys() else None
+            if after is None or not after.is_floating_point():
+                per_stage.append(None)
                 continue
             before = start.get(name)
-            vector[name] = (after.to(device, dtype) - before.to(device, dtype)).to("cpu")
-        vectors.append(vector)
+            per_stage.append((after.to(device, dtype) - before.to(device, dtype)).to("cpu"))
+        if shards is not None and all(t is not None for t in per_stage):
+            shards.add(name, per_stage)
+            continue
+        for k, tensor in enumerate(per_stage):
+            if tensor is not None:
+                vectors[k][name] = tensor
+    if shards is None:
+        return vectors
+    if not any(vectors):
+        return shards.vectors()
+    for k, lazy in enumerate(shards.vectors()):  # rare: a tensor some stages lack, in memory
+        vectors[k].update(lazy.items())
     return vectors

@@ -58,6 +58,7 @@ def test_streamed_naive_is_bitwise_the_whole_model_difference(tmp_path):
     ({"precision": "float16"}, "precision must be float64 or float32"),
     ({"precision": "float32", "stream": False}, "float32 needs stream=True"),
     ({"stream": "yes"}, "stream must be true or false"),
+    ({"spill_above_mb": -1}, "spill_above_mb must be a number"),
 ])
 @pytest.mark.parametrize("name", ["aa", "naive"])
 def test_precision_and_stream_settings_are_checked(name, settings, message):
@@ -78,3 +79,33 @@ def test_lazy_checkpoint_checks_the_hash_and_each_tensor(tmp_path):
     save_file({"w": torch.zeros(3)}, str(path))  # replaced after recording
     with pytest.raises(CheckpointError, match="does not match its recorded hash"):
         LazyCheckpoint(ref, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["aa", "naive"])
+def test_embeddings_on_disk_score_and_save_like_those_in_memory(tmp_path, name):
+    from auditor.behaviours.library import probe_loss
+    from auditor.estimators.embeddings import load_embeddings, save_embeddings
+    from auditor.estimators.shards import ShardVector
+    from auditor.lineage.counterfactual import final_model
+
+    task, rec = record_adamw(tmp_path)
+    behaviour = probe_loss("probe", task.x[:16], task.y[:16])
+    model = final_model(rec.lineage, tmp_path, task)
+    held = get_estimator(name)  # tiny: below spill_above_mb
+    on_disk = get_estimator(name, spill_above_mb=0)
+    memory = held.prepare(rec.lineage, tmp_path, task)
+    disk = on_disk.prepare(rec.lineage, tmp_path, task)
+    assert all(isinstance(v, ShardVector) for v in disk.vectors)
+    assert not any(isinstance(v, ShardVector) for v in memory.vectors)
+    # the product runs in the model's float32 per parameter block: rounding of float32 only
+    assert on_disk.score(disk, [behaviour], model).effects == pytest.approx(
+        held.score(memory, [behaviour], model).effects, rel=1e-6, abs=1e-9)
+    saved = load_embeddings(save_embeddings(disk, tmp_path / "e.safetensors").path)
+    for k, vector in enumerate(memory.vectors):
+        for key, tensor in vector.items():
+            assert torch.equal(saved.vectors[k][key], tensor)
+    folder = disk.vectors[0].shards.folder
+    del disk
+    import gc
+    gc.collect()
+    assert not folder.exists()  # the shards go with the embeddings

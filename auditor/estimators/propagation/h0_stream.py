@@ -22,6 +22,7 @@ import torch
 
 from auditor.estimators.propagation.dynamics import StageCoefficients, stage_coefficients
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, ordered_product, step_maps
+from auditor.estimators.shards import Shards
 from auditor.lineage.checkpoints import LazyCheckpoints
 from auditor.lineage.models import ModelVersion, Stage
 from auditor.lineage.sketching.layout import ParamLayout, momentum_field
@@ -154,11 +155,18 @@ class StreamedH0:
 
 
 def streamed_embeddings(version: ModelVersion, root: str | Path, layout: ParamLayout,
-                        dtype: torch.dtype = torch.float64,
-                        device: str | torch.device = "cpu") -> list[dict[str, torch.Tensor]]:
-    """The K embeddings as tensors by name, computed one tensor at a time."""
+                        dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                        spill: bool = False) -> list:
+    """The K embeddings as tensors by name, computed one tensor at a time; ``spill`` writes
+    them to disk tensor by tensor (``Shards``) instead of holding them."""
+    streamed = StreamedH0(version, root, layout, dtype, device)
+    if spill:
+        shards = Shards(len(version.stages))
+        for name, per_stage in streamed:
+            shards.add(name, per_stage)
+        return shards.vectors()
     vectors: list[dict[str, torch.Tensor]] = [{} for _ in version.stages]
-    for name, per_stage in StreamedH0(version, root, layout, dtype, device):
+    for name, per_stage in streamed:
         for k, tensor in enumerate(per_stage):
             vectors[k][name] = tensor.to("cpu")  # device memory: one tensor's worth at a time
     return vectors
