@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, safe_open, save_file
 
 from auditor.errors import CheckpointError
 from auditor.hashing import sha256_file
@@ -191,15 +191,12 @@ class LazyCheckpoint:
     """
 
     def __init__(self, ref: CheckpointRef, root: str | Path):
-        from safetensors import safe_open
-
         self.path = verify(ref, root)
         self._tensors: Tensors | None = None
-        self._handle = None
         if ref.format == "safetensors":
             try:
-                self._handle = safe_open(str(self.path), framework="pt")
-                self._keys = frozenset(self._handle.keys())
+                with safe_open(str(self.path), framework="pt") as handle:
+                    self._keys = frozenset(handle.keys())
             except (SafetensorError, OSError, ValueError) as exc:
                 raise CheckpointError(f"checkpoint {self.path} is not a readable safetensors "
                                       f"file: {exc}") from exc
@@ -217,8 +214,9 @@ class LazyCheckpoint:
         if self._tensors is not None:
             tensor = self._tensors[name]
         else:
-            try:
-                tensor = self._handle.get_tensor(name)
+            try:  # opened per read: no mapping (and its pages) outlives the tensor read
+                with safe_open(str(self.path), framework="pt") as handle:
+                    tensor = handle.get_tensor(name)
             except (SafetensorError, OSError, ValueError) as exc:
                 raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
                                       f"{exc}") from exc
