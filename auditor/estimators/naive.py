@@ -38,7 +38,7 @@ class NaiveSettings(EstimatorSettings):
     spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
                                     "tensor at a time, when K of them would take more than "
                                     "this many MiB (0: always); below it they stay in memory "
-                                    "(docs/scaling.md#embeddings-on-disk); not in the config "
+                                    "(docs/scaling.md#what-streams); not in the config "
                                     "hash", hashed=False)
 
     def __post_init__(self) -> None:
