@@ -27,10 +27,13 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
+from auditor.errors import EstimatorError
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, stage_embeddings_h0
-from auditor.estimators.records import embeddings_from_flat
+from auditor.estimators.propagation.h0_stream import PRECISIONS, streamed_embeddings
+from auditor.estimators.records import embeddings_from_flat, stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.scoring.plugin import score_by_plugin
+from auditor.estimators.shards import spills
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout
@@ -40,13 +43,37 @@ from auditor.task import TrainingTask
 @dataclass(frozen=True)
 class AASettings(EstimatorSettings):
     plugin: bool = setting(False, "score f(θ_T) − f(θ_T − e_k) instead of ∇f(θ_T)·e_k")
+    precision: str = setting("float64", "float64 (default, the exactness tests' precision) or "
+                             "float32 (half the memory and time; docs/scaling.md#precision)",
+                             hashed="precision")
+    stream: bool = setting(True, "compute one parameter tensor at a time from memory-mapped "
+                           "checkpoints (docs/scaling.md); False builds whole-model vectors; "
+                           "not in the config hash", hashed=False)
+    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
+                                    "tensor at a time, when K of them would take more than "
+                                    "this many MiB (0: always); below it they stay in memory "
+                                    "(docs/scaling.md#what-streams); not in the config "
+                                    "hash", hashed=False)
 
     def hashed(self) -> dict[str, Any]:
-        return {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}
+        values = {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}
+        if self.precision != "float64":  # float64 hashes as before the setting existed
+            values["precision"] = self.precision
+        return values
 
     def __post_init__(self) -> None:
         super().__post_init__()
         replace_setting(self, "plugin", check_bool("aa", "plugin", self.plugin))
+        replace_setting(self, "stream", check_bool("aa", "stream", self.stream))
+        if isinstance(self.spill_above_mb, bool) or not isinstance(self.spill_above_mb,
+                                                                   (int, float)) \
+                or self.spill_above_mb < 0:
+            raise EstimatorError("aa: spill_above_mb must be a number of MiB ≥ 0")
+        if self.precision not in PRECISIONS:
+            raise EstimatorError(f"aa: precision must be float64 or float32, not "
+                                 f"{self.precision!r}")
+        if self.precision != "float64" and not self.stream:
+            raise EstimatorError("aa: precision float32 needs stream=True")
 
 
 class AAEstimator(Estimator):
@@ -60,9 +87,14 @@ class AAEstimator(Estimator):
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
-        resolve_device(self.device)  # checked here; the H = 0 maps run on CPU float64
+        device = resolve_device(self.device)
         layout = ParamLayout.of(task.build_model())
-        flats = stage_embeddings_h0(version, root, layout)
+        if self.settings.stream:
+            dtype = PRECISIONS[self.settings.precision]
+            spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb)
+            vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill)
+            return stage_embeddings(self, version, vectors, started)
+        flats = stage_embeddings_h0(version, root, layout)  # whole-model float64 on the CPU
         return embeddings_from_flat(self, version, layout, flats, started)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],

@@ -8,6 +8,7 @@ beside them.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,29 +17,71 @@ import torch
 from auditor.behaviours.base import Behaviour
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
+from auditor.errors import EstimatorError
+from auditor.estimators.propagation.h0_stream import PRECISIONS
 from auditor.estimators.records import stage_embeddings
+from auditor.estimators.shards import Shards, spills
 from auditor.estimators.scoring.gradients import score_by_gradients
+from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.hashing import config_hash
-from auditor.lineage.checkpoints import load_tensors
+from auditor.lineage.checkpoints import LazyCheckpoints, load_tensors
 from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
 
 
+@dataclass(frozen=True)
+class NaiveSettings(EstimatorSettings):
+    precision: str = setting("float64", "float64 (default) or float32 (half the memory of the "
+                             "embeddings; docs/scaling.md#precision)", hashed="precision")
+    stream: bool = setting(True, "read one tensor at a time from memory-mapped checkpoints "
+                           "(docs/scaling.md); not in the config hash", hashed=False)
+    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
+                                    "tensor at a time, when K of them would take more than "
+                                    "this many MiB (0: always); below it they stay in memory "
+                                    "(docs/scaling.md#what-streams); not in the config "
+                                    "hash", hashed=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        replace_setting(self, "stream", check_bool("naive", "stream", self.stream))
+        if isinstance(self.spill_above_mb, bool) or not isinstance(self.spill_above_mb,
+                                                                   (int, float)) \
+                or self.spill_above_mb < 0:
+            raise EstimatorError("naive: spill_above_mb must be a number of MiB ≥ 0")
+        if self.precision not in PRECISIONS:
+            raise EstimatorError(f"naive: precision must be float64 or float32, not "
+                                 f"{self.precision!r}")
+        if self.precision != "float64" and not self.stream:
+            raise EstimatorError("naive: precision float32 needs stream=True")
+
+
 class NaiveEstimator(Estimator):
-    """No settings but ``device``."""
+    """The stage's own parameter change."""
 
     name: ClassVar[str] = "naive"
     version: ClassVar[str] = "1"
+    Settings = NaiveSettings
+    settings: NaiveSettings
 
     @property
     def config_hash(self) -> str:
         # without a "settings" key: the form of the first release, kept so stored runs match
+        # (float64: the numbers of that release); float32 hashes its precision
+        if self.settings.precision != "float64":
+            return config_hash({"estimator": self.name, "version": self.version,
+                                "settings": {"precision": self.settings.precision}})
         return config_hash({"estimator": self.name, "version": self.version})
 
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
-        resolve_device(self.device)  # checked here; the differences are CPU float64
+        device = resolve_device(self.device)
+        if self.settings.stream:
+            dtype = PRECISIONS[self.settings.precision]
+            spill = spills(len(version.stages), version.parameters, dtype,
+                           self.settings.spill_above_mb)
+            vectors = _streamed(version, root, dtype, device, spill)
+            return stage_embeddings(self, version, vectors, started)
         vectors = []
         for stage in version.stages:
             start = load_tensors(stage.theta_start, root)
@@ -50,3 +93,36 @@ class NaiveEstimator(Estimator):
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:
         return score_by_gradients(embeddings, behaviours, model)
+
+
+def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
+              device: torch.device, spill: bool) -> list:
+    """θ_end − θ_start tensor by tensor from the memory-mapped checkpoints (on ``device``,
+    kept on the CPU, or on disk when ``spill``)."""
+    read = LazyCheckpoints(root)
+    pairs = [(read(stage.theta_start), read(stage.theta_end)) for stage in version.stages]
+    names = list(dict.fromkeys(name for _, end in pairs for name in end.keys()))
+    shards = Shards(len(pairs)) if spill else None
+    vectors: list[dict[str, torch.Tensor]] = [{} for _ in pairs]
+    for name in names:
+        per_stage = []
+        for start, end in pairs:
+            after = end.get(name) if name in start.keys() else None
+            if after is None or not after.is_floating_point():
+                per_stage.append(None)
+                continue
+            before = start.get(name)
+            per_stage.append((after.to(device, dtype) - before.to(device, dtype)).to("cpu"))
+        if shards is not None and all(t is not None for t in per_stage):
+            shards.add(name, per_stage)
+            continue
+        for k, tensor in enumerate(per_stage):
+            if tensor is not None:
+                vectors[k][name] = tensor
+    if shards is None:
+        return vectors
+    if not any(vectors):
+        return shards.vectors()
+    for k, lazy in enumerate(shards.vectors()):  # rare: a tensor some stages lack, in memory
+        vectors[k].update(lazy.items())
+    return vectors

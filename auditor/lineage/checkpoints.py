@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, safe_open, save_file
 
 from auditor.errors import CheckpointError
 from auditor.hashing import sha256_file
@@ -215,3 +215,63 @@ def restore_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Mo
         if field != "step":
             value = value.to(device=param.device, dtype=param.dtype)
         optimizer.state[param][field] = value.clone()
+
+
+# -- lazy reading, one tensor at a time ---------------------------------------------------------
+
+class LazyCheckpoint:
+    """A checkpoint whose sha256 is checked once, then read one tensor at a time.
+
+    safetensors files are memory-mapped (``safe_open``): reading a tensor costs its own bytes,
+    never the file's. A torch state dict (``weights_only=True``) is read whole. Each tensor read
+    is checked for NaN/Inf like ``load_tensors`` checks a whole file.
+    """
+
+    def __init__(self, ref: CheckpointRef, root: str | Path):
+        self.path = verify(ref, root)
+        self._tensors: Tensors | None = None
+        if ref.format == "safetensors":
+            try:
+                with safe_open(str(self.path), framework="pt") as handle:
+                    self._keys = frozenset(handle.keys())
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise CheckpointError(f"checkpoint {self.path} is not a readable safetensors "
+                                      f"file: {exc}") from exc
+        else:
+            self._tensors = _read_torch(self.path)
+            self._keys = frozenset(self._tensors)
+
+    def keys(self) -> frozenset[str]:
+        return self._keys
+
+    def get(self, name: str) -> torch.Tensor | None:
+        """The tensor ``name`` (None when the checkpoint has none of that name)."""
+        if name not in self._keys:
+            return None
+        if self._tensors is not None:
+            tensor = self._tensors[name]
+        else:
+            try:  # opened per read: no mapping (and its pages) outlives the tensor read
+                with safe_open(str(self.path), framework="pt") as handle:
+                    tensor = handle.get_tensor(name)
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
+                                      f"{exc}") from exc
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"checkpoint {self.path} holds NaN or Inf values in {name!r}")
+        return tensor
+
+
+class LazyCheckpoints:
+    """``LazyCheckpoint`` per reference, each file hashed once (shared by equal sha256)."""
+
+    def __init__(self, root: str | Path):
+        self.root = root
+        self._open: dict[str, LazyCheckpoint] = {}
+
+    def __call__(self, ref: CheckpointRef | None) -> LazyCheckpoint | None:
+        if ref is None:
+            return None
+        if ref.sha256 not in self._open:
+            self._open[ref.sha256] = LazyCheckpoint(ref, self.root)
+        return self._open[ref.sha256]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from auditor.errors import EstimatorError
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
 from auditor.estimators.records import effects_record
 from auditor.estimators.scoring.families import families_of, family_effects
+from auditor.estimators.shards import is_lazy
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # gradients held before one (K × P_j) @ (P_j × chunk) product per parameter
@@ -85,7 +87,8 @@ def _score_one_by_one(embeddings: StageEmbeddings, behaviours: list[Behaviour],
     first = next(iter(params.values()), None)
     dtype = first.dtype if first is not None else torch.float64
     # the product runs in the model's dtype: a float32 gradient carries float32 precision anyway
-    blocks = _embedding_blocks(embedding_matrix(embeddings, params).to(dtype), params)
+    blocks = (_LazyBlocks(embeddings.vectors, params, dtype) if is_lazy(embeddings.vectors)
+              else _embedding_blocks(embedding_matrix(embeddings, params).to(dtype), params))
     effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
     metrics, held = [], []
     for q, behaviour in enumerate(behaviours):
@@ -109,6 +112,23 @@ def _embedding_blocks(matrix: torch.Tensor,
         blocks.append(matrix[:, start:start + p.numel()].to(p.device))
         start += p.numel()
     return blocks
+
+
+class _LazyBlocks(Sequence):
+    """The K × P_j blocks of embeddings kept on disk (``Shards``), read one parameter at a
+    time when a chunk of gradients is multiplied: memory one block, not K × P."""
+
+    def __init__(self, vectors: list, params: dict[str, torch.Tensor], dtype: torch.dtype):
+        self.vectors, self.items, self.dtype = vectors, list(params.items()), dtype
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, j: int) -> torch.Tensor:
+        name, p = self.items[j]
+        rows = [vector[name].reshape(-1).to("cpu", torch.float64) if name in vector
+                else torch.zeros(p.numel(), dtype=torch.float64) for vector in self.vectors]
+        return torch.stack(rows).to(self.dtype).to(p.device)
 
 
 def _gradients(value: torch.Tensor, params: dict[str, torch.Tensor]) -> list[torch.Tensor]:

@@ -1,0 +1,208 @@
+"""Memory and time of `aa`, `naive` and `replay` as the model grows (issue 20).
+
+For MLPs of P ≈ 1M, 4M, 17M parameters (67M with --large) trained under the Recorder with AdamW
+and with SGD (momentum), K stages × S steps, each estimator runs `prepare` + one behaviour in a
+child process of its own. Printed per run:
+
+* peak / model: the child's peak RSS above its RSS after imports and building the task,
+  divided by the model's bytes (float32);
+* step ratio: prepare time per logged step / one `AdamW.step()` (or `SGD.step()`) on the same
+  parameters, measured in a child of the same run;
+* read ratio: prepare time / one read + sha256 check of every checkpoint of the lineage.
+
+Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for `aa` and `naive`.
+
+Run:  PYTHONPATH=$PWD .venv/bin/python bench/memory.py [--quick] [--large] [--only aa naive]
+          [--settings JSON]
+      (--quick: P ≈ 1M and 4M only, no sweeps; --settings: aa's and naive's settings, e.g.
+      '{"precision": "float32"}' or '{"stream": false}' for the whole-model computation)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+WIDTHS = {"1M": 512, "4M": 1024, "17M": 2048, "67M": 4096}
+ESTIMATORS = ("aa", "naive", "replay")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _current_rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# -- children ---------------------------------------------------------------------------------
+
+def child_record(folder: str, width: int, optimizer: str, stages: int, steps: int) -> dict:
+    import torch
+    from memory_task import MemoryTask
+
+    from auditor import Recorder
+
+    torch.manual_seed(0)
+    task = MemoryTask(width)
+    model = task.build_model()
+    rec = Recorder(folder, model, model_name="memory", version="v1", task="memory_task:task")
+    opt = (torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+           if optimizer == "adamw" else
+           torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4))
+    gen = torch.Generator().manual_seed(1)
+    for k in range(stages):
+        with rec.stage(f"s{k}", kind="pretrain" if k == 0 else "fine-tune", optimizer=opt):
+            for _ in range(steps):
+                ids = torch.randint(0, 256, (8,), generator=gen)
+                rec.batch(ids)
+                loss = task.loss(model, task.batch(f"s{k}", ids))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+def child_estimate(folder: str, width: int, estimator: str, settings: str) -> dict:
+    import torch
+    from memory_task import MemoryTask, behaviour
+
+    from auditor.estimators import get_estimator
+    from auditor.lineage.recorder import load_lineage
+
+    torch.set_num_threads(1)
+    task = MemoryTask(width)
+    version = load_lineage(folder)
+    probe = behaviour(task)
+    base = _current_rss_mb()
+    est = get_estimator(estimator, **json.loads(settings))
+    started = time.perf_counter()
+    embeddings = est.prepare(version, folder, task)
+    prepared = time.perf_counter() - started
+    from auditor.lineage.counterfactual import load_model
+    model = load_model(task, version, Path(folder), version.stages[-1].theta_end)
+    effects = est.score(embeddings, [probe], model)
+    total = time.perf_counter() - started
+    return {"base_mb": base, "peak_mb": _rss_mb(), "prepare_s": prepared, "total_s": total,
+            "effects": [float(v) for v in effects.effects[:, 0]]}
+
+
+def child_reference(folder: str, width: int, optimizer: str) -> dict:
+    import torch
+    from memory_task import MemoryTask
+
+    from auditor.lineage.checkpoints import load_tensors
+    from auditor.lineage.recorder import load_lineage
+
+    torch.set_num_threads(1)
+    task = MemoryTask(width)
+    model = task.build_model()
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt = (torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+           if optimizer == "adamw" else
+           torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4))
+    opt.step()  # state allocated
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        opt.step()
+        times.append(time.perf_counter() - started)
+    version = load_lineage(folder)
+    started = time.perf_counter()
+    refs = {}
+    for stage in version.stages:
+        for ref in (stage.theta_start, stage.theta_end, stage.optimizer_start,
+                    stage.optimizer_end):
+            if ref is not None:
+                refs[ref.sha256] = ref
+    for ref in refs.values():
+        load_tensors(ref, folder)
+    read = time.perf_counter() - started
+    return {"step_s": sorted(times)[len(times) // 2], "read_s": read,
+            "model_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
+
+
+def _child(kind: str, *args) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(BENCH)]))
+    out = subprocess.run([sys.executable, __file__, "--child", kind, *map(str, args)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"child {kind} {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the parent -------------------------------------------------------------------------------
+
+def measure(work: Path, size: str, optimizer: str, stages: int, steps: int,
+            estimators, settings: str) -> list[dict]:
+    width = WIDTHS[size]
+    folder = work / f"{size}-{optimizer}-{stages}x{steps}"
+    if not folder.exists():
+        _child("record", folder, width, optimizer, stages, steps)
+    ref = _child("reference", folder, width, optimizer)
+    rows = []
+    for name in estimators:
+        run = _child("estimate", folder, width, name, settings if name != "replay" else "{}")
+        model_mb = ref["model_bytes"] / 2**20
+        row = {"P": size, "opt": optimizer, "K": stages, "steps": steps, "estimator": name,
+               "peak_over_model": (run["peak_mb"] - run["base_mb"]) / model_mb,
+               "step_ratio": run["prepare_s"] / (stages * steps) / ref["step_s"],
+               "read_ratio": run["prepare_s"] / ref["read_s"], "prepare_s": run["prepare_s"],
+               "peak_mb": run["peak_mb"] - run["base_mb"], "model_mb": model_mb,
+               "effects": run["effects"]}
+        rows.append(row)
+        print(f"{size:>4} {optimizer:<6} K={stages} S={steps:<3} {name:<7} "
+              f"peak {row['peak_mb']:8.1f} MB = {row['peak_over_model']:5.2f}× model   "
+              f"prepare {row['prepare_s']:7.2f} s = {row['step_ratio']:7.2f}× opt.step/step, "
+              f"{row['read_ratio']:6.2f}× read+hash", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs="+")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--large", action="store_true", help="also P ≈ 67M (needs ~8 GB)")
+    parser.add_argument("--only", nargs="*", default=list(ESTIMATORS))
+    parser.add_argument("--settings", default="{}", help="JSON settings for aa and naive, e.g. "
+                        "'{\"precision\": \"float32\", \"spill_above_mb\": 0}'")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args()
+    if args.child:
+        kind, rest = args.child[0], args.child[1:]
+        fn = {"record": child_record, "estimate": child_estimate,
+              "reference": child_reference}[kind]
+        typed = [int(a) if a.isdigit() else a for a in rest]
+        print(json.dumps(fn(*typed)))
+        return
+    sizes = ["1M", "4M"] if args.quick else ["1M", "4M", "17M"] + (["67M"] if args.large else [])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for size in sizes:
+            for optimizer in ("adamw", "sgd"):
+                rows += measure(work, size, optimizer, 4, 3, args.only, args.settings)
+        if not args.quick:
+            sweep = [e for e in args.only if e != "replay"]
+            for stages in (2, 8):
+                rows += measure(work, "4M", "adamw", stages, 3, sweep, args.settings)
+            rows += measure(work, "4M", "adamw", 4, 12, sweep, args.settings)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
