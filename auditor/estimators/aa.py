@@ -25,16 +25,16 @@ from typing import Any, ClassVar
 import torch
 
 from auditor.behaviours.base import Behaviour
+from auditor.errors import EstimatorError
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
-from auditor.errors import EstimatorError
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, stage_embeddings_h0
 from auditor.estimators.propagation.h0_stream import PRECISIONS, streamed_embeddings
 from auditor.estimators.records import embeddings_from_flat, stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.scoring.plugin import score_by_plugin
-from auditor.estimators.shards import spills
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
+from auditor.estimators.shards import spills
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask

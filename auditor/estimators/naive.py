@@ -15,14 +15,14 @@ from typing import ClassVar
 import torch
 
 from auditor.behaviours.base import Behaviour
+from auditor.errors import EstimatorError
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
-from auditor.errors import EstimatorError
 from auditor.estimators.propagation.h0_stream import PRECISIONS
 from auditor.estimators.records import stage_embeddings
-from auditor.estimators.shards import Shards, spills
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
+from auditor.estimators.shards import Shards, spills
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import LazyCheckpoints, load_tensors
 from auditor.lineage.models import ModelVersion

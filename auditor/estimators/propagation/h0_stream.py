@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from auditor.estimators.propagation.dynamics import StageCoefficients, stage_coefficients
+from auditor.estimators.propagation.dynamics import stage_coefficients
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, ordered_product, step_maps
 from auditor.estimators.shards import Shards
 from auditor.lineage.checkpoints import LazyCheckpoints
