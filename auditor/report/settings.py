@@ -1,5 +1,5 @@
 """Report settings: who provides the model, who is accountable, who reviewed and approved it,
-what it is for and not for (EU AI Act Art. 11 and Annex IV §1, §2(g)).
+what it is for and not for (EU AI Act Art. 11 and Annex IV points 1 and 2(g)).
 
 Read strictly from ``auditor.yaml`` (its ``report:`` mapping) or from ``[tool.auditor.report]``
 in ``pyproject.toml``. Unknown keys are errors naming the line; a field the file does not give is
