@@ -36,10 +36,9 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.support.factories
 
-from tests.support.factories import make_version  # noqa: E402
-
 from auditor import api  # noqa: E402
 from auditor.store import Store  # noqa: E402
+from tests.support.factories import make_version  # noqa: E402
 
 
 def build(db: Path, models: int, versions: int, stages: int, behaviours: int) -> list[str]:
