@@ -84,6 +84,12 @@ def _with(fig, draw) -> None:
         draw()
 
 
+# the heat map prints each cell's value up to this many cells; a larger grid's cells are too
+# narrow for a number (the table beside every heat map carries the values), and drawing a
+# thousand text paths took seconds
+LABELLED_CELLS = 120
+
+
 def heatmap(behaviours: list[dict[str, Any]]) -> str:
     """Stage (rows) × behaviour (columns) of harm contributions (effect, sign-flipped for benefit
     behaviours so that vermillion always means "made it worse")."""
@@ -115,16 +121,19 @@ def heatmap(behaviours: list[dict[str, Any]]) -> str:
         for i, row in enumerate(grid):  # one vector cell each (imshow would embed a bitmap)
             for j, value in enumerate(row):
                 colour = cmap(norm(value)) if _finite(value) else "#DDDDDD"
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=colour,
-                                       edgecolor="#999999", linewidth=0.5, gid=f"cell-{i}-{j}"))
+                # add_artist: the limits are set below, and add_patch's per-patch autoscaling
+                # took a third of a large heat map's time
+                ax.add_artist(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=colour,
+                                        edgecolor="#999999", linewidth=0.5, gid=f"cell-{i}-{j}"))
         ax.set_xlim(-0.5, len(names) - 0.5)
         ax.set_ylim(len(stages) - 0.5, -0.5)
         image = ScalarMappable(norm=norm, cmap=cmap)
-        for i, row in enumerate(grid):
-            for j, value in enumerate(row):
-                strong = _finite(value) and abs(value) > 0.6 * scale
-                ax.text(j, i, _fmt(value), ha="center", va="center", fontsize=7,
-                        color="white" if strong else "black")
+        if len(stages) * len(names) <= LABELLED_CELLS:  # beyond, a value would not fit its cell
+            for i, row in enumerate(grid):
+                for j, value in enumerate(row):
+                    strong = _finite(value) and abs(value) > 0.6 * scale
+                    ax.text(j, i, _fmt(value), ha="center", va="center", fontsize=7,
+                            color="white" if strong else "black")
         ax.set_xticks(range(len(names)), col_names, rotation=30, ha="right")
         ax.set_yticks(range(len(stages)), row_names)
         ax.set_xlabel("behaviour")
