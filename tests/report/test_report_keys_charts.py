@@ -94,6 +94,15 @@ def test_heatmap_has_a_cell_per_stage_and_behaviour():
     assert "s1 (alignment) on toxicity, 0.6" in _alt(svg)
 
 
+def test_a_large_heatmap_keeps_every_cell_but_prints_no_values():
+    many = [BEHAVIOUR | {"name": f"b{q}"} for q in range(charts.LABELLED_CELLS // 2 + 1)]
+    svg = charts.heatmap(many)
+    assert svg.count("<g id=\"cell-") == 2 * len(many)
+    assert ">0.6<" not in svg and ">0.2<" not in svg  # the values are in the table beside it
+    small = charts.heatmap(many[:charts.LABELLED_CELLS // 2])
+    assert small.count(">0.6<") == charts.LABELLED_CELLS // 2
+
+
 def test_bars_share_on_a_common_axis_with_the_threshold():
     svg = charts.bars(BEHAVIOUR)
     assert "share of harm (0–1, common to every chart)" in svg
