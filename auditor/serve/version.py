@@ -10,14 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-import yaml
-
 from auditor.report.context import version_report
+from auditor.report.definitions import rationales
 from auditor.serve.evidence import row_evidence
 from auditor.serve.overview import quarter
 from auditor.store import Store
-
-_POLICY_TEXT_LIMIT = 1 << 20
 
 
 def exists(store: Store, model: str, version: str) -> bool:
@@ -32,24 +29,6 @@ def _checkpoints(store: Store, model: str, version: str) -> dict[str, list[dict[
                            [model, version]):
         by_stage.setdefault(row["stage_id"], []).append(row)
     return by_stage
-
-
-def _rationales(runs: list[dict[str, Any]], run_ids: list[str]) -> dict[str, str]:
-    """Rule id → rationale, from the policy text stored with the gate run (if any)."""
-    found: dict[str, str] = {}
-    for run in runs:
-        text = run["config"].get("policy_text") if run["run_id"] in run_ids else None
-        if not isinstance(text, str) or len(text) > _POLICY_TEXT_LIMIT:
-            continue
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError:
-            continue
-        rules = doc.get("rules") if isinstance(doc, dict) else None
-        for rule in rules if isinstance(rules, list) else []:
-            if isinstance(rule, dict) and isinstance(rule.get("rationale"), str):
-                found[str(rule.get("id"))] = " ".join(rule["rationale"].split())
-    return found
 
 
 def _expired(expiry: Any, today: date) -> bool:
@@ -99,7 +78,7 @@ def version_page(store: Store, model: str, version: str,
     checkpoints = _checkpoints(store, model, version)
     stages = [stage | {"checkpoints": checkpoints.get(stage["id"], [])} for stage in report.stages]
     policy = report.policy
-    rationale = _rationales(report.runs, report.runs_by_table.get("verdicts", []))
+    rationale = rationales(report.runs, report.runs_by_table.get("verdicts", []))
     rules = [{k: rule[k] for k in ("rule_id", "severity", "behaviour", "metric", "comparator",
                                    "threshold", "reason", "outcome", "outcomes")}
              | {"rationale": rationale.get(rule["rule_id"])} for rule in policy["rules"]]
