@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from auditor.errors import CheckpointError, LineageError
 from auditor.hashing import config_hash
-from auditor.identifiers import identifier, label
+from auditor.identifiers import identifier
 from auditor.lineage.checkpoints import file_sha256, read_unverified
 from auditor.lineage.models import (
     MAX_STEPS,
@@ -27,6 +27,8 @@ from auditor.lineage.models import (
     OptimizerLog,
     ParamGroup,
     Stage,
+    StageId,
+    StageKind,
     StepLog,
     Strict,
 )
@@ -65,8 +67,8 @@ class OptimizerSpec(Strict):
 
 
 class StageSpec(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: str
+    id: StageId = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: StageKind
     convention: Convention = "reset"
     checkpoint_in: CheckpointSpec
     checkpoint_out: CheckpointSpec
@@ -82,15 +84,6 @@ class StageSpec(Strict):
     ended_at: datetime | None = None
     notes: str | None = None
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _identifier(cls, value):
-        return identifier(value, "stage id")
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _label(cls, value):
-        return label(value, "stage kind")
 
 
 class ImportSpec(Strict):

@@ -11,11 +11,12 @@ the checkpoint before its first step, ``theta_end`` the one after its last step.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -24,6 +25,11 @@ from pydantic import (
 )
 
 from auditor.identifiers import identifier, label
+
+# a stage's id and kind, normalised then restricted (auditor/identifiers.py) wherever a stage is
+# read: the Recorder's lineage, an import spec, a stored lineage
+StageId = Annotated[str, BeforeValidator(lambda value: identifier(value, "stage id"))]
+StageKind = Annotated[str, BeforeValidator(lambda value: label(value, "stage kind"))]
 
 OptimizerKind = Literal["sgd", "adam", "adamw"]
 Convention = Literal["reset", "carry"]
@@ -224,18 +230,8 @@ class OptimizerLog(Strict):
 
 
 class Stage(Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: str = Field(description="pretrain, fine-tune, alignment, ...")
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _identifier(cls, value):
-        return identifier(value, "stage id")
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _label(cls, value):
-        return label(value, "stage kind")
+    id: StageId = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: StageKind = Field(description="pretrain, fine-tune, alignment, ...")
     started_at: datetime | None = None
     ended_at: datetime | None = None
     convention: Convention = Field(
