@@ -38,6 +38,22 @@ def test_an_added_block_and_a_frozen_weight_keep_the_curvature_estimators_exact(
         assert np.isfinite(found).all() and (np.abs(found).max(axis=1) > 0).all(), name
 
 
+def test_a_removed_block_still_couples_through_curvature_before_its_removal(tmp_path):
+    """The extra block is added, trained, then removed: the union keeps its block (it moved the
+    other parameters' gradients while it existed), and the estimators stay exact."""
+    task, version = record_grown(tmp_path, "reset", drop_extra=True)
+    assert version.stage("polish").changes.removed == ["extra.weight"]
+    behaviours = linear_probes(task)
+    truth = attribute(version, tmp_path, task, behaviours, "replay").effects
+    assert np.abs(truth[:3]).min() > 1e-3
+    for name in ("aa-hessian", "aa-ggn"):
+        found = attribute(version, tmp_path, task, behaviours, name).effects
+        assert _relative(found, truth) <= 1e-8, name
+    for name in ("aa", "naive", "tracin"):
+        found = attribute(version, tmp_path, task, behaviours, name).effects
+        assert np.isfinite(found).all(), name
+
+
 @pytest.fixture(scope="module")
 def lora_lineage(tmp_path_factory):
     pytest.importorskip("peft")

@@ -32,7 +32,8 @@ class Grown(nn.Module):
 class GrownTask:
     STAGES = [("pretrain", 8, 0.05), ("vendor", 6, 0.08), ("extra", 7, 0.05), ("polish", 5, 0.04)]
 
-    def __init__(self, n: int = 48, d: int = 4, seed: int = 0):
+    def __init__(self, n: int = 48, d: int = 4, seed: int = 0, drop_extra: bool = False):
+        self.drop_extra = drop_extra  # the polish stage removes the extra block again
         gen = torch.Generator().manual_seed(seed)
         self.x = torch.randn(n, d, generator=gen, dtype=torch.float64)
         w = torch.randn(d, 1, generator=gen, dtype=torch.float64)
@@ -46,6 +47,8 @@ class GrownTask:
     def adapt(self, model: nn.Module, stage_id: str) -> nn.Module:
         if stage_id == "extra":
             model.extra = nn.Linear(self.d, 1, bias=False).double()
+        if stage_id == "polish" and self.drop_extra:
+            model.extra = None
         return model
 
     def batch(self, stage_id, ids):
@@ -68,9 +71,11 @@ def linear_probes(task: GrownTask, count: int = 4) -> list[Behaviour]:
             for i in range(count)]
 
 
-def record_grown(root, convention: str = "reset", momentum: float = 0.9):
-    """pretrain → vendor → extra (adds ``extra.weight``) → polish (``base.weight`` frozen)."""
-    task = GrownTask()
+def record_grown(root, convention: str = "reset", momentum: float = 0.9,
+                 drop_extra: bool = False):
+    """pretrain → vendor → extra (adds ``extra.weight``) → polish (``base.weight`` frozen;
+    ``drop_extra``: the extra block removed again, under ``reset``)."""
+    task = GrownTask(drop_extra=drop_extra)
     torch.manual_seed(0)
     model = task.build_model()
     rec = Recorder(root, model, model_name="grown", version=convention, seed=3)
@@ -86,6 +91,9 @@ def record_grown(root, convention: str = "reset", momentum: float = 0.9):
                 optimizer.add_param_group({"params": [model.extra.weight]})
         if stage_id == "polish":
             model.base.weight.requires_grad_(False)
+            if drop_extra:
+                task.adapt(model, stage_id)
+                options = {"model": model, "removes": ["extra.*"]}
         if optimizer is None or convention == "reset":
             optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
                                         lr=lr, momentum=momentum, weight_decay=0.01)
