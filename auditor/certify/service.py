@@ -110,9 +110,9 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
         summary.messages.append("nothing to certify: gated on the stored scores as they are")
         return gate(store, key, loaded, estimator=estimator, today=today,
                     allow_indeterminate=allow_indeterminate), summary
-    current = _source(store, key, context)
-    previous = _source(store, f"{context.model}@{context.previous}", context) \
-        if context.previous else None
+    current = _source(store, key, context, settings.device)
+    previous = _source(store, f"{context.model}@{context.previous}", context,
+                       settings.device) if context.previous else None
     sources = {s.table.key: s for s in (current, previous) if s is not None}
     summary.full = sum(u.cost for s in sources.values() for u in s.table.units())
     summary.reused = [u for s in sources.values() for u in s.table.units()
@@ -144,7 +144,7 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
                       allow_indeterminate, today.isoformat()), summary
 
 
-def _source(store: Store, key: str, context: ScoreContext) -> _Source:
+def _source(store: Store, key: str, context: ScoreContext, device: str = "auto") -> _Source:
     version = store.get_version(key)
     model, name = key.split("@", 1)
     rows = store.query(_ESTIMATES, [model, name, context.estimator, context.config_hash])
@@ -179,7 +179,8 @@ def _source(store: Store, key: str, context: ScoreContext) -> _Source:
 
         items = replay_units(version, Path(info.source or "."), task=task, behaviours=spec,
                              inputs_digest=config.get("inputs_digest", ""),
-                             estimator_config_hash=get_estimator("replay").config_hash)
+                             estimator_config_hash=get_estimator("replay").config_hash,
+                             device=device)
         units = {item.stage_index: item for item in items if can_replay(version, item.stage_index)}
     return _Source(table, units, bool(units))
 
