@@ -47,6 +47,7 @@ from auditor.estimators import attribute  # noqa: E402
 from auditor.execution.replay_units import unit_effects  # noqa: E402
 from auditor.policy.load import load_policy  # noqa: E402
 from auditor.policy.metrics import ScoreContext  # noqa: E402
+from bench.certify_fallback import fallback  # noqa: E402
 from bench.fidelity import warm_up  # noqa: E402
 from bench.fidelity_scenarios import scenarios  # noqa: E402
 
@@ -64,6 +65,7 @@ class Prepared:
     exact: np.ndarray  # (K, Q)
     unit_seconds: list[float]
     estimator_seconds: float
+    config_hash: str = ""
 
 
 @dataclass
@@ -105,7 +107,7 @@ def prepare(plan, behaviours_fn, work: Path, estimator: str) -> Prepared:
         lambda: attribute(version, folder, task, behaviours, estimator))
     exact, seconds = [], []
     for k in range(len(version.stages)):
-        (row, _), spent = _timed(lambda: unit_effects(version, folder, task, behaviours, k))
+        (row, _), spent = _timed(lambda k=k: unit_effects(version, folder, task, behaviours, k))
         seconds.append(spent)
         exact.append(row)
     table = EffectTable(version.key, [s.id for s in version.stages],
@@ -114,7 +116,7 @@ def prepare(plan, behaviours_fn, work: Path, estimator: str) -> Prepared:
                         [s.steps for s in version.stages],
                         {s.id: {t for d in s.datasets for t in d.tags} for s in version.stages})
     return Prepared(version.key, version.model, table, np.array(exact), seconds,
-                    estimator_seconds)
+                    estimator_seconds, estimate.config_hash)
 
 
 def audits(quick: bool) -> dict[str, list[tuple]]:
@@ -450,6 +452,9 @@ def main() -> None:
     parser.add_argument("--estimator", default="aa")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--work", type=Path, help="folder for recorded runs (reused)")
+    parser.add_argument("--write-fallback", action="store_true",
+                        help="write the estimator's benchmark bands (per stage kind) into "
+                             "auditor/certify/benchmark_bands.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warm_up()
@@ -459,19 +464,23 @@ def main() -> None:
         configs = [Config(n, "pair", "kind", f) for n in ("absolute", "relative", "behaviour")
                    for f in ("none", "pooled")]
         configs += [Config("relative", "pair", "none"), Config("relative", "unit", "kind")]
-    results = []
+    results, per_audit = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         for name, members in audits(args.quick).items():
             if args.only and name not in args.only:
                 continue
             prepared = [prepare(plan, fn, work / name, args.estimator) for plan, fn in members]
+            per_audit[name] = prepared
             for config in configs:
                 results.append(run_audit(name, prepared, config, policies))
                 print_result(results[-1])
     for config in configs:
         print(f"\n# {config.label}")
         summary([r for r in results if r["config"] == config.label])
+    print()
+    for line in fallback(per_audit, args.estimator, Config().alpha, args.write_fallback):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

@@ -60,7 +60,7 @@ def inputs_of(current: EffectTable, previous: EffectTable | None, context: Score
          "effect": effects[stage, behaviour_code],
          "lo": current.lo[stage, behaviour_code], "hi": current.hi[stage, behaviour_code],
          "evidence": evidence[stage, behaviour_code],
-         "calibration_id": np.full(K * Q, current.calibration_id, dtype=object)}
+         "calibration_id": np.array(current.calibration_ids(), dtype=object)[stage]}
     _previous_columns(m, current, previous, stage, behaviour_code)
     point_metrics(m, has_previous=previous is not None)
     with_bounds(m)
@@ -69,9 +69,10 @@ def inputs_of(current: EffectTable, previous: EffectTable | None, context: Score
     context = ScoreContext(context.key, context.estimator, context.config_hash,
                            previous.key.split("@", 1)[1] if previous else None, context.runs,
                            fidelity_passed=fidelity_passed)
+    notes = {**(previous.notes if previous is not None else {}), **current.notes}
     return Inputs(context, m, names, current.tags, dict(zip(current.behaviours,
                                                             current.directions)),
-                  np.array(current.stage_kinds, dtype=object))
+                  np.array(current.stage_kinds, dtype=object), notes)
 
 
 def _previous_columns(m, current, previous, stage, behaviour_code) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from auditor.certify.conformal import Calibration, UnitSample, calibrate, scales
+from auditor.certify.fallback import benchmark_calibration
 from auditor.certify.loop import certify
 from auditor.certify.records import (
     calibration_row,
@@ -70,6 +71,7 @@ class CertifySummary:
     key: str
     calibration_id: str | None = None
     calibration: Calibration | None = None
+    fallback_id: str | None = None  # the benchmark's bands, for stages that cannot replay
     sampled: list[Unit] = field(default_factory=list)
     replayed: list[Unit] = field(default_factory=list)
     reused: list[Unit] = field(default_factory=list)
@@ -119,8 +121,11 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
                       if u.stage_index in s.table.exact]
     replay = _replayer(store, sources, executor, say, progress, force, summary)
     calibration = _calibrate(store, sources, settings, context, replay, summary)
+    fallback, fallback_id = _benchmark_bands(store, sources, settings, context, calibration,
+                                             summary)
     for source in sources.values():
-        source.table.apply_band(calibration, summary.calibration_id)
+        source.table.apply_band(calibration, summary.calibration_id, fallback, fallback_id,
+                                _unreplayable(source))
     summary.budget = settings.steps_budget(sum(current.table.steps))
     if settings.mode == "all":
         replay([u for s in sources.values() for u in s.table.units()
@@ -128,8 +133,9 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
     budget = summary.budget if settings.mode == "decisive" else 0
     outcome = certify(current.table, previous.table if previous else None, loaded, context,
                       replay, budget=budget, confirm_fail=loaded.policy.confirm_fail_by_replay,
-                      today=today, fidelity_passed=calibration is not None or
-                      context.fidelity_passed, can_replay=current.replayable)
+                      today=today, fidelity_passed=context.fidelity_passed or (
+                          calibration is not None and calibration.source == "replay"),
+                      can_replay=current.replayable)
     summary.replayed = outcome.replayed
     results = outcome.results
     verdict = verdict_of(results)
@@ -205,8 +211,8 @@ def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, 
     units = [u for s in sources.values() for u in s.table.units()
              if u.stage_index in s.units or u.stage_index in s.table.exact]
     if not units:
-        summary.messages.append("no unit can be replayed (no batch log or no task): the "
-                                "estimates stay uncalibrated")
+        summary.messages.append("no unit can be replayed (no batch log or no task): no band "
+                                "calibrated on this model")
         return None
     full = sum(u.cost for u in units)
     sample = sample_units(units, fraction=cal.sample, minimum=cal.min, seed=cal.seed,
@@ -230,3 +236,38 @@ def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, 
     summary.calibration_id = store.insert_calibration(calibration_row(
         calibration, context.model, median_relative_error(samples)))
     return calibration
+
+
+def _unreplayable(source: _Source) -> set[int]:
+    """Stages whose unit cannot run (a later stage has no batch log, or there is no task)."""
+    return {k for k in range(len(source.table.stage_ids))
+            if k not in source.units and k not in source.table.exact}
+
+
+def _benchmark_bands(store, sources, settings: ReplaySettings, context: ScoreContext,
+                     calibration: Calibration | None, summary: CertifySummary
+                     ) -> tuple[Calibration | None, str | None]:
+    """Where a stage's unit cannot be replayed and this audit's replays gave its kind no
+    band: the estimator's measured error on the shipped benchmark scenarios
+    (auditor.certify.fallback), stored as a calibration of source ``benchmark``."""
+    kinds = {s.table.stage_kinds[k] for s in sources.values() for k in _unreplayable(s)
+             if calibration is None or not math.isfinite(
+                 calibration.band(s.table.stage_kinds[k])[0])}
+    if not kinds:
+        return None, None
+    cal = settings.calibration
+    fallback = benchmark_calibration(context.estimator, context.config_hash,
+                                     alpha=1 - cal.coverage, normalisation=cal.normalisation)
+    if fallback is None:
+        summary.messages.append(f"stages that cannot be replayed ({', '.join(sorted(kinds))}) "
+                                f"have no band: the benchmark measured none for "
+                                f"{context.estimator} with these settings (uncalibrated)")
+        return None, None
+    fallback_id = store.insert_calibration(calibration_row(fallback, context.model))
+    summary.fallback_id = fallback_id
+    summary.calibration_id = summary.calibration_id or fallback_id
+    summary.calibration = summary.calibration or fallback
+    summary.messages.append(f"stages that cannot be replayed ({', '.join(sorted(kinds))}): "
+                            f"bands from {context.estimator}'s measured error on the benchmark "
+                            "scenarios (not calibrated on this model)")
+    return fallback, fallback_id
