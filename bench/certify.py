@@ -70,7 +70,7 @@ class Prepared:
 
 @dataclass
 class Config:
-    normalisation: str = "relative"
+    normalisation: str = "behaviour"
     pooling: str = "pair"
     strata: str = "kind"
     fallback: str = "none"

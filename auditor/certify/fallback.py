@@ -51,7 +51,7 @@ def _key(entry: dict) -> tuple:
 
 
 def benchmark_calibration(estimator: str, config_hash: str, *, alpha: float,
-                          normalisation: str = "relative", path: Path = BANDS_FILE
+                          normalisation: str = "behaviour", path: Path = BANDS_FILE
                           ) -> Calibration | None:
     """A calibration of source ``benchmark`` for this estimator configuration, or None."""
     found = [e for e in load_entries(path) if e.get("estimator") == estimator

@@ -56,7 +56,10 @@ class CalibrationSettings(_Strict):
     coverage: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the bands")
     share: float = Field(0.2, gt=0, le=1, description="most of the full replay's steps the "
                          "sample may spend")
-    normalisation: Literal["absolute", "relative", "behaviour"] = "relative"
+    normalisation: Literal["absolute", "relative", "behaviour"] = Field(
+        "behaviour", description="scale of a band: behaviour (the largest |estimate| of the "
+        "behaviour over the version's stages; chosen on bench/certify.py), relative (|estimate|) "
+        "or absolute (1)")
     pooling: Literal["pair", "unit"] = "pair"
     strata: Literal["kind", "none"] = "kind"
     fallback: Literal["none", "pooled"] = Field(

@@ -30,7 +30,7 @@ BEHAVIOURS = "tinyaudit:behaviours"
 
 
 def _entry(kind, scores, config_hash="h", estimator="aa"):
-    return {"estimator": estimator, "config_hash": config_hash, "normalisation": "relative",
+    return {"estimator": estimator, "config_hash": config_hash, "normalisation": "behaviour",
             "stage_kind": kind, "scenarios": ["s1", "s2"], "held_out_coverage": 0.9,
             "scores": scores}
 
