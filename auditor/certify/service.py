@@ -100,8 +100,11 @@ class _Source:
 def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: Executor,
                     settings: ReplaySettings, estimator: str | None = None,
                     today: date | None = None, allow_indeterminate: bool = False,
-                    say: Say | None = None, progress: bool = True,
-                    force: bool = False) -> tuple[GateResult, CertifySummary]:
+                    say: Say | None = None, progress: bool = True, force: bool = False,
+                    peers: list[str] | None = None) -> tuple[GateResult, CertifySummary]:
+    """``peers``: the other versions of the audit — their units join the calibration pool (one
+    stratum per stage kind over every version), so a few replayed units calibrate the rows of
+    all; the same seeded sample is drawn for each version, and its replays are reused."""
     from auditor.policy.evaluate import gate
 
     say = say or (lambda _: None)
@@ -119,8 +122,9 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
     summary.full = sum(u.cost for s in sources.values() for u in s.table.units())
     summary.reused = [u for s in sources.values() for u in s.table.units()
                       if u.stage_index in s.table.exact]
-    replay = _replayer(store, sources, executor, say, progress, force, summary)
-    calibration = _calibrate(store, sources, settings, context, replay, summary)
+    pool = {**sources, **_peers(store, peers or [], sources, context, settings.device)}
+    replay = _replayer(store, pool, executor, say, progress, force, summary)
+    calibration = _calibrate(store, pool, settings, context, replay, summary)
     fallback, fallback_id = _benchmark_bands(store, sources, settings, context, calibration,
                                              summary)
     for source in sources.values():
@@ -208,8 +212,9 @@ def _replayer(store, sources, executor, say, progress, force, summary):
 def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, replay,
                summary: CertifySummary) -> Calibration | None:
     cal = settings.calibration
-    units = [u for s in sources.values() for u in s.table.units()
-             if u.stage_index in s.units or u.stage_index in s.table.exact]
+    units = sorted((u for s in sources.values() for u in s.table.units()
+                    if u.stage_index in s.units or u.stage_index in s.table.exact),
+                   key=lambda u: u.key)  # one order, so every version of an audit draws alike
     if not units:
         summary.messages.append("no unit can be replayed (no batch log or no task): no band "
                                 "calibrated on this model")
@@ -236,6 +241,19 @@ def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, 
     summary.calibration_id = store.insert_calibration(calibration_row(
         calibration, context.model, median_relative_error(samples)))
     return calibration
+
+
+def _peers(store: Store, keys: list[str], sources: dict, context: ScoreContext,
+           device: str) -> dict[str, _Source]:
+    """The audit's other versions scored under the same estimator configuration."""
+    found = {}
+    for key in keys:
+        if key in sources or key in found:
+            continue
+        source = _source(store, key, context, device)
+        if source.table.estimate.size and not np.isnan(source.table.estimate).all():
+            found[key] = source
+    return found
 
 
 def _unreplayable(source: _Source) -> set[int]:
