@@ -41,8 +41,9 @@ def write_entries(entries: list[dict], written_by: str, path: Path = BANDS_FILE)
     keys = {_key(e) for e in entries}
     kept = [e for e in load_entries(path) if _key(e) not in keys]
     merged = sorted(kept + entries, key=_key)
-    Path(path).write_text(json.dumps({"format": FORMAT, "written_by": written_by,
-                                      "entries": merged}, indent=1, sort_keys=True) + "\n")
+    lines = ",\n".join(json.dumps(e, sort_keys=True) for e in merged)  # one entry a line
+    Path(path).write_text(f'{{"format": {FORMAT}, "written_by": {json.dumps(written_by)},\n'
+                          f'"entries": [\n{lines}\n]}}\n')
 
 
 def _key(entry: dict) -> tuple:
