@@ -241,7 +241,8 @@ def _certify_audit(spec: AuditSpec, plan: Any, store: Store, runner: Any, summar
                     say(f"{key}: {message}")
             result, certified = certify_version(store, key, loaded, executor=runner,
                                                 settings=settings, estimator=name,
-                                                say=say, progress=progress, force=force)
+                                                say=say, progress=progress, force=force,
+                                                peers=keys)
             summary.certified.append((key, name, result, certified))
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from auditor.policy.decide import UNCALIBRATED_NOTE
+
 NORMALISATIONS = ("absolute", "relative", "behaviour")
 POOLINGS = ("pair", "unit")  # a score per (stage, behaviour) pair, or one (the max) per unit
 EPSILON = 1e-3  # floor of a scale, in the behaviour's own units
@@ -91,6 +93,15 @@ class Calibration:
     n: dict[str, int] = field(default_factory=dict)  # stratum -> calibration scores
     coverage: dict[str, float] = field(default_factory=dict)  # leave-one-unit-out, per stratum
     fallback: str = "none"  # a stratum without its own band: "none" (infinite) or "pooled"
+    source: str = "replay"  # "replay" (this audit's units) or "benchmark" (auditor.certify.fallback)
+
+    @property
+    def note(self) -> int | str:
+        """What a row's evidence says of the band: the replayed units it was calibrated on, or
+        that it was not calibrated on this model."""
+        if self.source == "replay":
+            return self.n_units
+        return UNCALIBRATED_NOTE
 
     @property
     def target(self) -> float:

@@ -2,8 +2,10 @@
 re-decide, within a budget of training steps (docs/certify.md).
 
 A row is decided when its metric's whole interval lies on one side of the threshold. A close
-row is resolved by replaying units, cheapest useful first: for each close row the unit that
-shrinks its widest interval term per step of cost (a free unit — the last stage — first).
+row is resolved by replaying units, cheapest first: for each close row the cheapest unit that
+narrows one of its intervals (a free unit — the last stage — first), then the row is re-decided,
+so an expensive (early-stage) unit is replayed only for rows still close once every cheaper unit
+they depend on is exact.
 Past the budget the row stays INDETERMINATE and its reason says what replay it needed. With
 ``confirm_fail`` a blocking failure decided by an estimate is confirmed by replaying the stage
 it blames, budget permitting. Decisions go through the policy engine; the replays through the
@@ -58,7 +60,7 @@ def inputs_of(current: EffectTable, previous: EffectTable | None, context: Score
          "effect": effects[stage, behaviour_code],
          "lo": current.lo[stage, behaviour_code], "hi": current.hi[stage, behaviour_code],
          "evidence": evidence[stage, behaviour_code],
-         "calibration_id": np.full(K * Q, current.calibration_id, dtype=object)}
+         "calibration_id": np.array(current.calibration_ids(), dtype=object)[stage]}
     _previous_columns(m, current, previous, stage, behaviour_code)
     point_metrics(m, has_previous=previous is not None)
     with_bounds(m)
@@ -67,9 +69,10 @@ def inputs_of(current: EffectTable, previous: EffectTable | None, context: Score
     context = ScoreContext(context.key, context.estimator, context.config_hash,
                            previous.key.split("@", 1)[1] if previous else None, context.runs,
                            fidelity_passed=fidelity_passed)
+    notes = {**(previous.notes if previous is not None else {}), **current.notes}
     return Inputs(context, m, names, current.tags, dict(zip(current.behaviours,
                                                             current.directions)),
-                  np.array(current.stage_kinds, dtype=object))
+                  np.array(current.stage_kinds, dtype=object), notes)
 
 
 def _previous_columns(m, current, previous, stage, behaviour_code) -> None:
@@ -153,12 +156,15 @@ def _row_units(rule, row, current: EffectTable, previous: EffectTable | None) ->
 
 
 def _best(candidates: Iterable[Unit], tables: dict[str, EffectTable]) -> Unit | None:
-    """The unit that shrinks the widest interval term per step (free units first)."""
-    scored = [(tables[u.version].width(u.stage_index) / max(u.cost, 1e-9), -u.cost, u)
+    """The cheapest unit that narrows the row (free units first; among equal costs the one
+    with the widest band). Cheap units go first and the row is re-decided before a dearer one
+    is considered: removing a late stage retrains little (the last stage nothing), removing an
+    early one retrains almost everything, and a row often needs only the late stages exact."""
+    scored = [(u.cost, -tables[u.version].width(u.stage_index), u.version, u.stage_index, u)
               for u in candidates if tables[u.version].width(u.stage_index) > 0]
     if not scored:
         return None
-    return max(scored, key=lambda t: (t[0], t[1]))[2]
+    return min(scored, key=lambda t: t[:4])[4]
 
 
 def _confirm_units(rows, loaded, tables, current: EffectTable) -> list[Unit]:

@@ -40,7 +40,7 @@ def calibration_row(cal: Calibration, model: str | None,
             "residuals_json": [float(r) for r in est],
             "measured_coverage": _nan_none(cal.coverage.get("*")),
             "coverage_json": {k: _nan_none(v) for k, v in cal.coverage.items()},
-            "median_relative_error": median_error, "source": "replay"}
+            "median_relative_error": median_error, "source": cal.source}
 
 
 def _nan_none(value):
@@ -51,7 +51,7 @@ def store_certified(store: Store, table: EffectTable, context: ScoreContext) -> 
     """The certified rows of the gated version: value, band and evidence per (stage,
     behaviour), under the estimator configuration they certify."""
     K, Q = table.estimate.shape
-    effects, evidence = table.effects, table.evidence()
+    effects, evidence, ids = table.effects, table.evidence(), table.calibration_ids()
     model, version = table.key.split("@", 1)
     rows = {"model": [], "version": [], "stage_index": [], "stage_id": [], "stage_kind": [],
             "behaviour": [], "direction": [], "estimator": [], "estimator_version": [],
@@ -71,7 +71,7 @@ def store_certified(store: Store, table: EffectTable, context: ScoreContext) -> 
                                 ("metric_value", None), ("evidence", evidence[k, q]),
                                 ("lo", None if np.isnan(lo) else float(lo)),
                                 ("hi", None if np.isnan(hi) else float(hi)),
-                                ("calibration_id", table.calibration_id)):
+                                ("calibration_id", ids[k])):
                 rows[name].append(value)
     scores = pa.table(rows).cast(pa.schema([
         (n, pa.int32() if n == "stage_index" else pa.float64()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from auditor.certify.conformal import Calibration, UnitSample, calibrate, scales
+from auditor.certify.fallback import benchmark_calibration
 from auditor.certify.loop import certify
 from auditor.certify.records import (
     calibration_row,
@@ -70,6 +71,7 @@ class CertifySummary:
     key: str
     calibration_id: str | None = None
     calibration: Calibration | None = None
+    fallback_id: str | None = None  # the benchmark's bands, for stages that cannot replay
     sampled: list[Unit] = field(default_factory=list)
     replayed: list[Unit] = field(default_factory=list)
     reused: list[Unit] = field(default_factory=list)
@@ -98,8 +100,11 @@ class _Source:
 def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: Executor,
                     settings: ReplaySettings, estimator: str | None = None,
                     today: date | None = None, allow_indeterminate: bool = False,
-                    say: Say | None = None, progress: bool = True,
-                    force: bool = False) -> tuple[GateResult, CertifySummary]:
+                    say: Say | None = None, progress: bool = True, force: bool = False,
+                    peers: list[str] | None = None) -> tuple[GateResult, CertifySummary]:
+    """``peers``: the other versions of the audit — their units join the calibration pool (one
+    stratum per stage kind over every version), so a few replayed units calibrate the rows of
+    all; the same seeded sample is drawn for each version, and its replays are reused."""
     from auditor.policy.evaluate import gate
 
     say = say or (lambda _: None)
@@ -110,17 +115,21 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
         summary.messages.append("nothing to certify: gated on the stored scores as they are")
         return gate(store, key, loaded, estimator=estimator, today=today,
                     allow_indeterminate=allow_indeterminate), summary
-    current = _source(store, key, context)
-    previous = _source(store, f"{context.model}@{context.previous}", context) \
-        if context.previous else None
+    current = _source(store, key, context, settings.device)
+    previous = _source(store, f"{context.model}@{context.previous}", context,
+                       settings.device) if context.previous else None
     sources = {s.table.key: s for s in (current, previous) if s is not None}
     summary.full = sum(u.cost for s in sources.values() for u in s.table.units())
     summary.reused = [u for s in sources.values() for u in s.table.units()
                       if u.stage_index in s.table.exact]
-    replay = _replayer(store, sources, executor, say, progress, force, summary)
-    calibration = _calibrate(store, sources, settings, context, replay, summary)
+    pool = {**sources, **_peers(store, peers or [], sources, context, settings.device)}
+    replay = _replayer(store, pool, executor, say, progress, force, summary)
+    calibration = _calibrate(store, pool, settings, context, replay, summary)
+    fallback, fallback_id = _benchmark_bands(store, sources, settings, context, calibration,
+                                             summary)
     for source in sources.values():
-        source.table.apply_band(calibration, summary.calibration_id)
+        source.table.apply_band(calibration, summary.calibration_id, fallback, fallback_id,
+                                _unreplayable(source))
     summary.budget = settings.steps_budget(sum(current.table.steps))
     if settings.mode == "all":
         replay([u for s in sources.values() for u in s.table.units()
@@ -128,8 +137,9 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
     budget = summary.budget if settings.mode == "decisive" else 0
     outcome = certify(current.table, previous.table if previous else None, loaded, context,
                       replay, budget=budget, confirm_fail=loaded.policy.confirm_fail_by_replay,
-                      today=today, fidelity_passed=calibration is not None or
-                      context.fidelity_passed, can_replay=current.replayable)
+                      today=today, fidelity_passed=context.fidelity_passed or (
+                          calibration is not None and calibration.source == "replay"),
+                      can_replay=current.replayable)
     summary.replayed = outcome.replayed
     results = outcome.results
     verdict = verdict_of(results)
@@ -144,7 +154,7 @@ def certify_version(store: Store, key: str, loaded: LoadedPolicy, *, executor: E
                       allow_indeterminate, today.isoformat()), summary
 
 
-def _source(store: Store, key: str, context: ScoreContext) -> _Source:
+def _source(store: Store, key: str, context: ScoreContext, device: str = "auto") -> _Source:
     version = store.get_version(key)
     model, name = key.split("@", 1)
     rows = store.query(_ESTIMATES, [model, name, context.estimator, context.config_hash])
@@ -179,7 +189,8 @@ def _source(store: Store, key: str, context: ScoreContext) -> _Source:
 
         items = replay_units(version, Path(info.source or "."), task=task, behaviours=spec,
                              inputs_digest=config.get("inputs_digest", ""),
-                             estimator_config_hash=get_estimator("replay").config_hash)
+                             estimator_config_hash=get_estimator("replay").config_hash,
+                             device=device)
         units = {item.stage_index: item for item in items if can_replay(version, item.stage_index)}
     return _Source(table, units, bool(units))
 
@@ -201,11 +212,12 @@ def _replayer(store, sources, executor, say, progress, force, summary):
 def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, replay,
                summary: CertifySummary) -> Calibration | None:
     cal = settings.calibration
-    units = [u for s in sources.values() for u in s.table.units()
-             if u.stage_index in s.units or u.stage_index in s.table.exact]
+    units = sorted((u for s in sources.values() for u in s.table.units()
+                    if u.stage_index in s.units or u.stage_index in s.table.exact),
+                   key=lambda u: u.key)  # one order, so every version of an audit draws alike
     if not units:
-        summary.messages.append("no unit can be replayed (no batch log or no task): the "
-                                "estimates stay uncalibrated")
+        summary.messages.append("no unit can be replayed (no batch log or no task): no band "
+                                "calibrated on this model")
         return None
     full = sum(u.cost for u in units)
     sample = sample_units(units, fraction=cal.sample, minimum=cal.min, seed=cal.seed,
@@ -229,3 +241,51 @@ def _calibrate(store, sources, settings: ReplaySettings, context: ScoreContext, 
     summary.calibration_id = store.insert_calibration(calibration_row(
         calibration, context.model, median_relative_error(samples)))
     return calibration
+
+
+def _peers(store: Store, keys: list[str], sources: dict, context: ScoreContext,
+           device: str) -> dict[str, _Source]:
+    """The audit's other versions scored under the same estimator configuration."""
+    found = {}
+    for key in keys:
+        if key in sources or key in found:
+            continue
+        source = _source(store, key, context, device)
+        if source.table.estimate.size and not np.isnan(source.table.estimate).all():
+            found[key] = source
+    return found
+
+
+def _unreplayable(source: _Source) -> set[int]:
+    """Stages whose unit cannot run (a later stage has no batch log, or there is no task)."""
+    return {k for k in range(len(source.table.stage_ids))
+            if k not in source.units and k not in source.table.exact}
+
+
+def _benchmark_bands(store, sources, settings: ReplaySettings, context: ScoreContext,
+                     calibration: Calibration | None, summary: CertifySummary
+                     ) -> tuple[Calibration | None, str | None]:
+    """Where a stage's unit cannot be replayed and this audit's replays gave its kind no
+    band: the estimator's measured error on the shipped benchmark scenarios
+    (auditor.certify.fallback), stored as a calibration of source ``benchmark``."""
+    kinds = {s.table.stage_kinds[k] for s in sources.values() for k in _unreplayable(s)
+             if calibration is None or not math.isfinite(
+                 calibration.band(s.table.stage_kinds[k])[0])}
+    if not kinds:
+        return None, None
+    cal = settings.calibration
+    fallback = benchmark_calibration(context.estimator, context.config_hash,
+                                     alpha=1 - cal.coverage, normalisation=cal.normalisation)
+    if fallback is None:
+        summary.messages.append(f"stages that cannot be replayed ({', '.join(sorted(kinds))}) "
+                                f"have no band: the benchmark measured none for "
+                                f"{context.estimator} with these settings (uncalibrated)")
+        return None, None
+    fallback_id = store.insert_calibration(calibration_row(fallback, context.model))
+    summary.fallback_id = fallback_id
+    summary.calibration_id = summary.calibration_id or fallback_id
+    summary.calibration = summary.calibration or fallback
+    summary.messages.append(f"stages that cannot be replayed ({', '.join(sorted(kinds))}): "
+                            f"bands from {context.estimator}'s measured error on the benchmark "
+                            "scenarios (not calibrated on this model)")
+    return fallback, fallback_id

@@ -47,7 +47,11 @@ class EffectTable:
     lo: np.ndarray | None = None
     hi: np.ndarray | None = None
     calibration_id: str | None = None
-    calibrated: bool = False
+    # stages whose band came from another calibration (the benchmark's, where their units
+    # cannot be replayed): stage index -> calibration id; and each calibration's evidence note
+    stage_calibration: dict[int, str | None] = field(default_factory=dict)
+    notes: dict[str, int | str] = field(default_factory=dict)
+    calibration_note: int | str | None = None  # replayed units, or "not calibrated on this model"
 
     def units(self) -> list[Unit]:
         costs = unit_costs(self.steps)
@@ -62,24 +66,48 @@ class EffectTable:
             values[k] = row
         return values
 
+    def calibration_ids(self) -> list[str | None]:
+        """The calibration each stage's band came from (None: no band)."""
+        return [self.stage_calibration.get(k, self.calibration_id)
+                for k in range(len(self.stage_ids))]
+
+    @property
+    def calibrated(self) -> bool:
+        return any(c is not None for c in self.calibration_ids())
+
     def evidence(self) -> np.ndarray:
-        kinds = np.full(self.estimate.shape, "estimate" if self.calibrated else "uncalibrated",
-                        dtype=object)
-        for k in self.exact:
-            kinds[k] = "exact"
+        kinds = np.empty(self.estimate.shape, dtype=object)
+        for k, found in enumerate(self.calibration_ids()):
+            kinds[k] = "exact" if k in self.exact else \
+                "estimate" if found is not None else "uncalibrated"
         return kinds
 
-    def apply_band(self, calibration: Calibration | None, calibration_id: str | None) -> None:
+    def apply_band(self, calibration: Calibration | None, calibration_id: str | None,
+                   fallback: Calibration | None = None, fallback_id: str | None = None,
+                   unreplayable: set[int] | frozenset[int] = frozenset()) -> None:
         """lo/hi of every row: exact rows lo = hi; estimates est ± q·scale from the
-        calibration of their stage's stratum; without a calibration NaN (points)."""
-        self.calibrated, self.calibration_id = calibration is not None, calibration_id
-        if calibration is None:
+        calibration of their stage's stratum; without a calibration NaN (points). A stage in
+        ``unreplayable`` that ``calibration`` gives no finite band takes ``fallback``'s (the
+        benchmark's, auditor.certify.fallback)."""
+        self.calibration_id = calibration_id if calibration is not None else None
+        self.notes = {calibration_id: calibration.note} if calibration is not None else {}
+        self.stage_calibration = {}
+        q = np.full((len(self.stage_ids), 1), np.nan)
+        form = calibration.normalisation if calibration is not None else None
+        for k, kind in enumerate(self.stage_kinds):
+            if calibration is not None:
+                q[k, 0] = calibration.band(kind)[0]
+            if fallback is not None and k in unreplayable and not np.isfinite(q[k, 0]):
+                q[k, 0] = fallback.band(kind)[0]
+                self.stage_calibration[k] = fallback_id
+                self.notes[fallback_id] = fallback.note
+                form = form or fallback.normalisation
+        if form is None:
             self.lo = np.full(self.estimate.shape, np.nan)
             self.hi = np.full(self.estimate.shape, np.nan)
         else:
-            scale = scales(self.estimate, calibration.normalisation)
-            q = np.array([[calibration.band(kind)[0]] for kind in self.stage_kinds])
-            width = np.where(np.isinf(q), np.inf, q * scale)
+            scale = scales(self.estimate, form)
+            width = np.where(np.isnan(q), np.nan, np.where(np.isinf(q), np.inf, q * scale))
             self.lo, self.hi = self.estimate - width, self.estimate + width
         for k, row in self.exact.items():
             self.lo[k], self.hi[k] = row, row

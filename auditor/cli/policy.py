@@ -105,8 +105,10 @@ def _budget(text: str | None):
 def certify_json(summary, result: GateResult) -> dict:
     cal = summary.calibration
     return {"calibration_id": summary.calibration_id,
+            "fallback_calibration_id": summary.fallback_id,
             "calibration": None if cal is None else {
-                "estimator": cal.estimator, "alpha": cal.alpha, "coverage_target": cal.target,
+                "source": cal.source, "estimator": cal.estimator, "alpha": cal.alpha,
+                "coverage_target": cal.target,
                 "normalisation": cal.normalisation, "pooling": cal.pooling,
                 "strata": cal.strata, "units": [list(u) for u in cal.units],
                 "q": {k: (v if v != float("inf") else None) for k, v in cal.q.items()},
@@ -128,8 +130,10 @@ def print_certify(summary, result: GateResult) -> None:
         console.print(message, markup=False)
     if cal is not None:
         bands = ", ".join(f"{k} ±{v:.3g}×scale" for k, v in sorted(cal.q.items()))
-        console.print(f"calibration {summary.calibration_id[:12]}: {cal.n_units} replayed "
-                      f"unit(s), {cal.normalisation} scale, coverage target "
+        origin = f"{cal.n_units} replayed unit(s)" if cal.source == "replay" else \
+            "the benchmark scenarios (not calibrated on this model)"
+        console.print(f"calibration {summary.calibration_id[:12]}: {origin}, "
+                      f"{cal.normalisation} scale, coverage target "
                       f"{cal.target:.0%}; bands {bands}", markup=False, soft_wrap=True)
     if summary.reused:
         console.print("reused stored replays: " + ", ".join(

@@ -64,6 +64,11 @@ class RayExecutor:
             return self.num_gpus
         return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
+    def gpus_for(self, item: WorkItem, gpus: float) -> float:
+        """GPUs to request for ``item``: the executor's share when it has GPUs to give and the
+        item would use one (a replay unit pinned to ``device: cpu`` would not), else 0."""
+        return gpus if gpus > 0 and getattr(item, "uses_gpu", True) else 0.0
+
     def _in_flight_limit(self, ray, gpus: float) -> int:
         if self.max_in_flight:
             return self.max_in_flight
@@ -74,23 +79,24 @@ class RayExecutor:
     def map(self, fn: WorkerFn, items: Iterable[WorkItem]) -> Iterator[Outcome]:
         ray = self._ray()
         gpus = self.gpus_per_task(ray)
-        task = ray.remote(_timed).options(num_cpus=1, num_gpus=gpus,
-                                          max_retries=self.max_retries, retry_exceptions=False)
+        remote = ray.remote(_timed)
+        tasks = {g: remote.options(num_cpus=1, num_gpus=g, max_retries=self.max_retries,
+                                   retry_exceptions=False) for g in {0.0, gpus}}
         fn_ref = ray.put(fn)
         limit, pending, queue = self._in_flight_limit(ray, gpus), {}, iter(items)
-        self._submit(task, fn_ref, queue, pending, limit)
+        self._submit(tasks, gpus, fn_ref, queue, pending, limit)
         while pending:
             for ref in _ready_batch(ray, list(pending)):
                 yield self._outcome(ray, ref, pending.pop(ref))
-            self._submit(task, fn_ref, queue, pending, limit)
+            self._submit(tasks, gpus, fn_ref, queue, pending, limit)
 
-    @staticmethod
-    def _submit(task, fn_ref, queue: Iterator[WorkItem], pending: dict, limit: int) -> None:
+    def _submit(self, tasks: dict, gpus: float, fn_ref, queue: Iterator[WorkItem],
+                pending: dict, limit: int) -> None:
         while len(pending) < limit:
             item = next(queue, None)
             if item is None:
                 return
-            pending[task.remote(fn_ref, item)] = item
+            pending[tasks[self.gpus_for(item, gpus)].remote(fn_ref, item)] = item
 
     @staticmethod
     def _outcome(ray, ref, item: WorkItem) -> Outcome:

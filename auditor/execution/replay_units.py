@@ -41,6 +41,10 @@ class ReplayUnitItem:
     inputs_digest: str = ""  # task/behaviour code and probe data (auditor.execution.inputs)
     estimator_config_hash: str = ""  # the replay estimator's, so unit rows compose into it
     seconds: float = field(default=0.0, compare=False)  # expected, from the lineage
+    # where the retraining runs: "auto" (the worker's GPU when it was granted one, else CPU),
+    # "cpu" (bitwise the recorded CPU run), "cuda" / "cuda:N". Not in the run config: the
+    # numbers agree up to rounding, as for the estimators' ``device`` setting.
+    device: str = field(default="auto", compare=False)
 
     def run_config(self) -> dict[str, Any]:
         return {"work_item": "replay-unit/1", "version": self.key, "stage": self.stage_id,
@@ -60,6 +64,12 @@ class ReplayUnitItem:
     def estimator(self) -> str:
         return REPLAY
 
+    @property
+    def uses_gpu(self) -> bool:
+        """Whether a GPU granted to this unit's task would be used (executors ask for one
+        only then, and only when they have GPUs to give)."""
+        return self.device != "cpu"
+
 
 def step_seconds(version: ModelVersion) -> float | None:
     """Mean seconds per training step, from the stages' recorded start and end times."""
@@ -73,7 +83,8 @@ def step_seconds(version: ModelVersion) -> float | None:
 
 def replay_units(version: ModelVersion, root: str | Path, *, task: str, behaviours: str,
                  inputs_digest: str = "", estimator_config_hash: str = "",
-                 stages: list[int] | None = None) -> list[ReplayUnitItem]:
+                 stages: list[int] | None = None, device: str = "auto"
+                 ) -> list[ReplayUnitItem]:
     """The replay units of ``version`` (every stage, or ``stages``), with their costs."""
     steps = [s.steps for s in version.stages]
     per_step = step_seconds(version) or 0.0
@@ -81,7 +92,7 @@ def replay_units(version: ModelVersion, root: str | Path, *, task: str, behaviou
     chosen = range(len(steps)) if stages is None else stages
     return [ReplayUnitItem(version.key, k, version.stages[k].id, int(sum(steps[k + 1:])), "",
                            Path(root).resolve().as_uri(), refs, task, behaviours, inputs_digest,
-                           estimator_config_hash, per_step * sum(steps[k + 1:]))
+                           estimator_config_hash, per_step * sum(steps[k + 1:]), device)
             for k in chosen]
 
 
@@ -120,6 +131,7 @@ def _convention(version: ModelVersion) -> str:
 def run_replay_unit(item: ReplayUnitItem) -> pa.Table:
     """The worker of a replay unit: one score row per behaviour, ``evidence = exact``."""
     from auditor.behaviours.library import load_behaviours
+    from auditor.estimators.device import task_on
     from auditor.execution.worker import _test_hooks
     from auditor.task import load_task
 
@@ -133,8 +145,9 @@ def run_replay_unit(item: ReplayUnitItem) -> pa.Table:
             raise CheckpointError(f"{item.key}: checkpoint {ref.uri} does not match the "
                                   "replay unit's hash list")
     behaviours = load_behaviours(item.behaviours)
-    effects, metrics = unit_effects(version, root_path(item.root_uri), load_task(item.task),
-                                    behaviours, item.stage_index)
+    task = task_on(load_task(item.task), item.device)  # "auto": the GPU Ray granted, if any
+    effects, metrics = unit_effects(version, root_path(item.root_uri), task, behaviours,
+                                    item.stage_index)
     stage = version.stages[item.stage_index]
     n = len(behaviours)
     return pa.table({

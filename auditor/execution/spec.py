@@ -56,7 +56,10 @@ class CalibrationSettings(_Strict):
     coverage: float = Field(0.9, gt=0, lt=1, description="nominal coverage of the bands")
     share: float = Field(0.2, gt=0, le=1, description="most of the full replay's steps the "
                          "sample may spend")
-    normalisation: Literal["absolute", "relative", "behaviour"] = "relative"
+    normalisation: Literal["absolute", "relative", "behaviour"] = Field(
+        "behaviour", description="scale of a band: behaviour (the largest |estimate| of the "
+        "behaviour over the version's stages; chosen on bench/certify.py), relative (|estimate|) "
+        "or absolute (1)")
     pooling: Literal["pair", "unit"] = "pair"
     strata: Literal["kind", "none"] = "kind"
     fallback: Literal["none", "pooled"] = Field(
@@ -75,9 +78,20 @@ class ReplaySettings(_Strict):
         None, description="training steps, or 'N%' of the version's own training; none: "
                           "no limit")
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    device: str = Field(
+        "auto", description="where replay units retrain: auto (the GPU a Ray task was granted "
+        "— one is requested only where the cluster has GPUs — else CPU), cpu (bitwise the "
+        "recorded CPU run; no GPU requested), cuda or cuda:N")
 
     @model_validator(mode="after")
     def _check_budget(self) -> ReplaySettings:
+        from auditor.errors import EstimatorError
+        from auditor.estimators.device import check_device
+
+        try:
+            check_device(self.device)
+        except EstimatorError as exc:
+            raise ValueError(f"device: {exc}") from exc
         if isinstance(self.budget, str) and not re.fullmatch(r"\d+(\.\d+)?%", self.budget):
             raise ValueError(f"budget: {self.budget!r} must be a number of steps or 'N%'")
         if isinstance(self.budget, int) and self.budget < 0:

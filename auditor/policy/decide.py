@@ -19,6 +19,9 @@ from auditor.policy.model import Rule
 METRIC_COLUMN = {"contribution": "effect", "share": "share", "rank": "rank",
                  "delta_vs_previous": "delta"}
 _RANK = {"exact": 0, "estimate": 1, "uncalibrated": 2}
+# the evidence note of a band taken from the benchmark scenarios, not from replays of this model
+# (auditor.certify.fallback): "estimate ± w (benchmark band, not calibrated on this model)"
+UNCALIBRATED_NOTE = "benchmark band, not calibrated on this model"
 _KINDS = np.array(list(_RANK), dtype=object)
 Chunk = dict[str, np.ndarray]
 
@@ -28,7 +31,7 @@ def uses_behaviour(rule: Rule) -> bool:
     return rule.metric in ("share", "rank") or rule.materiality > 0
 
 
-def decide(rule: Rule, m: Chunk, previous: str | None, replays: dict[str, int]
+def decide(rule: Rule, m: Chunk, previous: str | None, replays: dict[str, int | str]
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(outcome, reason, observed, evidence text, (lo, hi) stacked) of each row of ``m``."""
     from auditor.policy.evaluate import FIRED
@@ -69,17 +72,34 @@ def close_reason(rule: Rule, lo: float, hi: float, m: Chunk, i: int,
 
 
 def evidence_text(rule: Rule, m: Chunk, lo: np.ndarray, hi: np.ndarray,
-                  replays: dict[str, int]) -> np.ndarray:
+                  replays: dict[str, int | str]) -> np.ndarray:
     kinds = m["evidence_behaviour"] if uses_behaviour(rule) else m["evidence"]
     out = np.empty(len(lo), dtype=object)
     for i, kind in enumerate(kinds.tolist()):
         if kind != "estimate":
             out[i] = kind
             continue
-        n = replays.get(m["calibration_id"][i])
-        count = f" ({n} replays)" if n is not None else ""
+        n = _weakest_note(m["calibration_behaviour"][i], replays) if uses_behaviour(rule) \
+            else replays.get(m["calibration_id"][i])  # replayed units, or a fallback's note
+        count = f" ({n})" if isinstance(n, str) else f" ({n} replays)" if n is not None else ""
         out[i] = f"estimate ± {(hi[i] - lo[i]) / 2:.3g}{count}"
     return out
+
+
+def behaviour_calibrations(codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per row, the calibrations of every stage of its behaviour (a share or rank uses them
+    all), as one comma-joined string."""
+    found: dict[int, set[str]] = {}
+    for code, cid in zip(codes.tolist(), ids.tolist()):
+        found.setdefault(code, set()).update([cid] if cid else [])
+    joined = {code: ",".join(sorted(v)) for code, v in found.items()}
+    return np.array([joined[code] for code in codes.tolist()], dtype=object)
+
+
+def _weakest_note(ids: str, replays: dict[str, int | str]) -> int | str | None:
+    """A band not calibrated on this model wins over any count of replays."""
+    notes = [replays[c] for c in (ids or "").split(",") if c in replays]
+    return next((n for n in notes if isinstance(n, str)), notes[0] if notes else None)
 
 
 def worst_evidence(codes: np.ndarray, evidence: np.ndarray) -> np.ndarray:

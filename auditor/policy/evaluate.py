@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor.policy.decide import METRIC_COLUMN, decide, worst_evidence
+from auditor.policy.decide import (
+    METRIC_COLUMN,
+    UNCALIBRATED_NOTE,
+    behaviour_calibrations,
+    decide,
+    worst_evidence,
+)
 from auditor.policy.intervals import add_bounds
 from auditor.policy.load import LoadedPolicy
 from auditor.policy.metrics import (
@@ -49,7 +55,8 @@ class Inputs:
     tags: dict[str, set[str]]  # dataset tags per stage id
     directions: dict[str, str]  # scored behaviour -> harm | benefit
     kinds: np.ndarray  # kind of each distinct stage id (names["stage_id"])
-    replays: dict[str, int] = field(default_factory=dict)  # calibration id -> replayed units
+    # calibration id -> replayed units, or the note of a band not calibrated on this model
+    replays: dict[str, int | str] = field(default_factory=dict)
 
 
 def read_inputs(store: Store, key: str, estimator: str | None = None,
@@ -65,8 +72,8 @@ def read_inputs(store: Store, key: str, estimator: str | None = None,
     kinds = _stage_kinds(columns, names["stage_id"], lineage_kinds(store, key))
     with_bounds(columns)
     ids = sorted({c for c in columns["calibration_id"].tolist() if c})
-    replays = {row["calibration_id"]: row["n_units"] for row in store.calibrations(ids)} \
-        if ids else {}
+    replays = {row["calibration_id"]: row["n_units"] if row["source"] == "replay"
+               else UNCALIBRATED_NOTE for row in store.calibrations(ids)} if ids else {}
     return Inputs(context, columns, names, stage_tags(store, key), directions, kinds, replays)
 
 
@@ -75,6 +82,8 @@ def with_bounds(columns: dict[str, np.ndarray]) -> None:
     add_bounds(columns)
     columns["evidence_behaviour"] = worst_evidence(columns["behaviour_code"],
                                                    columns["evidence"])
+    columns["calibration_behaviour"] = behaviour_calibrations(columns["behaviour_code"],
+                                                              columns["calibration_id"])
 
 
 def _first_per_code(columns: dict[str, np.ndarray], coded: str, column: str) -> list:
@@ -217,7 +226,7 @@ def _stage_rows(rule: Rule, policy: Policy, inputs: Inputs, names: list[str],
         column = METRIC_COLUMN[rule.metric]
         needed = ("behaviour", "stage_id", column, f"{column}_lo", f"{column}_hi",
                   "total_harm", "total_harm_lo", "total_harm_hi", "behaviour_nan", "evidence",
-                  "evidence_behaviour", "calibration_id")
+                  "evidence_behaviour", "calibration_id", "calibration_behaviour")
         chunk = _decide(rule, {name: m[name][rows] for name in needed},
                         inputs.context.previous, inputs.replays)
         chunks.append(apply_waivers(chunk, rule, policy.waivers, inputs.context.key, today))

@@ -34,8 +34,12 @@ def test_audit_with_a_replay_section_certifies_every_version(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "certified verdicts" in out and keys[0] in out and keys[1] in out
     with api.open_store(db, read_only=True) as store:
-        assert len(store.calibrations()) == 2
+        calibrations = store.calibrations()
+        assert len(calibrations) == 2
         assert store.verify_log().ok
+    # one calibration pool over the audit's versions: the same seeded sample for both
+    first, second = ({tuple(u) for u in c["units"]} for c in calibrations)
+    assert first == second and {u[0] for u in first} == set(keys)
     assert main(["audit", str(spec), "--db", str(db), "--quiet"]) == 0
     assert "reused 2 stored item(s)" in capsys.readouterr().out
 

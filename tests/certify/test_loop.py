@@ -131,3 +131,45 @@ def test_a_unit_that_cannot_run_is_not_asked_for_twice(policy):
                      budget=float("inf"), today=date(2026, 1, 1))
     assert len(calls) == len({u.key for u in calls})
     assert any(r["outcome"] == "indeterminate" for r in result.rows())
+
+
+SHARE_ONLY = """
+policy: s
+version: "1"
+rules:
+  - id: share
+    rationale: r
+    direction: harm
+    metric: share
+    comparator: ">"
+    threshold: 0.5
+    materiality: 0.05
+    stages: {kinds: [fine-tune]}
+    severity: block
+"""
+
+
+def test_cheap_units_go_first_and_an_expensive_one_only_if_still_needed(tmp_path):
+    """ft's share is close and depends on every stage; pretrain's band is infinite (its unit
+    costs 50 steps). Replaying the free last stage, then ft (10 steps), decides the row: the
+    pretrain unit is never replayed."""
+    path = tmp_path / "s.yaml"
+    path.write_text(SHARE_ONLY)
+    table = EffectTable("m@v1", ["pre", "ft", "last"], ["pretrain", "fine-tune", "alignment"],
+                        ["harm"], ["harm"], np.array([[0.0], [0.2], [0.1]]), [100, 40, 10])
+    cal = Calibration("aa", "c", 0.1, "absolute", "pair", "kind", (), (),
+                      {"*": 0.2, "fine-tune": 0.2, "alignment": 0.2},
+                      {"*": 20, "fine-tune": 10, "alignment": 10}, {})
+    table.apply_band(cal, "cal-1")
+    exact = {0: [-1.0], 1: [0.04], 2: [0.3]}  # share of ft 0.04 / 0.34: passes
+    rounds = []
+
+    def replay(units):
+        rounds.append([u.stage_id for u in units])
+        return {u.key: np.array(exact[u.stage_index]) for u in units}
+
+    result = certify(table, None, load_policy(path), CONTEXT, replay, budget=1000,
+                     today=date(2026, 1, 1))
+    assert rounds == [["last"], ["ft"]] and result.spent == 10
+    [row] = [r for r in result.rows() if r["stage_id"] == "ft"]
+    assert row["outcome"] == "pass" and row["evidence"].startswith("estimate")
