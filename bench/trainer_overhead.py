@@ -1,8 +1,11 @@
 """Hugging Face ``Trainer.train()`` with auditor's callback vs without, on a small GPT-2.
 
-Interleaved rounds, each training a fresh model for ``STEPS`` steps both ways; prints the median
-ratio of the in-loop time (first step to last step, goal <= 1.05) and, separately, the stage's
-boundary checkpoints (written once per ``train()`` call). Called by bench/recorder_overhead.py;
+Interleaved rounds, each training a fresh model for ``STEPS`` steps both ways (the order
+alternates from round to round, so neither way always runs on a warmer machine); prints the median
+ratio of the in-loop time (first step to last step, goal <= 1.05), the time spent inside the
+recording itself per step (the callback's step events and the optimizer post-step hook, timed
+directly: the part of the ratio that is not noise) and, separately, the stage's boundary
+checkpoints (written once per ``train()`` call). Called by bench/recorder_overhead.py;
 alone: .venv/bin/python bench/trainer_overhead.py
 """
 
@@ -60,8 +63,25 @@ class Clock:
         return self.end - self.start
 
 
-def run(out: str, recorded: bool) -> tuple[float, float]:
-    """(in-loop seconds, whole train() seconds)."""
+class Own:
+    """Seconds spent inside the recording's per-step code during one run."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+        return wrapper
+
+
+def run(out: str, recorded: bool, own: Own | None = None) -> tuple[float, float]:
+    """(in-loop seconds, whole train() seconds); ``own`` accumulates the recording's own
+    per-step time."""
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from auditor import Recorder
@@ -73,7 +93,12 @@ def run(out: str, recorded: bool) -> tuple[float, float]:
     callbacks = [clock.callback]
     if recorded:
         recorder = Recorder(f"{out}/run", net, model_name="bench", version="v")
-        callbacks.insert(0, AuditorCallback(recorder, data, stage="s", kind="fine-tune"))
+        callback = AuditorCallback(recorder, data, stage="s", kind="fine-tune")
+        if own is not None:  # the step events and the post-step hook (bound before the stage)
+            for name in ("on_step_begin", "on_pre_optimizer_step"):
+                setattr(callback, name, own.timed(getattr(callback, name)))
+            recorder._after_step = own.timed(recorder._after_step)
+        callbacks.insert(0, callback)
     args = TrainingArguments(output_dir=f"{out}/out", per_device_train_batch_size=BATCH,
                              max_steps=STEPS, report_to=[], save_strategy="no",
                              logging_strategy="no", disable_tqdm=True, use_cpu=True,
@@ -89,18 +114,24 @@ def measure() -> dict[str, float]:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    plain, recorded = [], []
+    plain, recorded, own = [], [], Own()
     with tempfile.TemporaryDirectory() as tmp:
         run(f"{tmp}/warm", False)
         for r in range(ROUNDS):
-            plain.append(run(f"{tmp}/p{r}", False))
-            recorded.append(run(f"{tmp}/r{r}", True))
+            if r % 2:
+                recorded.append(run(f"{tmp}/r{r}", True))
+                plain.append(run(f"{tmp}/p{r}", False))
+            else:
+                plain.append(run(f"{tmp}/p{r}", False))
+                recorded.append(run(f"{tmp}/r{r}", True))
+        run(f"{tmp}/own", True, own)
     ratios = sorted(r[0] / p[0] for r, p in zip(recorded, plain))
     best_plain = min(p[0] for p in plain)
     boundary = min(r[1] - r[0] for r in recorded) - min(p[1] - p[0] for p in plain)
     return {"loop_ratio": ratios[len(ratios) // 2],
             "best_ratio": min(r[0] for r in recorded) / best_plain,
-            "boundary_s": boundary, "step_s": best_plain / STEPS}
+            "boundary_s": boundary, "step_s": best_plain / STEPS,
+            "own_step_s": own.seconds / STEPS}
 
 
 def report() -> None:
@@ -109,6 +140,8 @@ def report() -> None:
           f"{BATCH}x{LENGTH})")
     print(f"Trainer callback/plain      {found['loop_ratio']:.3f} median of {ROUNDS} rounds, "
           f"{found['best_ratio']:.3f} best-of  (goal <= 1.05)")
+    print(f"Trainer recording, own time {found['own_step_s'] * 1e3:.3f} ms per step "
+          f"(= {found['own_step_s'] / found['step_s']:.4f} of a plain step)")
     print(f"Trainer stage boundaries    {found['boundary_s'] * 1e3:.0f} ms more per train() call "
           f"(= {found['boundary_s'] / found['step_s']:.1f} steps)")
 

@@ -64,6 +64,12 @@ class AuditorCallback(Callback):
         if self._stage is None:
             raise LineageError("AuditorCallback: fit() called again without next_stage(...)")
         _check(trainer)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            raise LineageError("AuditorCallback: 16-mixed with a loss scaler (GradScaler) "
+                               "cannot be replayed bitwise (its per-step scale sets which fp16 "
+                               "gradients underflow, and replay does not repeat it); use "
+                               "precision='bf16-mixed' or 32")
         optimizer = trainer.optimizers[0]
         optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer wraps it
         clip = trainer.gradient_clip_val

@@ -50,3 +50,23 @@ def test_lightning_fit_calls_replay_bitwise(tmp_path):
         run_stage(model, pl_task, stage)
         expected = load_tensors(stage.theta_end, tmp_path / "run")
         assert all(torch.equal(t, expected[n]) for n, t in model.state_dict().items()), stage.id
+
+
+def test_16_mixed_with_a_loss_scaler_is_refused_before_any_step_in_one_line(tmp_path):
+    """Lightning's 16-mixed trains under a GradScaler (given explicitly here: on the CPU
+    Lightning would switch to bf16-mixed)."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    from auditor.errors import LineageError
+
+    pl_task = task()
+    torch.manual_seed(0)
+    module = pl_task.build_model()
+    before = {n: t.clone() for n, t in module.state_dict().items()}
+    recorder = Recorder(tmp_path / "run", module, model_name="mlp", version="pl", task=TASK)
+    data = RecordedData(Examples(), collate)
+    callback = AuditorCallback(recorder, data, stage="pretrain", kind="pretrain")
+    with pytest.raises(LineageError, match="loss scaler") as info:
+        _fit(module, callback, data, tmp_path, plugins=[MixedPrecision("16-mixed", "cpu")])
+    assert "\n" not in str(info.value) and "bf16-mixed" in str(info.value)
+    assert all(torch.equal(before[n], t) for n, t in module.state_dict().items())

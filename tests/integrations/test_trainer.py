@@ -108,3 +108,49 @@ def test_bf16_mixed_precision_is_recorded_and_replays_bitwise(tmp_path):
     run_stage(replayed, hf, stage)
     expected = load_tensors(stage.theta_end, tmp_path / "run")
     assert all(torch.equal(t, expected[n]) for n, t in replayed.state_dict().items())
+
+
+def test_fp16_on_the_cpu_is_recorded_as_the_fp32_accelerate_runs_and_replays_bitwise(tmp_path):
+    """accelerate ignores fp16 on the CPU (no autocast, no loss scaler): the stage records no
+    autocast, so replay runs what training ran, bit for bit."""
+    from transformers import default_data_collator
+
+    hf = task()
+    torch.manual_seed(0)
+    model = hf.build_model()
+    recorder = Recorder(tmp_path / "run", model, model_name="charlm", version="fp", task=TASK)
+    data = RecordedData(hf.dataset("pretrain"), default_data_collator)
+    _train(model, arguments(tmp_path / "out", fp16=True, max_steps=2), data,
+           AuditorCallback(recorder, data, stage="pretrain", kind="pretrain"))
+    lineage = load_lineage(tmp_path / "run")
+    stage = lineage.stages[0]
+    assert stage.autocast is None
+    replayed = load_model(hf, lineage, tmp_path / "run", stage.theta_start)
+    run_stage(replayed, hf, stage)
+    expected = load_tensors(stage.theta_end, tmp_path / "run")
+    assert all(torch.equal(t, expected[n]) for n, t in replayed.state_dict().items())
+
+
+def test_fp16_with_a_loss_scaler_is_refused_before_any_step_in_one_line(tmp_path):
+    """On an accelerator fp16 trains under a GradScaler; the Trainer's accelerator is given a
+    real one here (the CPU build has no fp16 scaler path of its own)."""
+    from transformers import Trainer, default_data_collator
+
+    hf = task()
+    torch.manual_seed(0)
+    model = hf.build_model()
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    recorder = Recorder(tmp_path / "run", model, model_name="charlm", version="fp", task=TASK)
+    data = RecordedData(hf.dataset("pretrain"), default_data_collator)
+    trainer = Trainer(model=model, args=arguments(tmp_path / "out", max_steps=2),
+                      train_dataset=data.dataset, data_collator=data.collate,
+                      callbacks=[AuditorCallback(recorder, data, stage="pretrain",
+                                                 kind="pretrain")])
+    trainer.accelerator.scaler = torch.amp.GradScaler("cpu")
+    with pytest.raises(LineageError, match="loss scaler") as info:
+        trainer.train()
+    message = str(info.value)
+    assert "\n" not in message and "bf16=True" in message
+    with pytest.raises(LineageError, match="no stage has been recorded"):
+        recorder.lineage  # noqa: B018 (nothing was recorded)
+    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
