@@ -11,6 +11,7 @@ optimizer: ``"{name}.momentum_buffer"`` (SGD), ``"{name}.exp_avg"``, ``"{name}.e
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import pickle
 import stat
 import warnings
@@ -233,33 +234,46 @@ class LazyCheckpoint:
         if ref.format == "safetensors":
             try:
                 with safe_open(str(self.path), framework="pt") as handle:
-                    self._keys = frozenset(handle.keys())
+                    self._shapes = {key: tuple(handle.get_slice(key).get_shape())
+                                    for key in handle.keys()}
             except (SafetensorError, OSError, ValueError) as exc:
                 raise CheckpointError(f"checkpoint {self.path} is not a readable safetensors "
                                       f"file: {exc}") from exc
         else:
             self._tensors = _read_torch(self.path)
-            self._keys = frozenset(self._tensors)
+            self._shapes = {key: tuple(t.shape) for key, t in self._tensors.items()}
+        self._keys = frozenset(self._shapes)
 
     def keys(self) -> frozenset[str]:
         return self._keys
 
-    def get(self, name: str) -> torch.Tensor | None:
-        """The tensor ``name`` (None when the checkpoint has none of that name)."""
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        """The stored shape of tensor ``name`` (None when absent), read from the header."""
+        return self._shapes.get(name)
+
+    def get(self, name: str, rows: slice | None = None) -> torch.Tensor | None:
+        """The tensor ``name`` (None when the checkpoint has none of that name); ``rows``: only
+        those rows of its first dimension (a chunk: only its bytes are read)."""
         if name not in self._keys:
             return None
         if self._tensors is not None:
-            tensor = self._tensors[name]
+            tensor = self._tensors[name] if rows is None else self._tensors[name][rows]
         else:
-            try:  # opened per read: no mapping (and its pages) outlives the tensor read
-                with safe_open(str(self.path), framework="pt") as handle:
-                    tensor = handle.get_tensor(name)
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
-                                      f"{exc}") from exc
+            with self._open(name) as handle:  # no mapping (and its pages) outlives the read
+                tensor = (handle.get_tensor(name) if rows is None
+                          else handle.get_slice(name)[rows])
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"checkpoint {self.path} holds NaN or Inf values in {name!r}")
         return tensor
+
+    @contextmanager
+    def _open(self, name: str):
+        try:
+            with safe_open(str(self.path), framework="pt") as handle:
+                yield handle
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
+                                  f"{exc}") from exc
 
 
 class LazyCheckpoints:
