@@ -10,11 +10,12 @@ optimizer: ``"{name}.momentum_buffer"`` (SGD), ``"{name}.exp_avg"``, ``"{name}.e
 
 from __future__ import annotations
 
+import math
 import os
-from contextlib import contextmanager
 import pickle
 import stat
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -262,7 +263,7 @@ class LazyCheckpoint:
             with self._open(name) as handle:  # no mapping (and its pages) outlives the read
                 tensor = (handle.get_tensor(name) if rows is None
                           else handle.get_slice(name)[rows])
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not _finite(tensor):
             raise CheckpointError(f"checkpoint {self.path} holds NaN or Inf values in {name!r}")
         return tensor
 
@@ -274,6 +275,17 @@ class LazyCheckpoint:
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
                                   f"{exc}") from exc
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """No NaN or Inf in ``tensor``: one float64 sum (a NaN or Inf makes it non-finite; a float32
+    or narrower sum cannot overflow in float64), checked value by value only when it is not
+    finite (a float64 tensor whose sum overflows)."""
+    if tensor.numel() == 0:
+        return True
+    if math.isfinite(float(tensor.sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 class LazyCheckpoints:
