@@ -218,17 +218,18 @@ def main() -> None:
                 swept[stages, 3] = measure(work, size, "adamw", stages, 3, sweep, args.settings)
             swept[4, 12] = measure(work, size, "adamw", 4, 12, sweep, args.settings)
             rows += [r for key, found in swept.items() if key != (4, 3) for r in found]
-            print_sweeps(swept, sweep)
+            print_sweeps(swept, sweep, size)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
 
-def print_sweeps(swept: dict, estimators) -> None:
+def print_sweeps(swept: dict, estimators, size: str) -> None:
     """Peak memory and time per logged step in K and in steps, as ratios to K = 2 / 3 steps."""
     def find(key, name):
         return next(r for r in swept[key] if r["estimator"] == name)
 
-    print("\nsweeps (P, AdamW): peak memory and prepare time per logged step, as ratios")
+    print(f"\nsweeps (P ≈ {size}, AdamW): peak memory and prepare time per logged step, as "
+          "ratios to K = 2, 3 steps per stage")
     for name in estimators:
         ref = find((2, 3), name)
         per_step = ref["prepare_s"] / (ref["K"] * ref["steps"])
