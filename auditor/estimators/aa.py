@@ -36,7 +36,7 @@ from auditor.estimators.scoring.plugin import score_by_plugin
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.estimators.shards import spills
 from auditor.lineage.models import ModelVersion
-from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.union import lineage_layout
 from auditor.task import TrainingTask
 
 
@@ -81,6 +81,7 @@ class AAEstimator(Estimator):
 
     name: ClassVar[str] = "aa"
     version: ClassVar[str] = "1"
+    handles_parameter_changes: ClassVar[bool] = True
     Settings = AASettings
     settings: AASettings
 
@@ -88,14 +89,20 @@ class AAEstimator(Estimator):
                 task: TrainingTask) -> StageEmbeddings:
         started = time.perf_counter()
         device = resolve_device(self.device)
-        layout = ParamLayout.of(task.build_model())
+        lineage = lineage_layout(task, version)  # stages that add adapters: their union
+        layout = lineage.final
         if self.settings.stream:
             dtype = PRECISIONS[self.settings.precision]
             spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb)
-            vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill)
+            names_at = ([lineage.names_at(k) for k in range(len(version.stages))]
+                        if lineage.changes else None)
+            vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill,
+                                          names_at=names_at)
             return stage_embeddings(self, version, vectors, started)
-        flats = stage_embeddings_h0(version, root, layout)  # whole-model float64 on the CPU
-        return embeddings_from_flat(self, version, layout, flats, started)
+        # whole-model float64 on the CPU
+        flats = stage_embeddings_h0(version, root, lineage.union, lineage.views)
+        return embeddings_from_flat(self, version, layout,
+                                    [lineage.final_part(f) for f in flats], started)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:

@@ -99,6 +99,11 @@ class GGNEstimator(UnrolledEstimator):
         if sketch is None:
             return super().prepare(version, root, task)
         started = time.perf_counter()
+        changed = next((s for s in version.stages if s.changes is not None), None)
+        if changed is not None:
+            raise EstimatorError(f"{self.name}: projection does not handle stage "
+                                 f"{changed.id!r}, which changes the parameter set; leave "
+                                 "projection unset")
         problem = self.problem(version, root, task)
         flats = propagate_projected(problem, sketch, self.name)
         return embeddings_from_flat(self, version, problem.layout, flats, started,

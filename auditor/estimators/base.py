@@ -115,9 +115,12 @@ class Estimator(ABC):
     name: ClassVar[str]
     version: ClassVar[str]
     Settings: ClassVar[type[EstimatorSettings]] = EstimatorSettings
-    # whether the estimator handles stages that change the parameter set (adapters added, a
-    # merge): only exact replay does; the others refuse such a lineage (registry.attribute)
+    # whether the estimator handles stages that change the parameter set (adapters or a head
+    # added, tensors renamed or removed; docs/maths.md#changing-parameter-sets), and merged
+    # adapters (``recomputes=``): an estimator that does not refuses the lineage in one line
+    # (registry.attribute)
     handles_parameter_changes: ClassVar[bool] = False
+    handles_merges: ClassVar[bool] = False
 
     def __init__(self, settings: EstimatorSettings | None = None, /, **values: object):
         if settings is None:

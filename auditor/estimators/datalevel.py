@@ -125,6 +125,10 @@ def example_attribution(version: ModelVersion, root: str | Path, task: TrainingT
     Adam preconditioner; totals equal its reverse-mode effects).
     """
     k = stage if isinstance(stage, int) else [s.id for s in version.stages].index(stage)
+    changed = next((s for s in version.stages if s.changes is not None), None)
+    if changed is not None:
+        raise EstimatorError(f"example attribution does not handle stage {changed.id!r}, which "
+                             "changes the parameter set; stage-level effects do")
     if propagation not in ("aa", "hessian"):
         raise EstimatorError(f"propagation must be 'aa' or 'hessian', not {propagation!r}")
     layout = ParamLayout.of(task.build_model())

@@ -60,6 +60,7 @@ class NaiveEstimator(Estimator):
 
     name: ClassVar[str] = "naive"
     version: ClassVar[str] = "1"
+    handles_parameter_changes: ClassVar[bool] = True
     Settings = NaiveSettings
     settings: NaiveSettings
 
@@ -83,11 +84,12 @@ class NaiveEstimator(Estimator):
             vectors = _streamed(version, root, dtype, device, spill)
             return stage_embeddings(self, version, vectors, started)
         vectors = []
-        for stage in version.stages:
+        for k, stage in enumerate(version.stages):
             start = load_tensors(stage.theta_start, root)
             end = load_tensors(stage.theta_end, root)
-            vectors.append({name: (end[name].double() - start[name].double())
-                            for name in end if name in start and end[name].is_floating_point()})
+            vectors.append(_final_names(version, k, {
+                name: (end[name].double() - start[name].double())
+                for name in end if name in start and end[name].is_floating_point()}))
         return stage_embeddings(self, version, vectors, started)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
@@ -119,6 +121,8 @@ def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
         for k, tensor in enumerate(per_stage):
             if tensor is not None:
                 vectors[k][name] = tensor
+    if any(stage.changes is not None for stage in version.stages):
+        vectors = [_final_names(version, k, vector) for k, vector in enumerate(vectors)]
     if shards is None:
         return vectors
     if not any(vectors):
@@ -126,3 +130,11 @@ def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
     for k, lazy in enumerate(shards.vectors()):  # rare: a tensor some stages lack, in memory
         vectors[k].update(lazy.items())
     return vectors
+
+
+def _final_names(version: ModelVersion, k: int, vector: dict) -> dict:
+    """Stage k's displacement under the final model's names (a stage that adds adapters keeps
+    them: its own effect includes them; a tensor a later stage removes is dropped)."""
+    named = {version.final_name(k, name): tensor for name, tensor in vector.items()}
+    named.pop(None, None)
+    return named

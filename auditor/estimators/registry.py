@@ -48,13 +48,17 @@ def attribute(version: ModelVersion, root: str | Path, task: TrainingTask,
 def _check_parameter_changes(chosen: Estimator, version: ModelVersion) -> None:
     """Refuse, naming the stage and a tensor, a lineage whose parameter set changes (a LoRA
     stage) for an estimator that would silently misread it."""
-    if chosen.handles_parameter_changes:
-        return
     for stage in version.stages:
         change = stage.changes
         if change is None:
             continue
-        names = [*change.added, *change.renamed.values(), *change.removed, *change.recomputed]
-        raise EstimatorError(
-            f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
-            f"changes the parameter set (e.g. {names[0]!r}); use replay")
+        if not chosen.handles_parameter_changes:
+            names = [*change.added, *change.renamed.values(), *change.removed,
+                     *change.recomputed]
+            raise EstimatorError(
+                f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
+                f"changes the parameter set (e.g. {names[0]!r}); use replay")
+        if change.recomputed and not chosen.handles_merges:
+            raise EstimatorError(
+                f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
+                f"merges adapters into {change.recomputed[0]!r} (recomputes=); use replay")

@@ -66,6 +66,7 @@ class ReplayEstimator(Estimator):
     name: ClassVar[str] = "replay"
     version: ClassVar[str] = "1"
     handles_parameter_changes: ClassVar[bool] = True
+    handles_merges: ClassVar[bool] = True
     Settings = ReplaySettings
     settings: ReplaySettings
 

@@ -27,6 +27,7 @@ from auditor.estimators.scoring.gradients import behaviour_gradient
 from auditor.estimators.settings import EstimatorSettings, setting
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout
+from auditor.lineage.sketching.union import lineage_layout
 from auditor.task import TrainingTask
 
 Segment = tuple[dict[str, torch.Tensor], torch.Tensor]  # (θ_c, v_c)
@@ -49,11 +50,16 @@ class TracInState(EstimatorState):
 
     layout: ParamLayout
     segments: list[list[Segment]] = field(default_factory=list)
+    # a lineage that changes the parameter set: each stage's view of the union layout and a
+    # model of that stage's structure to take ∇f in (auditor.lineage.sketching.union)
+    views: tuple[ParamLayout, ...] | None = None
+    probes: dict[int, torch.nn.Module] = field(default_factory=dict)
 
 
 class TracInEstimator(Estimator):
     name: ClassVar[str] = "tracin"
     version: ClassVar[str] = "1"
+    handles_parameter_changes: ClassVar[bool] = True
     Settings = TracInSettings
     settings: TracInSettings
 
@@ -62,8 +68,10 @@ class TracInEstimator(Estimator):
         """Per stage: segment start points θ_c and segment sums v_c = −Σ η_t ν_t g_t."""
         started = time.perf_counter()
         task = task_on(task, self.device)
-        layout = ParamLayout.of(task.build_model())
+        lineage = lineage_layout(task, version)
+        layout, views = lineage.union, lineage.views
         segments: list[list[Segment]] = [[] for _ in version.stages]
+        probes: dict[int, torch.nn.Module] = {}
         cuts = [_cuts(stage.steps, self.settings.checkpoints) for stage in version.stages]
 
         def before(step: FactualStep, model) -> None:
@@ -71,18 +79,21 @@ class TracInEstimator(Estimator):
                 params = {n: p.clone() for n, p in params_of(model).items()}
                 segments[step.stage_index].append((params, torch.zeros(layout.total,
                                                                        dtype=torch.float64)))
+                if lineage.changes and step.stage_index not in probes:
+                    probes[step.stage_index] = _clone_structure(model)
 
         def after(step: FactualStep, model, optimizer) -> None:
             lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
             grads = {n: p.grad * lrs[id(p)] for n, p in model.named_parameters()
                      if p.grad is not None and id(p) in lrs}
-            segments[step.stage_index][-1][1].sub_(layout.flatten(grads))
+            segments[step.stage_index][-1][1].sub_(views[step.stage_index].flatten(grads))
 
         walk(version, root, task, 0, before, after)
-        totals = [sum((v for _, v in segs), torch.zeros(layout.total, dtype=torch.float64))
+        totals = [lineage.final_part(sum((v for _, v in segs),
+                                         torch.zeros(layout.total, dtype=torch.float64)))
                   for segs in segments]
-        return embeddings_from_flat(self, version, layout, totals, started,
-                                    TracInState(layout, segments))
+        state = TracInState(layout, segments, views if lineage.changes else None, probes)
+        return embeddings_from_flat(self, version, lineage.final, totals, started, state)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module) -> StageEffects:
@@ -90,10 +101,11 @@ class TracInEstimator(Estimator):
         state = embeddings.state
         if not isinstance(state, TracInState):
             raise EstimatorError("tracin scores only the embeddings its own prepare made")
-        layout = state.layout
         effects = np.zeros((len(embeddings.stages), len(behaviours)))
-        probe = _clone_structure(model)
+        final_probe = _clone_structure(model)
         for k, segments in enumerate(state.segments):
+            probe = state.probes.get(k, final_probe)
+            layout = state.layout if state.views is None else state.views[k]
             for params, vector in segments:
                 _load(probe, params)
                 for q, behaviour in enumerate(behaviours):

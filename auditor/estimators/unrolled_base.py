@@ -43,7 +43,8 @@ from auditor.estimators.scoring.gradients import behaviour_gradient, score_by_gr
 from auditor.estimators.scoring.plugin import score_by_plugin
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.lineage.models import ModelVersion
-from auditor.lineage.sketching.layout import ParamLayout, stage_displacements
+from auditor.lineage.sketching.layout import stage_displacements
+from auditor.lineage.sketching.union import lineage_layout
 from auditor.task import TrainingTask
 
 MODES = ("auto", "forward", "reverse")
@@ -104,6 +105,7 @@ class UnrolledEstimator(Estimator):
     """Shared by ``aa-hessian`` and ``aa-ggn``: they differ in ``curvature_operator``."""
 
     Settings = UnrolledSettings
+    handles_parameter_changes: ClassVar[bool] = True
     settings: UnrolledSettings
 
     def __init__(self, settings: UnrolledSettings | None = None, /, **values: Any):
@@ -121,7 +123,11 @@ class UnrolledEstimator(Estimator):
     def chosen_mode(self, version: ModelVersion) -> str:
         mode, adam_form = self.settings.mode, self.settings.adam
         adam = any(s.optimizer.kind != "sgd" for s in version.stages[1:])
-        needs_forward = self.settings.plugin or (adam and adam_form != "fixed")
+        changes = any(s.changes is not None for s in version.stages)
+        needs_forward = self.settings.plugin or (adam and adam_form != "fixed") or changes
+        if mode == "reverse" and changes:
+            raise EstimatorError(f"{self.name}: reverse mode does not handle stages that change "
+                                 "the parameter set; use mode='forward' (or auto)")
         if mode == "reverse" and needs_forward:
             raise EstimatorError(f"{self.name}: reverse mode needs plugin=False and, for Adam "
                                  "stages, adam='fixed'")
@@ -132,10 +138,13 @@ class UnrolledEstimator(Estimator):
 
     def problem(self, version: ModelVersion, root: str | Path, task: TrainingTask) -> Problem:
         task = task_on(task, self.device)
-        layout = ParamLayout.of(task.build_model())
+        lineage = lineage_layout(task, version)  # stages that add adapters: their union
+        layout, views = lineage.union, (lineage.views if lineage.changes else None)
         operator, reduction = self.curvature_operator()
-        return Problem(version, Path(root), task, layout, all_coefficients(version, root, layout),
-                       stage_displacements(version, root, layout), operator, reduction)
+        return Problem(version, Path(root), task, layout,
+                       all_coefficients(version, root, layout, views),
+                       stage_displacements(version, root, layout, views), operator, reduction,
+                       views, lineage)
 
     def prepare(self, version: ModelVersion, root: str | Path,
                 task: TrainingTask) -> StageEmbeddings:
@@ -146,7 +155,9 @@ class UnrolledEstimator(Estimator):
             adam = self.settings.adam
             flats = (propagate_forward(problem) if adam == "fixed" else
                      propagate_forward_adam(problem, shift=adam == "jacobian+shift"))
-            return embeddings_from_flat(self, version, problem.layout, flats, started,
+            lineage = problem.lineage
+            return embeddings_from_flat(self, version, lineage.final,
+                                        [lineage.final_part(f) for f in flats], started,
                                         UnrolledState())
         trajectory = record_trajectory(problem)
         return embeddings_from_flat(self, version, problem.layout, problem.displacements.changes,

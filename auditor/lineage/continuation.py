@@ -98,7 +98,8 @@ def check_continuation(previous: Snapshot, model: torch.nn.Module, stage_id: str
 
 # -- replay ----------------------------------------------------------------------------------
 
-def _adapt(task, model: torch.nn.Module, stage: Stage) -> torch.nn.Module:
+def adapt_structure(task, model: torch.nn.Module, stage: Stage) -> torch.nn.Module:
+    """``model`` with ``stage``'s declared structural change made by the task's ``adapt``."""
     adapt = getattr(task, "adapt", None)
     if adapt is None:
         raise EstimatorError(f"stage {stage.id!r} changed the model's parameters; its task needs "
@@ -113,7 +114,7 @@ def enter_stage(task, model: torch.nn.Module, stage: Stage, root: Path) -> torch
     if change is None:
         return model
     running: Tensors = {n: t.detach().clone() for n, t in model.state_dict().items()}
-    adapted = _adapt(task, model, stage)
+    adapted = adapt_structure(task, model, stage)
     initial = load_tensors(stage.theta_start, root)
     inverse = {new: old for old, new in change.renamed.items()}
     fresh = adapted.state_dict()
@@ -146,7 +147,7 @@ def build_structure(task, version: ModelVersion, index: int) -> torch.nn.Module:
     model = task.build_model()
     for stage in version.stages[:index + 1]:
         if stage.changes is not None:
-            model = _adapt(task, model, stage)
+            model = adapt_structure(task, model, stage)
     return model
 
 

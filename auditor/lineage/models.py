@@ -335,9 +335,27 @@ class ModelVersion(Strict):
     def trained_parameters(self) -> set[str]:
         """Names some stage's optimizer updated (in a group and not frozen there): the
         parameters whose history the estimators attribute, whatever ``build_model()`` leaves
-        trainable."""
-        return {name for stage in self.stages for group in stage.optimizer.groups
-                for name in group.params if name not in set(group.frozen)}
+        trainable. Names are the last stage's (a tensor peft renamed later counts under its new
+        name; one a later stage removed is left out)."""
+        names = set()
+        for index, stage in enumerate(self.stages):
+            for group in stage.optimizer.groups:
+                frozen = set(group.frozen)
+                names.update(self.final_name(index, n) for n in group.params if n not in frozen)
+        names.discard(None)
+        return names
+
+    def final_name(self, index: int, name: str) -> str | None:
+        """The name tensor ``name`` of stage ``index`` has in the last stage (through the later
+        stages' declared renames), or None when a later stage removes it."""
+        for stage in self.stages[index + 1:]:
+            change = stage.changes
+            if change is None:
+                continue
+            if name in change.removed:
+                return None
+            name = change.renamed.get(name, name)
+        return name
 
     @property
     def key(self) -> str:

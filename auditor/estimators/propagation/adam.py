@@ -42,9 +42,10 @@ def _moments(optimizer, model: nn.Module, layout, field: str) -> torch.Tensor:
 
 
 def _second_moment_changes(problem: Problem) -> list[torch.Tensor]:
-    stages, layout = problem.version.stages, problem.layout
+    stages = problem.version.stages
     out = []
     for k, stage in enumerate(stages):
+        layout = problem.view(k)
         carried = k + 1 < len(stages) and stages[k + 1].convention == "carry"
         if not carried or stage.optimizer.kind == "sgd":
             out.append(torch.zeros(layout.total, dtype=torch.float64))
@@ -73,15 +74,17 @@ def propagate_forward_adam(problem: Problem, shift: bool) -> list[torch.Tensor]:
             if stages[step.stage_index].convention == "reset":
                 for tangent in tangents.values():
                     tangent.chained = False
-        thetas[:] = [problem.layout.flatten(params_of(model))]
+        view = problem.view(step.stage_index)
+        thetas[:] = [view.flatten(params_of(model))]
         op = problem.operator(_ensure_module(problem, model), params_of(model), step.batch,
-                              step.seed, problem.layout)
+                              step.seed, view)
         for k, tangent in tangents.items():
             pending[k] = op(tangent.d)
 
     def after(step: FactualStep, model: nn.Module, optimizer) -> None:
         coeffs = problem.coefficients[step.stage_index]
-        factual = _Factual(coeffs, step.local_step, model, optimizer, problem, thetas[0])
+        factual = _Factual(coeffs, step.local_step, model, optimizer, problem, thetas[0],
+                           step.stage_index)
         for k, tangent in tangents.items():
             _step(factual, tangent, pending.pop(k), shift)
 
@@ -92,8 +95,9 @@ def propagate_forward_adam(problem: Problem, shift: bool) -> list[torch.Tensor]:
 class _Factual:
     """The factual step's quantities: coefficient vectors, g (as Adam saw it), m', v'."""
 
-    def __init__(self, coeffs: StageCoefficients, t: int, model, optimizer, problem, theta):
-        layout = problem.layout
+    def __init__(self, coeffs: StageCoefficients, t: int, model, optimizer, problem, theta,
+                 step_index: int):
+        layout = problem.view(step_index)
         self.kind = coeffs.kind
         self.reset = coeffs.reset and t == 0
         self.nu = float(coeffs.clip[t])

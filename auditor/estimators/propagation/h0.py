@@ -25,19 +25,23 @@ from auditor.lineage.sketching.layout import ParamLayout, load_flat, stage_displ
 TAIL_CUTOFF = 1e-12
 
 
-def stage_embeddings_h0(version: ModelVersion, root: str | Path,
-                        layout: ParamLayout) -> list[torch.Tensor]:
-    coefficients = all_coefficients(version, root, layout)
-    disp = stage_displacements(version, root, layout)
-    propagator = H0Propagator(version, root, layout, coefficients)
+def stage_embeddings_h0(version: ModelVersion, root: str | Path, layout: ParamLayout,
+                        views: tuple[ParamLayout, ...] | None = None) -> list[torch.Tensor]:
+    """``views``: each stage's parameters in ``layout`` when the lineage changes the parameter
+    set (auditor.lineage.sketching.union)."""
+    coefficients = all_coefficients(version, root, layout, views)
+    disp = stage_displacements(version, root, layout, views)
+    propagator = H0Propagator(version, root, layout, coefficients, views)
     return [propagator.run(k, disp.changes[k], disp.momenta[k])
             for k in range(len(version.stages))]
 
 
 class H0Propagator:
     def __init__(self, version: ModelVersion, root, layout: ParamLayout,
-                 coefficients: list[StageCoefficients]):
+                 coefficients: list[StageCoefficients],
+                 views: tuple[ParamLayout, ...] | None = None):
         self.version, self.root, self.layout = version, root, layout
+        self.views = views or (layout,) * len(version.stages)
         self.coefficients = coefficients
         self.class_of, self.class_groups = _group_classes(coefficients)
         self._products: dict[int, torch.Tensor] = {}
@@ -98,7 +102,7 @@ class H0Propagator:
         if j not in self._v_ref:
             stage = self.version.stages[j]
             ref = stage.optimizer_start if stage.convention == "carry" else stage.optimizer_end
-            self._v_ref[j] = load_flat(self.layout, ref, self.root, ".exp_avg_sq")
+            self._v_ref[j] = load_flat(self.views[j], ref, self.root, ".exp_avg_sq")
         return self._v_ref[j]
 
 

@@ -46,8 +46,11 @@ class StreamedH0:
     embeddings of each parameter (in ``dtype``, on ``device``)."""
 
     def __init__(self, version: ModelVersion, root: str | Path, layout: ParamLayout,
-                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                 names_at: list[dict[str, str]] | None = None):
         self.version, self.layout = version, layout
+        # per stage: a final tensor's name there (absent: the tensor does not exist there yet)
+        self.names_at = names_at
         self.dtype, self.device = dtype, torch.device(device)
         self.read = LazyCheckpoints(root)
         stages = version.stages
@@ -70,8 +73,8 @@ class StreamedH0:
 
     # -- one tensor ---------------------------------------------------------------------------
 
-    def _load(self, ref, key: str, shape) -> torch.Tensor:
-        reader = self.read(ref)
+    def _load(self, ref, key: str | None, shape) -> torch.Tensor:
+        reader = self.read(ref) if key is not None else None
         tensor = reader.get(key) if reader is not None else None
         if tensor is None:
             return torch.zeros(shape, dtype=self.dtype, device=self.device)
@@ -79,28 +82,34 @@ class StreamedH0:
 
     def tensor(self, name: str, shape: torch.Size) -> list[torch.Tensor]:
         stages, last = self.version.stages, len(self.version.stages) - 1
-        groups = [group_of(s, name) for s in stages]
+        at = ([name] * len(stages) if self.names_at is None
+              else [names.get(name) for names in self.names_at])
+        groups = [group_of(s, at[j]) for j, s in enumerate(stages)]
         roots: dict[int, torch.Tensor] = {}  # √v near stage j, read once per tensor
         out = []
-        theta = self._load(stages[0].theta_start, name, shape)
+        theta = self._load(stages[0].theta_start, at[0], shape)
         for k, stage in enumerate(stages):
-            ref = stages[k + 1].theta_start if k < last else stage.theta_end
-            following = self._load(ref, name, shape)
-            d = following - theta
+            if k < last and stages[k + 1].changes is None:
+                following = self._load(stages[k + 1].theta_start, at[k + 1], shape)
+                d = following - theta
+            else:  # the last stage, or the next one changes the parameter set
+                d = self._load(stage.theta_end, at[k], shape) - theta
+                following = (self._load(stages[k + 1].theta_start, at[k + 1], shape)
+                             if k < last else None)
             theta = following
             if k == last:
                 out.append(d)
                 break
-            dm = self._momentum_change(k, name, shape)
+            dm = self._momentum_change(k, at[k], shape)
             for j in range(k + 1, len(stages)):
-                d, dm = self._apply_stage(j, groups[j], d, dm, roots, name, shape)
+                d, dm = self._apply_stage(j, groups[j], d, dm, roots, at[j], shape)
             out.append(d)
         return out
 
-    def _momentum_change(self, k: int, name: str, shape) -> torch.Tensor:
+    def _momentum_change(self, k: int, name: str | None, shape) -> torch.Tensor:
         stages = self.version.stages
         stage = stages[k]
-        if stages[k + 1].convention != "carry":
+        if stages[k + 1].convention != "carry" or name is None:
             return torch.zeros(shape, dtype=self.dtype, device=self.device)
         key = name + momentum_field(stage)
         return (self._load(stage.optimizer_end, key, shape)
@@ -112,7 +121,8 @@ class StreamedH0:
             if j not in roots:
                 stage = self.version.stages[j]
                 ref = stage.optimizer_start if stage.convention == "carry" else stage.optimizer_end
-                roots[j] = self._load(ref, name + ".exp_avg_sq", shape).clamp_min(0).sqrt()
+                key = None if name is None else name + ".exp_avg_sq"
+                roots[j] = self._load(ref, key, shape).clamp_min(0).sqrt()
             return self._adam_steps(j, g, d, dm, roots[j])
         phi = self._product(j, g).to(self.device, self.dtype)
         return phi[:, 0, 0] * d + phi[:, 0, 1] * dm, phi[:, 1, 0] * d + phi[:, 1, 1] * dm
@@ -156,10 +166,13 @@ class StreamedH0:
 
 def streamed_embeddings(version: ModelVersion, root: str | Path, layout: ParamLayout,
                         dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                        spill: bool = False) -> list:
+                        spill: bool = False, names_at: list[dict[str, str]] | None = None
+                        ) -> list:
     """The K embeddings as tensors by name, computed one tensor at a time; ``spill`` writes
-    them to disk tensor by tensor (``Shards``) instead of holding them."""
-    streamed = StreamedH0(version, root, layout, dtype, device)
+    them to disk tensor by tensor (``Shards``) instead of holding them. ``layout``: the final
+    model's parameters; ``names_at``: their names in each stage, when stages change the
+    parameter set (``LineageLayout.names_at``)."""
+    streamed = StreamedH0(version, root, layout, dtype, device, names_at)
     if spill:
         shards = Shards(len(version.stages))
         for name, per_stage in streamed:

@@ -17,6 +17,7 @@ from torch import nn
 
 from auditor.estimators.propagation.dynamics import StageCoefficients, stage_coefficients
 from auditor.lineage.checkpoints import Tensors, load_tensors
+from auditor.lineage.continuation import enter_stage
 from auditor.lineage.counterfactual import load_model
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.replay import run_stage, seed_step
@@ -41,15 +42,18 @@ def has_momentum_buffers(state: Tensors | None) -> bool:
     return bool(state) and any(k.endswith((".momentum_buffer", ".exp_avg")) for k in state)
 
 
-def all_coefficients(version: ModelVersion, root: str | Path,
-                     layout: ParamLayout) -> list[StageCoefficients]:
-    """Step coefficients of every stage (reading carry stages' entry state for buffer presence)."""
+def all_coefficients(version: ModelVersion, root: str | Path, layout: ParamLayout,
+                     views: tuple[ParamLayout, ...] | None = None) -> list[StageCoefficients]:
+    """Step coefficients of every stage (reading carry stages' entry state for buffer presence);
+    ``views[k]`` places stage k's parameters in ``layout`` (auditor.lineage.sketching.union:
+    a parameter absent from stage k takes no step there)."""
+    views = views or (layout,) * len(version.stages)
     result = []
-    for stage in version.stages:
+    for stage, view in zip(version.stages, views):
         state = (load_tensors(stage.optimizer_start, root)
                  if stage.convention == "carry" and stage.optimizer_start else None)
         fresh = not has_momentum_buffers(state)
-        result.append(stage_coefficients(stage, layout.group_index(stage), fresh))
+        result.append(stage_coefficients(stage, view.group_index(stage), fresh))
     return result
 
 
@@ -64,6 +68,8 @@ def walk(version: ModelVersion, root: str | Path, task: TrainingTask, first: int
     offset = sum(s.steps for s in stages[:first])
     for j in range(first, len(stages) if last is None else last + 1):
         stage = stages[j]
+        if j > first:  # a declared change (adapters added): the model as the stage began
+            model = enter_stage(task, model, stage, Path(root))
         info = _StepInfo(j, offset, stage)
         state_in = state if stage.convention == "carry" else None
         state = run_stage(model, task, stage, state_in,

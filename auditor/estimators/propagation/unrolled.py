@@ -29,6 +29,7 @@ from auditor.estimators.propagation.trajectory import FactualStep, exp_avg_sq, p
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout, StageDisplacements
 from auditor.lineage.sketching.loss import LossModule
+from auditor.lineage.sketching.union import LineageLayout
 from auditor.task import TrainingTask
 
 OperatorFactory = Callable[[LossModule, dict, Any, "int | None", ParamLayout], Operator]
@@ -44,6 +45,13 @@ class Problem:
     displacements: StageDisplacements
     operator: OperatorFactory
     reduction: str = "mean"
+    # each stage's parameters in ``layout`` when the lineage changes the parameter set
+    # (auditor.lineage.sketching.union); None: every stage has ``layout``
+    views: tuple[ParamLayout, ...] | None = None
+    lineage: LineageLayout | None = None
+
+    def view(self, stage_index: int) -> ParamLayout:
+        return self.layout if self.views is None else self.views[stage_index]
 
 
 def propagate_forward(problem: Problem) -> list[torch.Tensor]:
@@ -54,22 +62,20 @@ def propagate_forward(problem: Problem) -> list[torch.Tensor]:
         return [disp.changes[0].clone()]
     tangents: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     pending: dict[int, torch.Tensor] = {}
-    module: list[LossModule] = []
 
     def before(step: FactualStep, model: nn.Module) -> None:
         if step.local_step == 0:
             k = step.stage_index - 1
             tangents[k] = (disp.changes[k].clone(), disp.momenta[k].clone())
-        if not module:
-            module.append(LossModule(model, problem.task, problem.reduction))
-        op = problem.operator(module[0], params_of(model), step.batch, step.seed, problem.layout)
+        op = problem.operator(_ensure_module(problem, model), params_of(model), step.batch,
+                              step.seed, problem.view(step.stage_index))
         for k, (d, _) in tangents.items():
             pending[k] = op(d)
 
     def after(step: FactualStep, model: nn.Module, optimizer) -> None:
         coeffs = problem.coefficients[step.stage_index]
         vectors = step_vectors(coeffs, step.local_step, _precond(coeffs, step, model, optimizer,
-                                                                 problem.layout))
+                                                                 problem.view(step.stage_index)))
         for k, (d, dm) in list(tangents.items()):
             hd = pending.pop(k)
             tangents[k] = forward_step(vectors, d, dm, lambda _v, hd=hd: hd)
@@ -114,7 +120,8 @@ def record_trajectory(problem: Problem) -> list[StoredStep]:
 
     def after(step: FactualStep, model: nn.Module, optimizer) -> None:
         coeffs = problem.coefficients[step.stage_index]
-        steps[-1].precond = _precond(coeffs, step, model, optimizer, problem.layout)
+        steps[-1].precond = _precond(coeffs, step, model, optimizer,
+                                     problem.view(step.stage_index))
 
     if len(problem.version.stages) > 1:
         walk(problem.version, problem.root, problem.task, 1, before, after)

@@ -97,14 +97,19 @@ class StageDisplacements:
     momenta: list[torch.Tensor]  # M_k
 
 
-def stage_displacements(version: ModelVersion, root: str | Path,
-                        layout: ParamLayout) -> StageDisplacements:
+def stage_displacements(version: ModelVersion, root: str | Path, layout: ParamLayout,
+                        views: tuple[ParamLayout, ...] | None = None) -> StageDisplacements:
+    """``views[k]``: stage k's parameters in ``layout`` (a lineage that changes the parameter
+    set, auditor.lineage.sketching.union); D_k is then θ_{e_k} − θ_{s_k} in stage k's names."""
     stages = version.stages
-    theta = [load_flat(layout, s.theta_start, root) for s in stages]
-    theta.append(load_flat(layout, stages[-1].theta_end, root))
-    changes = [theta[k + 1] - theta[k] for k in range(len(stages))]
+    views = views or (layout,) * len(stages)
+    theta = [load_flat(views[k], s.theta_start, root) for k, s in enumerate(stages)]
+    theta.append(load_flat(views[-1], stages[-1].theta_end, root))
+    ends = [theta[k + 1] if k + 1 == len(stages) or stages[k + 1].changes is None
+            else load_flat(views[k], stages[k].theta_end, root) for k in range(len(stages))]
+    changes = [ends[k] - theta[k] for k in range(len(stages))]
     momenta = [momentum_change(stage, k + 1 < len(stages) and stages[k + 1].convention == "carry",
-                               root, layout) for k, stage in enumerate(stages)]
+                               root, views[k]) for k, stage in enumerate(stages)]
     return StageDisplacements(theta, changes, momenta)
 
 
