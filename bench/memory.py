@@ -8,14 +8,18 @@ child process of its own. Printed per run:
   divided by the model's bytes (float32);
 * step ratio: prepare time per logged step / one `AdamW.step()` (or `SGD.step()`) on the same
   parameters, measured in a child of the same run;
-* read ratio: prepare time / one read + sha256 check of every checkpoint of the lineage.
+* read ratio: prepare time / one read + sha256 check of every checkpoint of the lineage;
+* maps ratio: (prepare time − that read + sha256 check) per logged step / one optimizer step:
+  the stage maps' own cost (prepare reads and hashes every checkpoint once as well).
 
-Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for `aa` and `naive`.
+Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for `aa` and `naive`,
+printed as ratios to K = 2 (and to 3 steps): flat memory reads 1.0.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/memory.py [--quick] [--large] [--only aa naive]
-          [--settings JSON]
-      (--quick: P ≈ 1M and 4M only, no sweeps; --settings: aa's and naive's settings, e.g.
-      '{"precision": "float32"}' or '{"stream": false}' for the whole-model computation)
+          [--sizes 4M 17M] [--sweep-size 4M] [--settings JSON]
+      (--quick: P ≈ 1M and 4M only, no sweeps; --large: also P ≈ 67M (~8 GB); --settings:
+      aa's and naive's settings, e.g. '{"precision": "float32"}' or '{"stream": false}' for
+      the whole-model computation)
 """
 
 from __future__ import annotations
@@ -161,13 +165,16 @@ def measure(work: Path, size: str, optimizer: str, stages: int, steps: int,
                "peak_over_model": (run["peak_mb"] - run["base_mb"]) / model_mb,
                "step_ratio": run["prepare_s"] / (stages * steps) / ref["step_s"],
                "read_ratio": run["prepare_s"] / ref["read_s"], "prepare_s": run["prepare_s"],
+               "maps_ratio": max(0.0, run["prepare_s"] - ref["read_s"]) / (stages * steps)
+               / ref["step_s"],
                "peak_mb": run["peak_mb"] - run["base_mb"], "model_mb": model_mb,
                "effects": run["effects"]}
         rows.append(row)
         print(f"{size:>4} {optimizer:<6} K={stages} S={steps:<3} {name:<7} "
               f"peak {row['peak_mb']:8.1f} MB = {row['peak_over_model']:5.2f}× model   "
               f"prepare {row['prepare_s']:7.2f} s = {row['step_ratio']:7.2f}× opt.step/step, "
-              f"{row['read_ratio']:6.2f}× read+hash", flush=True)
+              f"{row['read_ratio']:6.2f}× read+hash, maps {row['maps_ratio']:6.2f}× step",
+              flush=True)
     return rows
 
 
@@ -175,11 +182,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs="+")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--large", action="store_true", help="also P ≈ 67M (needs ~8 GB)")
+    parser.add_argument("--large", action="store_true", help="also P ≈ 67M (a few GB of memory and disk)")
     parser.add_argument("--only", nargs="*", default=list(ESTIMATORS))
     parser.add_argument("--settings", default="{}", help="JSON settings for aa and naive, e.g. "
                         "'{\"precision\": \"float32\", \"spill_above_mb\": 0}'")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--sizes", nargs="*", choices=sorted(WIDTHS),
+                        help="only these sizes (default: 1M 4M 17M, and 67M with --large)")
+    parser.add_argument("--sweep-size", default="4M", choices=sorted(WIDTHS),
+                        help="the size of the K and steps sweeps (default 4M)")
     args = parser.parse_args()
     if args.child:
         kind, rest = args.child[0], args.child[1:]
@@ -188,7 +199,8 @@ def main() -> None:
         typed = [int(a) if a.isdigit() else a for a in rest]
         print(json.dumps(fn(*typed)))
         return
-    sizes = ["1M", "4M"] if args.quick else ["1M", "4M", "17M"] + (["67M"] if args.large else [])
+    sizes = args.sizes or (["1M", "4M"] if args.quick else
+                           ["1M", "4M", "17M"] + (["67M"] if args.large else []))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -197,12 +209,37 @@ def main() -> None:
                 rows += measure(work, size, optimizer, 4, 3, args.only, args.settings)
         if not args.quick:
             sweep = [e for e in args.only if e != "replay"]
+            size = args.sweep_size
+            base = [r for r in rows if r["P"] == size and r["opt"] == "adamw"]
+            if not base:
+                base = measure(work, size, "adamw", 4, 3, sweep, args.settings)
+            swept = {(4, 3): base}
             for stages in (2, 8):
-                rows += measure(work, "4M", "adamw", stages, 3, sweep, args.settings)
-            rows += measure(work, "4M", "adamw", 4, 12, sweep, args.settings)
+                swept[stages, 3] = measure(work, size, "adamw", stages, 3, sweep, args.settings)
+            swept[4, 12] = measure(work, size, "adamw", 4, 12, sweep, args.settings)
+            rows += [r for key, found in swept.items() if key != (4, 3) for r in found]
+            print_sweeps(swept, sweep, size)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
+
+def print_sweeps(swept: dict, estimators, size: str) -> None:
+    """Peak memory and time per logged step in K and in steps, as ratios to K = 2 / 3 steps."""
+    def find(key, name):
+        return next(r for r in swept[key] if r["estimator"] == name)
+
+    print(f"\nsweeps (P ≈ {size}, AdamW): peak memory and prepare time per logged step, as "
+          "ratios to K = 2, 3 steps per stage")
+    for name in estimators:
+        ref = find((2, 3), name)
+        per_step = ref["prepare_s"] / (ref["K"] * ref["steps"])
+        cells = []
+        for key in ((2, 3), (4, 3), (8, 3), (4, 12)):
+            r = find(key, name)
+            cells.append(f"K={key[0]} S={key[1]}: peak {r['peak_mb'] / ref['peak_mb']:4.2f}× "
+                         f"({r['peak_over_model']:4.2f}× model), time/step "
+                         f"{r['prepare_s'] / (r['K'] * r['steps']) / per_step:4.2f}×")
+        print(f"  {name:<6} " + " | ".join(cells))
 
 if __name__ == "__main__":
     main()

@@ -40,7 +40,11 @@ DIRECT = {"aa-hessian:reverse": ("aa-hessian", {"mode": "reverse", "adam": "fixe
           "aa:unstreamed": ("aa", {"stream": False}),
           "aa:float32": ("aa", {"precision": "float32"}),
           "naive:unstreamed": ("naive", {"stream": False}),
-          "naive:float32": ("naive", {"precision": "float32"})}
+          "naive:float32": ("naive", {"precision": "float32"}),
+          # chunks of a few rows (a 1 KiB workspace), in memory and on disk
+          "aa:chunked": ("aa", {"workspace_mb": 0.001}),
+          "aa:chunked-disk": ("aa", {"workspace_mb": 0.001, "spill_above_mb": 0}),
+          "naive:chunked": ("naive", {"workspace_mb": 0.001})}
 REVERSE_BEHAVIOURS = 3
 
 

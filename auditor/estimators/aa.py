@@ -33,8 +33,15 @@ from auditor.estimators.propagation.h0_stream import PRECISIONS, streamed_embedd
 from auditor.estimators.records import embeddings_from_flat, stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.scoring.plugin import score_by_plugin
-from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
+from auditor.estimators.settings import (
+    EstimatorSettings,
+    check_bool,
+    check_mib,
+    replace_setting,
+    setting,
+)
 from auditor.estimators.shards import spills
+from auditor.estimators.workspace import workspace_bytes
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.union import lineage_layout
 from auditor.task import TrainingTask
@@ -46,14 +53,18 @@ class AASettings(EstimatorSettings):
     precision: str = setting("float64", "float64 (default, the exactness tests' precision) or "
                              "float32 (half the memory and time; docs/scaling.md#precision)",
                              hashed="precision")
-    stream: bool = setting(True, "compute one parameter tensor at a time from memory-mapped "
+    stream: bool = setting(True, "compute one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); False builds whole-model vectors; "
                            "not in the config hash", hashed=False)
     spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
-                                    "tensor at a time, when K of them would take more than "
+                                    "chunk at a time, when K of them would take more than "
                                     "this many MiB (0: always); below it they stay in memory "
                                     "(docs/scaling.md#what-streams); not in the config "
                                     "hash", hashed=False)
+    workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
+                                  "it is computed in chunks of rows (0: auto, a quarter of "
+                                  "the float32 model, 4 to 256 MiB; docs/scaling.md); not in "
+                                  "the config hash", hashed=False)
 
     def hashed(self) -> dict[str, Any]:
         values = {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}
@@ -65,10 +76,8 @@ class AASettings(EstimatorSettings):
         super().__post_init__()
         replace_setting(self, "plugin", check_bool("aa", "plugin", self.plugin))
         replace_setting(self, "stream", check_bool("aa", "stream", self.stream))
-        if isinstance(self.spill_above_mb, bool) or not isinstance(self.spill_above_mb,
-                                                                   (int, float)) \
-                or self.spill_above_mb < 0:
-            raise EstimatorError("aa: spill_above_mb must be a number of MiB ≥ 0")
+        check_mib("aa", "spill_above_mb", self.spill_above_mb)
+        check_mib("aa", "workspace_mb", self.workspace_mb, " (0: auto)")
         if self.precision not in PRECISIONS:
             raise EstimatorError(f"aa: precision must be float64 or float32, not "
                                  f"{self.precision!r}")
@@ -96,8 +105,9 @@ class AAEstimator(Estimator):
             spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb)
             names_at = ([lineage.names_at(k) for k in range(len(version.stages))]
                         if lineage.changes else None)
+            workspace = workspace_bytes(self.settings.workspace_mb, layout.total)
             vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill,
-                                          names_at=names_at)
+                                          names_at=names_at, workspace=workspace)
             return stage_embeddings(self, version, vectors, started)
         # whole-model float64 on the CPU
         flats = stage_embeddings_h0(version, root, lineage.union, lineage.views)

@@ -21,8 +21,20 @@ from auditor.estimators.device import resolve_device
 from auditor.estimators.propagation.h0_stream import PRECISIONS
 from auditor.estimators.records import stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
-from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
+from auditor.estimators.settings import (
+    EstimatorSettings,
+    check_bool,
+    check_mib,
+    replace_setting,
+    setting,
+)
 from auditor.estimators.shards import Shards, spills
+from auditor.estimators.workspace import (
+    chunk_elements,
+    release_freed_memory,
+    row_chunks,
+    workspace_bytes,
+)
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import LazyCheckpoints, load_tensors
 from auditor.lineage.models import ModelVersion
@@ -33,21 +45,23 @@ from auditor.task import TrainingTask
 class NaiveSettings(EstimatorSettings):
     precision: str = setting("float64", "float64 (default) or float32 (half the memory of the "
                              "embeddings; docs/scaling.md#precision)", hashed="precision")
-    stream: bool = setting(True, "read one tensor at a time from memory-mapped checkpoints "
-                           "(docs/scaling.md); not in the config hash", hashed=False)
+    stream: bool = setting(True, "read one chunk of a parameter tensor at a time from the "
+                           "checkpoints (docs/scaling.md); not in the config hash", hashed=False)
     spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
-                                    "tensor at a time, when K of them would take more than "
+                                    "chunk at a time, when K of them would take more than "
                                     "this many MiB (0: always); below it they stay in memory "
                                     "(docs/scaling.md#what-streams); not in the config "
                                     "hash", hashed=False)
+    workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
+                                  "it is computed in chunks of rows (0: auto, a quarter of "
+                                  "the float32 model, 4 to 256 MiB; docs/scaling.md); not in "
+                                  "the config hash", hashed=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         replace_setting(self, "stream", check_bool("naive", "stream", self.stream))
-        if isinstance(self.spill_above_mb, bool) or not isinstance(self.spill_above_mb,
-                                                                   (int, float)) \
-                or self.spill_above_mb < 0:
-            raise EstimatorError("naive: spill_above_mb must be a number of MiB ≥ 0")
+        check_mib("naive", "spill_above_mb", self.spill_above_mb)
+        check_mib("naive", "workspace_mb", self.workspace_mb, " (0: auto)")
         if self.precision not in PRECISIONS:
             raise EstimatorError(f"naive: precision must be float64 or float32, not "
                                  f"{self.precision!r}")
@@ -81,7 +95,8 @@ class NaiveEstimator(Estimator):
             dtype = PRECISIONS[self.settings.precision]
             spill = spills(len(version.stages), version.parameters, dtype,
                            self.settings.spill_above_mb)
-            vectors = _streamed(version, root, dtype, device, spill)
+            workspace = workspace_bytes(self.settings.workspace_mb, version.parameters)
+            vectors = _streamed(version, root, dtype, device, spill, workspace)
             return stage_embeddings(self, version, vectors, started)
         vectors = []
         for k, stage in enumerate(version.stages):
@@ -98,29 +113,37 @@ class NaiveEstimator(Estimator):
 
 
 def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
-              device: torch.device, spill: bool) -> list:
-    """θ_end − θ_start tensor by tensor from the memory-mapped checkpoints (on ``device``,
-    kept on the CPU, or on disk when ``spill``)."""
+              device: torch.device, spill: bool, workspace: int) -> list:
+    """θ_end − θ_start chunk by chunk (ranges of rows sized to ``workspace``) from the
+    memory-mapped checkpoints (on ``device``, kept on the CPU, or on disk when ``spill``)."""
     read = LazyCheckpoints(root)
     pairs = [(read(stage.theta_start), read(stage.theta_end)) for stage in version.stages]
     names = list(dict.fromkeys(name for _, end in pairs for name in end.keys()))
     shards = Shards(len(pairs)) if spill else None
+    elements = chunk_elements(workspace, len(pairs) + 3, dtype.itemsize)
     vectors: list[dict[str, torch.Tensor]] = [{} for _ in pairs]
     for name in names:
-        per_stage = []
-        for start, end in pairs:
-            after = end.get(name) if name in start.keys() else None
-            if after is None or not after.is_floating_point():
-                per_stage.append(None)
-                continue
-            before = start.get(name)
-            per_stage.append((after.to(device, dtype) - before.to(device, dtype)).to("cpu"))
-        if shards is not None and all(t is not None for t in per_stage):
-            shards.add(name, per_stage)
-            continue
-        for k, tensor in enumerate(per_stage):
-            if tensor is not None:
-                vectors[k][name] = tensor
+        shapes = {reader.shape(name) for pair in pairs for reader in pair
+                  if name in pair[0].keys() and name in pair[1].keys()}
+        held = []  # chunks kept in memory, joined below
+        for rows in (row_chunks(shapes.pop(), elements) if len(shapes) == 1 else [None]):
+            per_stage = []
+            for start, end in pairs:
+                after = end.get(name, rows) if name in start.keys() else None
+                if after is None or not after.is_floating_point():
+                    per_stage.append(None)
+                    continue
+                before = start.get(name, rows)
+                per_stage.append((after.to(device, dtype) - before.to(device, dtype)).to("cpu"))
+            if shards is not None and all(t is not None for t in per_stage):
+                shards.add(name, per_stage, rows)
+            else:
+                held.append(per_stage)
+        for k in range(len(pairs) if held else 0):
+            parts = [chunk[k] for chunk in held]
+            if parts[0] is not None:
+                vectors[k][name] = parts[0] if len(parts) == 1 else torch.cat(parts)
+    release_freed_memory()
     if any(stage.changes is not None for stage in version.stages):
         vectors = [_final_names(version, k, vector) for k, vector in enumerate(vectors)]
     if shards is None:

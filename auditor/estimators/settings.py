@@ -72,3 +72,9 @@ def check_bool(estimator: str, name: str, value: Any) -> bool:
     if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
         return bool(value)
     raise EstimatorError(f"{estimator}: {name} must be true or false, not {value!r}")
+
+
+def check_mib(estimator: str, name: str, value: Any, note: str = "") -> None:
+    """``value`` is a number of MiB ≥ 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise EstimatorError(f"{estimator}: {name} must be a number of MiB ≥ 0{note}")

@@ -10,10 +10,12 @@ optimizer: ``"{name}.momentum_buffer"`` (SGD), ``"{name}.exp_avg"``, ``"{name}.e
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import stat
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,6 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from auditor.errors import CheckpointError
 from auditor.hashing import sha256_file
 from auditor.lineage.models import CheckpointRef
+from auditor.lineage.rows import SafetensorsRows
 
 Tensors = dict[str, torch.Tensor]
 
@@ -222,8 +225,9 @@ def restore_optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Mo
 class LazyCheckpoint:
     """A checkpoint whose sha256 is checked once, then read one tensor at a time.
 
-    safetensors files are memory-mapped (``safe_open``): reading a tensor costs its own bytes,
-    never the file's. A torch state dict (``weights_only=True``) is read whole. Each tensor read
+    safetensors files are checked by ``safe_open`` once, then read by positioned reads of one
+    tensor, or a range of its rows, at a time (``rows.py``): a read costs its own bytes, never
+    the file's. A torch state dict (``weights_only=True``) is read whole. Each tensor read
     is checked for NaN/Inf like ``load_tensors`` checks a whole file.
     """
 
@@ -233,33 +237,62 @@ class LazyCheckpoint:
         if ref.format == "safetensors":
             try:
                 with safe_open(str(self.path), framework="pt") as handle:
-                    self._keys = frozenset(handle.keys())
+                    self._shapes = {key: tuple(handle.get_slice(key).get_shape())
+                                    for key in handle.keys()}
             except (SafetensorError, OSError, ValueError) as exc:
                 raise CheckpointError(f"checkpoint {self.path} is not a readable safetensors "
                                       f"file: {exc}") from exc
+            try:  # checked by safetensors above; then read by positioned reads (rows.py)
+                self._rows: SafetensorsRows | None = SafetensorsRows(self.path)
+            except (OSError, ValueError, KeyError, TypeError):
+                self._rows = None
         else:
             self._tensors = _read_torch(self.path)
-            self._keys = frozenset(self._tensors)
+            self._shapes = {key: tuple(t.shape) for key, t in self._tensors.items()}
+        self._keys = frozenset(self._shapes)
 
     def keys(self) -> frozenset[str]:
         return self._keys
 
-    def get(self, name: str) -> torch.Tensor | None:
-        """The tensor ``name`` (None when the checkpoint has none of that name)."""
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        """The stored shape of tensor ``name`` (None when absent), read from the header."""
+        return self._shapes.get(name)
+
+    def get(self, name: str, rows: slice | None = None) -> torch.Tensor | None:
+        """The tensor ``name`` (None when the checkpoint has none of that name); ``rows``: only
+        those rows of its first dimension (a chunk: only its bytes are read)."""
         if name not in self._keys:
             return None
         if self._tensors is not None:
-            tensor = self._tensors[name]
+            tensor = self._tensors[name] if rows is None else self._tensors[name][rows]
         else:
-            try:  # opened per read: no mapping (and its pages) outlives the tensor read
-                with safe_open(str(self.path), framework="pt") as handle:
-                    tensor = handle.get_tensor(name)
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
-                                      f"{exc}") from exc
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            with self._reading(name):
+                tensor = (self._rows.read(name, rows) if self._rows is not None
+                          else _safetensors_read(self.path, name, rows))
+        if tensor.is_floating_point() and not _finite(tensor):
             raise CheckpointError(f"checkpoint {self.path} holds NaN or Inf values in {name!r}")
         return tensor
+
+    @contextmanager
+    def _reading(self, name: str):
+        try:
+            yield
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {self.path}: tensor {name!r} is unreadable: "
+                                  f"{exc}") from exc
+
+
+def _safetensors_read(path: Path, name: str, rows: slice | None) -> torch.Tensor:
+    with safe_open(str(path), framework="pt") as handle:  # no mapping outlives the read
+        return handle.get_tensor(name) if rows is None else handle.get_slice(name)[rows]
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """No NaN or Inf in ``tensor``: its sum is finite (a NaN or Inf makes it NaN or Inf), else
+    value by value (a sum can also overflow): one vectorised reduction in the common case."""
+    if tensor.numel() == 0 or math.isfinite(float(tensor.sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 class LazyCheckpoints:

@@ -59,6 +59,8 @@ def test_streamed_naive_is_bitwise_the_whole_model_difference(tmp_path):
     ({"precision": "float32", "stream": False}, "float32 needs stream=True"),
     ({"stream": "yes"}, "stream must be true or false"),
     ({"spill_above_mb": -1}, "spill_above_mb must be a number"),
+    ({"workspace_mb": -1}, "workspace_mb must be a number"),
+    ({"workspace_mb": True}, "workspace_mb must be a number"),
 ])
 @pytest.mark.parametrize("name", ["aa", "naive"])
 def test_precision_and_stream_settings_are_checked(name, settings, message):
@@ -67,14 +69,19 @@ def test_precision_and_stream_settings_are_checked(name, settings, message):
 
 
 def test_lazy_checkpoint_checks_the_hash_and_each_tensor(tmp_path):
-    ref = save_tensors({"w": torch.ones(3), "b": torch.tensor([1.0, float("nan")])},
-                       tmp_path / "ckpt", tmp_path)
+    grid = torch.arange(12.0).reshape(4, 3)
+    ref = save_tensors({"w": torch.ones(3), "b": torch.tensor([1.0, float("nan")]),
+                        "grid": grid}, tmp_path / "ckpt", tmp_path)
     reader = LazyCheckpoint(ref, tmp_path)
-    assert reader.keys() == {"w", "b"}
+    assert reader.keys() == {"w", "b", "grid"}
     assert torch.equal(reader.get("w"), torch.ones(3))
-    assert reader.get("missing") is None
+    assert reader.get("missing") is None and reader.shape("missing") is None
+    assert reader.shape("grid") == (4, 3)
+    assert torch.equal(reader.get("grid", slice(1, 3)), grid[1:3])  # a chunk of rows
     with pytest.raises(CheckpointError, match="NaN or Inf values in 'b'"):
         reader.get("b")
+    with pytest.raises(CheckpointError, match="NaN or Inf values in 'b'"):
+        reader.get("b", slice(1, 2))
     path = tmp_path / ref.uri
     save_file({"w": torch.zeros(3)}, str(path))  # replaced after recording
     with pytest.raises(CheckpointError, match="does not match its recorded hash"):
@@ -109,3 +116,40 @@ def test_embeddings_on_disk_score_and_save_like_those_in_memory(tmp_path, name):
     import gc
     gc.collect()
     assert not folder.exists()  # the shards go with the embeddings
+
+
+@pytest.mark.parametrize("name, record", [("aa", record_adamw), ("aa", record_sgd),
+                                          ("naive", record_adamw)])
+def test_a_workspace_smaller_than_a_tensor_computes_it_in_chunks(tmp_path, name, record):
+    """Chunks of rows sized to the workspace give the embeddings of whole tensors (the maps are
+    elementwise), on disk chunk by chunk, and score like them."""
+    from auditor.behaviours.library import probe_loss
+    from auditor.lineage.counterfactual import final_model
+
+    task, rec = record(tmp_path)
+    whole = get_estimator(name).prepare(rec.lineage, tmp_path, task)
+    tiny = get_estimator(name, workspace_mb=0.001)  # ~1 KiB: a few rows per chunk
+    chunked = tiny.prepare(rec.lineage, tmp_path, task)
+    assert _gap(chunked, whole) <= 1e-12
+    on_disk = get_estimator(name, workspace_mb=0.001, spill_above_mb=0)
+    disk = on_disk.prepare(rec.lineage, tmp_path, task)
+    shards = disk.vectors[0].shards
+    assert max(len(chunks) for chunks in shards.files.values()) > 1
+    assert _gap(disk, whole) <= 1e-12  # read back whole from its chunks
+    behaviour = probe_loss("probe", task.x[:16], task.y[:16])
+    model = final_model(rec.lineage, tmp_path, task)
+    assert on_disk.score(disk, [behaviour], model).effects == pytest.approx(
+        tiny.score(whole, [behaviour], model).effects, rel=1e-6, abs=1e-9)
+    assert tiny.config_hash == get_estimator(name).config_hash  # not in the config hash
+
+
+def test_chunks_cover_every_row_within_the_workspace():
+    from auditor.estimators.workspace import MiB, row_chunks, workspace_bytes
+
+    assert row_chunks((10, 4), 40) == [None] and row_chunks((), 1) == [None]
+    assert row_chunks((10, 4), 8) == [slice(r, r + 2) for r in range(0, 10, 2)]
+    assert row_chunks((7,), 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    assert row_chunks((3, 100), 10) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # ≥ one row
+    assert workspace_bytes(2, 10**9) == 2 * MiB  # set
+    assert workspace_bytes(0, 10) == 4 * MiB and workspace_bytes(0, 10**12) == 256 * MiB
+    assert workspace_bytes(0, 64 * MiB) == 64 * MiB  # auto: a quarter of the float32 model

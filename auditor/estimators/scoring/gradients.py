@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ from auditor.errors import EstimatorError
 from auditor.estimators.base import StageEffects, StageEmbeddings, Vector
 from auditor.estimators.records import effects_record
 from auditor.estimators.scoring.families import families_of, family_effects
-from auditor.estimators.shards import is_lazy
+from auditor.estimators.shards import ShardVector
 
 log = logging.getLogger(__name__)
 CHUNK = 64  # gradients held before one (K × P_j) @ (P_j × chunk) product per parameter
@@ -87,8 +86,10 @@ def _score_one_by_one(embeddings: StageEmbeddings, behaviours: list[Behaviour],
     first = next(iter(params.values()), None)
     dtype = first.dtype if first is not None else torch.float64
     # the product runs in the model's dtype: a float32 gradient carries float32 precision anyway
-    blocks = (_LazyBlocks(embeddings.vectors, params, dtype) if is_lazy(embeddings.vectors)
-              else _embedding_blocks(embedding_matrix(embeddings, params).to(dtype), params))
+    lazy = _LazyBlocks(embeddings.vectors, params, dtype) if _chunked(embeddings.vectors) \
+        else None
+    blocks = None if lazy is not None else _embedding_blocks(
+        embedding_matrix(embeddings, params).to(dtype), params)
     effects = np.zeros((len(embeddings.stages), len(behaviours)), dtype=np.float64)
     metrics, held = [], []
     for q, behaviour in enumerate(behaviours):
@@ -99,7 +100,9 @@ def _score_one_by_one(embeddings: StageEmbeddings, behaviours: list[Behaviour],
         held.append(_gradients(value, params))
         metrics.append(metric)
         if len(held) == CHUNK or q == len(behaviours) - 1:
-            effects[:, q - len(held) + 1:q + 1] = _chunk_effects(blocks, held, len(effects))
+            effects[:, q - len(held) + 1:q + 1] = (
+                lazy.effects(held, len(effects)) if lazy is not None
+                else _chunk_effects(blocks, held, len(effects)))
             held = []
     return effects, metrics
 
@@ -114,21 +117,34 @@ def _embedding_blocks(matrix: torch.Tensor,
     return blocks
 
 
-class _LazyBlocks(Sequence):
-    """The K × P_j blocks of embeddings kept on disk (``Shards``), read one parameter at a
-    time when a chunk of gradients is multiplied: memory one block, not K × P."""
+class _LazyBlocks:
+    """The embeddings kept on disk (``Shards``), multiplied by a chunk of gradients one chunk
+    of rows of one parameter at a time: memory K × the chunk, not K × P (nor K × P_j)."""
 
     def __init__(self, vectors: list, params: dict[str, torch.Tensor], dtype: torch.dtype):
-        self.vectors, self.items, self.dtype = vectors, list(params.items()), dtype
+        self.shards, self.items, self.dtype = vectors[0].shards, list(params.items()), dtype
 
-    def __len__(self) -> int:
-        return len(self.items)
+    def effects(self, held: list[list[torch.Tensor]], stages: int) -> np.ndarray:
+        total = None
+        for j, (name, p) in enumerate(self.items):
+            if name not in self.shards.files:  # no embedding: a zero block
+                continue
+            for rows, per_stage in self.shards.blocks(name):
+                block = torch.stack([t.reshape(-1) for t in per_stage]).to(self.dtype)
+                block = block.to(p.device)
+                stacked = torch.stack([grads[j] if rows is None else grads[j][rows]
+                                       for grads in held]).reshape(len(held), -1)
+                part = block @ stacked.T
+                total = part if total is None else total + part
+        if total is None:
+            return np.zeros((stages, len(held)))
+        return total.to("cpu").double().numpy()
 
-    def __getitem__(self, j: int) -> torch.Tensor:
-        name, p = self.items[j]
-        rows = [vector[name].reshape(-1).to("cpu", torch.float64) if name in vector
-                else torch.zeros(p.numel(), dtype=torch.float64) for vector in self.vectors]
-        return torch.stack(rows).to(self.dtype).to(p.device)
+
+def _chunked(vectors: list) -> bool:
+    """Whether every stage vector reads the same ``Shards`` (scored chunk by chunk)."""
+    return bool(vectors) and all(isinstance(v, ShardVector) and v.shards is vectors[0].shards
+                                 for v in vectors)
 
 
 def _gradients(value: torch.Tensor, params: dict[str, torch.Tensor]) -> list[torch.Tensor]:
