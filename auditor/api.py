@@ -210,6 +210,7 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
         with open_store(db, wait=wait) as store:
             plan = plan_audit(spec, store, period, force=force)
             written, failures = execute(plan, runner, store, progress=progress)
+            _store_behaviour_definitions(store, plan.todo + plan.skipped)
             config = {"audit": spec.name, "spec_hash": config_hash(spec.model_dump(mode="json")),
                       "period": period or spec.versions.period, "executor": runner.name}
             summary = summarise(plan, store, written, failures, config)
@@ -219,6 +220,15 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
     finally:
         if owned:
             runner.close()
+
+
+def _store_behaviour_definitions(store: Store, items: list[Any]) -> None:
+    """Store what every behaviour the audit measured is (docs/store.md), once per definition."""
+    from auditor.execution.inputs import behaviour_definitions
+
+    for behaviours in dict.fromkeys(item.behaviours for item in items):
+        for definition in behaviour_definitions(behaviours) or ():
+            store.add_behaviour(**definition)
 
 
 def _certify_audit(spec: AuditSpec, plan: Any, store: Store, runner: Any, summary: AuditSummary,
