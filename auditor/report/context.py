@@ -122,6 +122,19 @@ class ReportContext:
         return [v for v in self.versions if v.failing]
 
     @property
+    def rule_rationales(self) -> list[dict[str, Any]]:
+        """Each rule the failing versions were gated on, with its policy's rationale, once
+        (the quarterly prints it once instead of in every failing version's rule table)."""
+        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for v in self.failing_versions:
+            policy = f"{v.policy.get('policy_id') or '-'} / {v.policy.get('policy_version') or '-'}"
+            for rule in v.rules:
+                key = (rule["rule_id"], policy, rule["rationale"])
+                seen.setdefault(key, {"rule_id": rule["rule_id"], "severity": rule["severity"],
+                                      "policy": policy, "rationale": rule["rationale"]})
+        return list(seen.values())
+
+    @property
     def trends(self) -> dict[str, Any]:
         return trends(self.versions)
 
