@@ -139,9 +139,11 @@ def _axis_labels(labels: list[str]) -> tuple[list[str], str]:
     return list(labels), "model@version"
 
 
-def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) -> str:
+def trend(title: str, labels: list[str], series: dict[str, list[float | None]], *,
+          compact: bool = False) -> str:
     """One line per series across versions. Each series has its own colour, marker and dash, and
-    later series are drawn with smaller hollow markers, so none hides another."""
+    later series are drawn with smaller hollow markers, so none hides another. ``compact``: half
+    the text width with the legend below the plot, so that two charts stand side by side."""
     points = [v for values in series.values() for v in values if _finite(v)]
     if not points or not labels:
         return ""
@@ -149,7 +151,11 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
 
     ticks, xtitle = _axis_labels(labels)
     legend = max(len(name[:28]) for name in series)
-    fig = _figure(6.6, 2.3, right_in=0.5 + CHAR_IN * legend, bottom_in=0.9, left_chars=6)
+    if compact:
+        below = 0.13 * len(series)
+        fig = _figure(3.25, 1.9 + below, right_in=0.1, bottom_in=0.75 + below, left_chars=6)
+    else:
+        fig = _figure(6.6, 2.3, right_in=0.5 + CHAR_IN * legend, bottom_in=0.9, left_chars=6)
 
     def draw():
         ax = fig.add_subplot()
@@ -168,7 +174,10 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
         ax.set_xlabel(xtitle)
         ax.set_ylabel("value")
         ax.set_title(title, fontsize=9, loc="left")
-        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        if compact:
+            fig.legend(fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 0.0))
+        else:
+            ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
     _with(fig, draw)
     alt = f"Line chart: {title}, across {len(labels)} versions ({labels[0]} to {labels[-1]}). " + \
