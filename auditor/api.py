@@ -37,6 +37,7 @@ __all__ = [
     "import_lineage", "add_version", "record_lineage", "load_version", "version_source",
     "open_store", "remediate", "make_executor", "run_audit", "attribute_version", "gate",
     "certified_gate", "check_policy", "signer_settings", "make_report", "verify_report", "init_keys",
+    "renew_crl",
     # what they take and return
     "AuditSpec", "AuditSummary", "CertifySummary", "GateResult", "KeyFiles", "LoadedPolicy", "ModelVersion",
     "Remediation", "ReportResult", "SignerSettings", "Store", "VerificationResult",
@@ -210,6 +211,7 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
         with open_store(db, wait=wait) as store:
             plan = plan_audit(spec, store, period, force=force)
             written, failures = execute(plan, runner, store, progress=progress)
+            _store_behaviour_definitions(store, plan.todo + plan.skipped)
             config = {"audit": spec.name, "spec_hash": config_hash(spec.model_dump(mode="json")),
                       "period": period or spec.versions.period, "executor": runner.name}
             summary = summarise(plan, store, written, failures, config)
@@ -219,6 +221,15 @@ def run_audit(spec_or_path: AuditSpec | str | Path, *, db: str | Path,
     finally:
         if owned:
             runner.close()
+
+
+def _store_behaviour_definitions(store: Store, items: list[Any]) -> None:
+    """Store what every behaviour the audit measured is (docs/store.md), once per definition."""
+    from auditor.execution.inputs import behaviour_definitions
+
+    for behaviours in dict.fromkeys(item.behaviours for item in items):
+        for definition in behaviour_definitions(behaviours) or ():
+            store.add_behaviour(**definition)
 
 
 def _certify_audit(spec: AuditSpec, plan: Any, store: Store, runner: Any, summary: AuditSummary,
@@ -355,10 +366,11 @@ def signer_settings(*, p12: str | Path | None = None, key: str | Path | None = N
                     passphrase_env: str | None = None,
                     passphrase_file: str | Path | None = None,
                     tsa_url: str | None = None, crls: tuple[str | Path, ...] = (),
-                    archive: bool = False) -> SignerSettings | None:
+                    archive: bool = False, level: str | None = None) -> SignerSettings | None:
     """The signing identity from command-line style values; None (unsigned) when neither
     ``p12`` nor ``key``/``cert`` is given. ``tsa_url``: PAdES B-T; ``crls``: B-LT;
-    ``archive``: B-LTA."""
+    ``archive``: B-LTA; ``level`` ("B-B", "B-T", "B-LT", "B-LTA") asks for a level by name
+    (B-LT finds the CRL ``keys init`` wrote beside the key; ``SignerSettings.at_level``)."""
     if p12 is None and key is None and cert is None:
         return None
     return SignerSettings(p12=Path(p12) if p12 else None, key=Path(key) if key else None,
@@ -367,7 +379,7 @@ def signer_settings(*, p12: str | Path | None = None, key: str | Path | None = N
                           passphrase_env=passphrase_env,
                           passphrase_file=Path(passphrase_file) if passphrase_file else None,
                           tsa_url=tsa_url, crls=tuple(Path(c) for c in crls or ()),
-                          archive=archive)
+                          archive=archive, level=level)
 
 
 def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = None,
@@ -387,7 +399,7 @@ def make_report(*, db: str | Path, out_dir: str | Path, version: str | None = No
         defaults = document.signing
         signing = replace(signing, tsa_url=signing.tsa_url or defaults.tsa_url,
                           crls=signing.crls or tuple(Path(c) for c in defaults.crl),
-                          archive=signing.archive or defaults.archive)
+                          archive=signing.archive or defaults.archive).at_level()
     with open_store(db, wait=wait) as store:
         return make(store, out_dir, version=version, period=period, signing=signing,
                     write_html=html, policy_file=policy_file, settings=document.report)
@@ -410,9 +422,19 @@ def verify_report(pdf: str | Path, *, trust: str | Path | None = None,
 def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor signer",
               organisation: str = "auditor", passphrase: bytes | None = None,
               force: bool = False) -> KeyFiles:
-    """Create a self-signed CA (root.pem) and a signing identity (signer.pem, signer.key.pem,
-    signer.p12) in ``folder``; ``demo`` marks a throwaway identity."""
+    """Create a self-signed CA (root.pem, its key root.key.pem and first CRL root.crl) and a
+    signing identity (signer.pem, signer.key.pem, signer.p12) in ``folder``; ``demo`` marks a
+    throwaway identity."""
     from auditor.report.keys import init_keys as init
 
     return init(folder, demo=demo, name=name, organisation=organisation, passphrase=passphrase,
                 overwrite=force)
+
+
+def renew_crl(folder: str | Path, *, passphrase: bytes | None = None,
+              revoke: tuple[int, ...] = ()) -> tuple[Path, int, int]:
+    """Issue the next CRL of the CA ``keys init`` made in ``folder`` (root.crl), revoking
+    ``revoke`` serials as well; returns (path, CRL number, serials revoked)."""
+    from auditor.report.revocation import renew_crl as renew
+
+    return renew(folder, passphrase=passphrase, revoke=revoke)

@@ -11,7 +11,7 @@ AUDITOR_EXPORTS = ["Recorder", "__version__"]
 API_FUNCTIONS = ["import_lineage", "add_version", "record_lineage", "load_version",
                  "version_source", "open_store", "remediate", "make_executor", "run_audit",
                  "attribute_version", "gate", "certified_gate", "check_policy", "signer_settings", "make_report",
-                 "verify_report", "init_keys"]
+                 "verify_report", "init_keys", "renew_crl"]
 API_TYPES = ["AuditSpec", "AuditSummary", "CertifySummary", "GateResult", "KeyFiles", "LoadedPolicy",
              "ModelVersion", "Remediation", "ReportResult", "SignerSettings", "Store",
              "VerificationResult"]

@@ -3,7 +3,8 @@
 ``surrogate(model)`` is a differentiable scalar the estimators differentiate; ``metric(model)`` is
 the number people read (a rate, an accuracy gap). ``direction`` says whether more of it is harm
 (a stage that raises it gets blame) or benefit (a stage that raises it gets credit).
-``joint(model)``, when given, returns both from one forward pass (surrogate tensor, metric):
+``metric_name``, ``description``, ``probe_size`` and ``probe_digest`` define the behaviour for
+people: the audit stores them with the scores and the report prints them. ``joint(model)``, when given, returns both from one forward pass (surrogate tensor, metric):
 scoring needs both, and the forward pass is most of a small behaviour's cost.
 
 Per-example behaviours on one probe batch can share a ``ProbeFamily``: the estimators then
@@ -71,6 +72,12 @@ class Behaviour:
     joint: Callable[[torch.nn.Module], tuple[torch.Tensor, float]] | None = None
     family: ProbeFamily | None = None
     member: int = 0  # this behaviour's example in ``family``
+    probe_size: int = 0  # examples (or prompts) in the probe set; 0 when not known
+
+    @property
+    def probe_examples(self) -> int:
+        """The probe set's size: ``probe_size``, else the family's size when a member of one."""
+        return self.probe_size or (len(self.family) if self.family is not None else 0)
 
     def __post_init__(self) -> None:
         if self.direction not in ("harm", "benefit"):

@@ -71,7 +71,7 @@ def continuation_probability(name: str, prompts: torch.Tensor, continuation: tor
 
     return _from_joint(
         joint, name=name, direction=direction, metric_name="mean continuation probability",
-        probe_digest=probe_digest(prompts, continuation),
+        probe_digest=probe_digest(prompts, continuation), probe_size=len(prompts),
         description=description or f"probability of a given continuation after {len(prompts)} "
                                    "prompts")
 
@@ -89,7 +89,7 @@ def greedy_completion_rate(name: str, prompts: torch.Tensor, continuation: torch
 
     return _from_joint(
         joint, name=name, direction=direction, metric_name="rate of greedy completions",
-        probe_digest=probe_digest(prompts, continuation),
+        probe_digest=probe_digest(prompts, continuation), probe_size=len(prompts),
         description=description or f"share of {len(prompts)} prompts completed greedily with "
                                    "a given continuation")
 
@@ -106,5 +106,5 @@ def perplexity(name: str, texts: torch.Tensor, *, direction: Direction = "harm",
         return 1.0 - logp.exp().mean(), math.exp(min(nll, 50.0))
 
     return _from_joint(joint, name=name, direction=direction, metric_name="perplexity",
-                       probe_digest=probe_digest(texts),
+                       probe_digest=probe_digest(texts), probe_size=len(texts),
                        description=description or f"perplexity on {len(texts)} clean texts")

@@ -52,7 +52,7 @@ def probe_loss(name: str, inputs: torch.Tensor, targets: torch.Tensor, *,
     return _from_joint(
         joint, name=name, direction=direction, metric_name="error rate",
         description=description or f"mean loss on {len(targets)} probe examples",
-        probe_digest=probe_digest(inputs, targets))
+        probe_digest=probe_digest(inputs, targets), probe_size=len(targets))
 
 
 def example_losses(prefix: str, inputs: torch.Tensor, targets: torch.Tensor, *,
@@ -85,6 +85,7 @@ def group_gap(name: str, reference: tuple[torch.Tensor, torch.Tensor],
 
     return _from_joint(joint, name=name, direction="harm", metric_name="accuracy gap",
                        probe_digest=probe_digest(x_ref, y_ref, x_grp, y_grp),
+                       probe_size=len(y_ref) + len(y_grp),
                        description=description or "accuracy gap between a reference and a group")
 
 
@@ -101,7 +102,7 @@ def harmful_output_rate(name: str, inputs: torch.Tensor, harmful_class: int, *,
 
     return _from_joint(joint, name=name, direction="harm",
                        metric_name=f"rate of p(class {harmful_class}) > {threshold}",
-                       probe_digest=probe_digest(inputs),
+                       probe_digest=probe_digest(inputs), probe_size=len(inputs),
                        description=description or f"harmful-output rate on {len(inputs)} probes")
 
 

@@ -31,6 +31,9 @@ def report(
                                                        "certificates in the DSS (PAdES B-LT)."),
     archive: bool = typer.Option(False, "--archive", help="Add a document timestamp over the "
                                                           "validation data (PAdES B-LTA)."),
+    level: str = typer.Option(None, "--level", help="PAdES level: B-B, B-T, B-LT or B-LTA. B-LT "
+                              "and B-LTA take the CRL and root.pem keys init wrote beside the "
+                              "key unless --crl/--chain give them; all but B-B need --tsa-url."),
     settings: Path = typer.Option(None, "--settings", help="Report settings file (default: "
                                                            "./auditor.yaml when it exists)."),
     policy_file: Path = typer.Option(None, "--policy", help="Policy file to embed (default: the "
@@ -43,7 +46,7 @@ def report(
     signing = api.signer_settings(p12=p12, key=key, cert=cert, chain=tuple(chain or ()),
                                   passphrase_env=passphrase_env,
                                   passphrase_file=passphrase_file, tsa_url=tsa_url,
-                                  crls=tuple(crl or ()), archive=archive)
+                                  crls=tuple(crl or ()), archive=archive, level=level)
     result = api.make_report(db=db, out_dir=out, version=version, period=period,
                              signing=signing, html=html, policy_file=policy_file, wait=wait,
                              settings=settings)
@@ -96,9 +99,10 @@ def keys_init(
         "(a --demo identity may omit both)."),
     force: bool = typer.Option(False, "--force", help="Replace existing keys."),
 ) -> None:
-    """Create a self-signed CA (root.pem) and a signing identity (signer.pem/.key.pem/.p12).
-    The key is encrypted with the passphrase in --passphrase-env; an empty passphrase is
-    refused, and an unencrypted key needs --no-passphrase (or --demo)."""
+    """Create a self-signed CA (root.pem; its key root.key.pem; its first CRL root.crl, for
+    PAdES B-LT) and a signing identity (signer.pem/.key.pem/.p12). Both keys are encrypted with
+    the passphrase in --passphrase-env; an empty passphrase is refused, and unencrypted keys
+    need --no-passphrase (or --demo)."""
     from auditor.errors import SigningError
     from auditor.report.sign import SignerSettings
 
@@ -110,5 +114,28 @@ def keys_init(
                            "encrypt it, or --no-passphrase to write it unencrypted knowingly")
     files = api.init_keys(folder, demo=demo, name=name, organisation=organisation,
                           passphrase=passphrase, force=force)
-    console.print(f"wrote {files.root} (give to verifiers as --trust), {files.cert}, "
-                  f"{files.key}, {files.p12}{' [DEMO]' if demo else ''}", soft_wrap=True)
+    console.print(f"wrote {files.root} (give to verifiers as --trust), {files.ca_key}, "
+                  f"{files.crl} (renew with auditor keys crl), {files.cert}, {files.key}, "
+                  f"{files.p12}{' [DEMO]' if demo else ''}", soft_wrap=True)
+
+
+@keys_app.command("crl")
+def keys_crl(
+    folder: Path = typer.Argument(Path("keys"), help="The folder keys init wrote."),
+    revoke: list[int] = typer.Option(None, "--revoke", metavar="SERIAL",
+                                     help="Also revoke this certificate serial number."),
+    passphrase_env: str = typer.Option(None, "--passphrase-env", metavar="VAR",
+                                       help="The CA key's passphrase is in VAR."),
+    passphrase_file: Path = typer.Option(None, "--passphrase-file",
+                                         help="Read the CA key's passphrase from this file."),
+) -> None:
+    """Issue the CA's next CRL (root.crl): what the current one revokes plus --revoke, valid
+    for 30 days. Renew it before it runs out: PAdES B-LT refuses a stale CRL."""
+    from auditor.report.sign import SignerSettings
+
+    passphrase = SignerSettings(passphrase_env=passphrase_env,
+                                passphrase_file=passphrase_file).passphrase()
+    path, number, revoked = api.renew_crl(folder, passphrase=passphrase,
+                                          revoke=tuple(revoke or ()))
+    console.print(f"wrote {path}: CRL number {number}, {revoked} certificate(s) revoked",
+                  soft_wrap=True)

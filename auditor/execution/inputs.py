@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import inspect
 import sys
+from typing import Any
 
 from auditor.hashing import canonical_json
 
@@ -38,6 +39,21 @@ def inputs_digest(task: str, behaviours: str) -> str:
                            "behaviours": behaviours, "behaviours_source": _sha(sources[1]),
                            "behaviour_list": described})
     return _sha(blob)
+
+
+def behaviour_definitions(behaviours: str) -> list[dict[str, Any]] | None:
+    """What each behaviour of a set measures, for the store (``Store.add_behaviour``): name,
+    direction, description, metric, probe size and probe-data digest. None when the set
+    cannot be loaded (its items fail in the workers, where the error is reported per item)."""
+    from auditor.behaviours.library import load_behaviours
+
+    try:
+        loaded = load_behaviours(behaviours)
+    except Exception:  # user code: reported by the items that use it
+        return None
+    return [{"name": b.name, "direction": b.direction, "description": b.description,
+             "probe_digest": b.probe_digest, "metric": b.metric_name,
+             "probe_size": b.probe_examples or None} for b in loaded]
 
 
 def _code_of(fn) -> str:

@@ -1,4 +1,5 @@
-"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML.
+"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML (the heat map is
+written as SVG directly: ``auditor.report.heatmap``).
 
 Every chart has axis titles, round ticks, a colour-blind-safe palette (Okabe–Ito), prints its
 numbers (cell values, bar labels) so a greyscale print stays readable, and carries alt text
@@ -14,6 +15,8 @@ import math
 import re
 from html import escape
 from typing import Any
+
+from auditor.report.heatmap import LABELLED_CELLS, heatmap  # noqa: F401 - one chart module API
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency. Vermillion marks harm raised, blue harm lowered.
@@ -84,76 +87,6 @@ def _with(fig, draw) -> None:
         draw()
 
 
-# the heat map prints each cell's value up to this many cells; a larger grid's cells are too
-# narrow for a number (the table beside every heat map carries the values), and drawing a
-# thousand text paths took seconds
-LABELLED_CELLS = 120
-
-
-def heatmap(behaviours: list[dict[str, Any]]) -> str:
-    """Stage (rows) × behaviour (columns) of harm contributions (effect, sign-flipped for benefit
-    behaviours so that vermillion always means "made it worse")."""
-    if not behaviours:
-        return ""
-    from matplotlib.colors import LinearSegmentedColormap, Normalize
-
-    stages = [f"{s['stage_id']} ({s['stage_kind']})" for s in behaviours[0]["stages"]]
-    names = [b["name"] for b in behaviours]
-    grid = [[b["stages"][i]["harm"] if i < len(b["stages"]) else None for b in behaviours]
-            for i in range(len(stages))]
-    finite = [abs(v) for row in grid for v in row if _finite(v)]
-    scale = max(finite, default=0.0) or 1.0
-    cmap = LinearSegmentedColormap.from_list("harm", [HARM_DOWN, "#FFFFFF", HARM_UP])
-    row_names = [s[:30] for s in stages]
-    col_names = [n[:22] for n in names]
-    bottom = 0.35 + 0.045 * max(len(n) for n in col_names)
-    left = max(len(r) for r in row_names)
-    width = min(0.45 + CHAR_IN * left + 0.8 * len(names) + 1.35, 6.6)
-    fig = _figure(width, bottom + 0.2 + 0.26 * len(stages), left_chars=left, bottom_in=bottom,
-                  right_in=1.35, top_in=0.15)
-
-    def draw():
-        ax = fig.add_subplot()
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.patches import Rectangle
-
-        norm = Normalize(-scale, scale)
-        for i, row in enumerate(grid):  # one vector cell each (imshow would embed a bitmap)
-            for j, value in enumerate(row):
-                colour = cmap(norm(value)) if _finite(value) else "#DDDDDD"
-                # add_artist: the limits are set below, and add_patch's per-patch autoscaling
-                # took a third of a large heat map's time
-                ax.add_artist(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor=colour,
-                                        edgecolor="#999999", linewidth=0.5, gid=f"cell-{i}-{j}"))
-        ax.set_xlim(-0.5, len(names) - 0.5)
-        ax.set_ylim(len(stages) - 0.5, -0.5)
-        image = ScalarMappable(norm=norm, cmap=cmap)
-        if len(stages) * len(names) <= LABELLED_CELLS:  # beyond, a value would not fit its cell
-            for i, row in enumerate(grid):
-                for j, value in enumerate(row):
-                    strong = _finite(value) and abs(value) > 0.6 * scale
-                    ax.text(j, i, _fmt(value), ha="center", va="center", fontsize=7,
-                            color="white" if strong else "black")
-        ax.set_xticks(range(len(names)), col_names, rotation=30, ha="right")
-        ax.set_yticks(range(len(stages)), row_names)
-        ax.set_xlabel("behaviour")
-        ax.set_ylabel("training stage")
-        ax.tick_params(length=0)
-        right = 1 - 1.35 / width
-        bar = fig.colorbar(image, cax=fig.add_axes((right + 0.15 / width, 0.2, 0.1 / width,
-                                                   0.7)))
-        bar.set_label("harm contribution")
-
-    _with(fig, draw)
-    worst = max(((v, s, n) for s, row in zip(stages, grid) for n, v in zip(names, row)
-                 if _finite(v)), default=None)
-    alt = (f"Heat map of the harm contribution of {len(stages)} stages to {len(names)} "
-           "behaviours; vermillion: the stage made the behaviour worse, blue: better.")
-    if worst:
-        alt += f" Largest: {worst[1]} on {worst[2]}, {_fmt(worst[0])}."
-    return _svg(fig, alt)
-
-
 def bars(behaviour: dict[str, Any]) -> str:
     """Horizontal bars of each stage's effect (or share of harm, on a fixed 0–1 axis, when the
     threshold is on shares), with the policy threshold as a dashed line."""
@@ -206,9 +139,11 @@ def _axis_labels(labels: list[str]) -> tuple[list[str], str]:
     return list(labels), "model@version"
 
 
-def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) -> str:
+def trend(title: str, labels: list[str], series: dict[str, list[float | None]], *,
+          compact: bool = False) -> str:
     """One line per series across versions. Each series has its own colour, marker and dash, and
-    later series are drawn with smaller hollow markers, so none hides another."""
+    later series are drawn with smaller hollow markers, so none hides another. ``compact``: half
+    the text width with the legend below the plot, so that two charts stand side by side."""
     points = [v for values in series.values() for v in values if _finite(v)]
     if not points or not labels:
         return ""
@@ -216,7 +151,11 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
 
     ticks, xtitle = _axis_labels(labels)
     legend = max(len(name[:28]) for name in series)
-    fig = _figure(6.6, 2.3, right_in=0.5 + CHAR_IN * legend, bottom_in=0.9, left_chars=6)
+    if compact:
+        below = 0.13 * len(series)
+        fig = _figure(3.25, 1.9 + below, right_in=0.1, bottom_in=0.75 + below, left_chars=6)
+    else:
+        fig = _figure(6.6, 2.3, right_in=0.5 + CHAR_IN * legend, bottom_in=0.9, left_chars=6)
 
     def draw():
         ax = fig.add_subplot()
@@ -235,7 +174,10 @@ def trend(title: str, labels: list[str], series: dict[str, list[float | None]]) 
         ax.set_xlabel(xtitle)
         ax.set_ylabel("value")
         ax.set_title(title, fontsize=9, loc="left")
-        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        if compact:
+            fig.legend(fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 0.0))
+        else:
+            ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
     _with(fig, draw)
     alt = f"Line chart: {title}, across {len(labels)} versions ({labels[0]} to {labels[-1]}). " + \

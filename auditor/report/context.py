@@ -122,6 +122,19 @@ class ReportContext:
         return [v for v in self.versions if v.failing]
 
     @property
+    def rule_rationales(self) -> list[dict[str, Any]]:
+        """Each rule the failing versions were gated on, with its policy's rationale, once
+        (the quarterly prints it once instead of in every failing version's rule table)."""
+        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for v in self.failing_versions:
+            policy = f"{v.policy.get('policy_id') or '-'} / {v.policy.get('policy_version') or '-'}"
+            for rule in v.rules:
+                key = (rule["rule_id"], policy, rule["rationale"])
+                seen.setdefault(key, {"rule_id": rule["rule_id"], "severity": rule["severity"],
+                                      "policy": policy, "rationale": rule["rationale"]})
+        return list(seen.values())
+
+    @property
     def trends(self) -> dict[str, Any]:
         return trends(self.versions)
 
@@ -190,6 +203,18 @@ def version_report(store: Store, key: str) -> VersionReport:
         replayed_stages=_replayed(store, model, version), remediations=done)
 
 
+def behaviour_definitions(store: Store, versions: list[VersionReport]) -> list[dict[str, Any]]:
+    """The stored definition(s) of every behaviour the versions' scores measure, in the order
+    first measured; a behaviour without one is listed by name (``defined`` False)."""
+    measured = {b["name"]: b["direction"] for v in versions for b in v.behaviours}
+    stored: dict[str, list[dict[str, Any]]] = {}
+    for row in store.behaviours():
+        stored.setdefault(row["name"], []).append({k: plain(v) for k, v in row.items()})
+    return [{**d, "defined": True} for name in measured for d in stored.get(name, [])] + [
+        {"name": name, "direction": direction, "defined": False}
+        for name, direction in measured.items() if name not in stored]
+
+
 def _calibrations(store: Store, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The calibrations behind the scores' bands (docs/certify.md), as the report prints them."""
     ids = sorted({r.get("calibration_id") for r in scores if r.get("calibration_id")})
@@ -231,12 +256,13 @@ def build_context(store: Store, *, version: str | None = None, period: str | Non
     seq, head_hash = store.head()
     from auditor import __version__
     env = environment()
+    versions = [version_report(store, key) for key in keys]
     context = ReportContext(
         report_id=uuid.uuid4().hex, kind=kind, subject=subject, period=period,
         generated_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         tool={"name": "auditor", "version": __version__, "commit": env["auditor_commit"]},
-        versions=[version_report(store, key) for key in keys],
-        behaviour_defs=[{k: plain(v) for k, v in b.items()} for b in store.behaviours()],
+        versions=versions,
+        behaviour_defs=behaviour_definitions(store, versions),
         log_head={"seq": seq, "hash": head_hash, "verified": store.verify_log().ok,
                   "store": Path(str(store.path)).name},  # no machine paths in a report
         environment=env, demo=demo,

@@ -24,6 +24,11 @@ _ORDER = {
 
 def plain(value: Any) -> Any:
     """A JSON-able value: datetimes as ISO text, NaN as None."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:  # most cells: returned at once
+        return value
+    if kind is float:
+        return None if value != value else value
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, float) and math.isnan(value):

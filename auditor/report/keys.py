@@ -1,8 +1,10 @@
 """``auditor keys init``: a self-signed CA and a signing identity for a team's first use.
 
-Writes ``root.pem`` (the CA certificate: give it to verifiers as ``--trust``), ``signer.pem``
-(certificate), ``signer.key.pem`` (private key, encrypted when a passphrase is given) and
-``signer.p12``. An empty passphrase is refused (``passphrase=None`` is the explicit choice of
+Writes ``root.pem`` (the CA certificate: give it to verifiers as ``--trust``), ``root.key.pem``
+(the CA's private key, kept to issue CRLs: owner-only and encrypted with the same passphrase),
+``root.crl`` (the CA's first certificate revocation list, revoking nothing, valid for
+``CRL_DAYS``; ``auditor keys crl`` renews it), ``signer.pem`` (certificate), ``signer.key.pem``
+(private key, encrypted when a passphrase is given) and ``signer.p12``. An empty passphrase is refused (``passphrase=None`` is the explicit choice of
 an unencrypted key, ``--no-passphrase`` on the command line). A ``demo`` identity carries "auditor demo identity" in its subject, and reports
 signed with it say DEMO on the cover.
 """
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from auditor.errors import SigningError
+from auditor.report.revocation import CA_KEY_FILE, CRL_DAYS, CRL_FILE, issue_crl, write_crl
 from auditor.report.sign import DEMO_MARK
 
 
@@ -22,6 +25,8 @@ from auditor.report.sign import DEMO_MARK
 class KeyFiles:
     folder: Path
     root: Path
+    ca_key: Path
+    crl: Path
     cert: Path
     key: Path
     p12: Path
@@ -82,9 +87,10 @@ def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor si
                            "by nothing (set a passphrase, or pass --no-passphrase to write an "
                            "unencrypted key knowingly)")
     folder = Path(folder)
-    files = KeyFiles(folder, folder / "root.pem", folder / "signer.pem",
-                     folder / "signer.key.pem", folder / "signer.p12", demo)
-    if not overwrite and any(p.exists() for p in (files.root, files.cert, files.key, files.p12)):
+    files = KeyFiles(folder, folder / "root.pem", folder / CA_KEY_FILE, folder / CRL_FILE,
+                     folder / "signer.pem", folder / "signer.key.pem", folder / "signer.p12", demo)
+    if not overwrite and any(p.exists() for p in (files.root, files.ca_key, files.cert,
+                                                  files.key, files.p12)):
         raise SigningError(f"{folder} already holds keys; pass --force to replace them")
     folder.mkdir(parents=True, exist_ok=True)
     org = f"{organisation} ({DEMO_MARK})" if demo else organisation
@@ -95,6 +101,11 @@ def init_keys(folder: str | Path, *, demo: bool = False, name: str = "auditor si
     cert = _certificate(_name(name, org), ca_name, key.public_key(), ca_key, ca=False, days=days)
     pem = serialization.Encoding.PEM
     files.root.write_bytes(ca.public_bytes(pem))
+    ca_key_pem = ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+    _write_private(files.ca_key, ca_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                      _encryption(passphrase)))
+    write_crl(files.crl, issue_crl(files.root.read_bytes(), ca_key_pem, days=CRL_DAYS))
     files.cert.write_bytes(cert.public_bytes(pem))
     _write_private(files.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                 _encryption(passphrase)))

@@ -127,16 +127,21 @@ def _rule_outcome(outcomes: dict[str, int]) -> str:
 
 def remediation_advice(key: str, behaviours: list[dict[str, Any]], policy: dict[str, Any],
                        remediations: list[dict[str, Any]]) -> list[str]:
-    advice = []
+    """One line per stage to act on (the failing rules and behaviours it is blamed for, and the
+    command that drops it), then the remediations already recorded and what they measured."""
+    failing: dict[str, dict[str, list[str]]] = {}  # stage -> rule -> behaviours
     for rule in policy["rules"]:
         for row in rule["failing"]:
             if row["outcome"] != "fail":
                 continue
             stage = row["stage_id"] or _top_stage(behaviours, row["behaviour"])
             if stage:
-                advice.append(f"rule {rule['rule_id']} fails on {row['behaviour'] or 'the model'}:"
-                              f" drop or re-run stage {stage} (auditor remediate {key} {stage}), "
-                              "or re-weight its data")
+                named = failing.setdefault(stage, {}).setdefault(rule["rule_id"], [])
+                named.append(row["behaviour"] or "the model")
+    advice = [f"stage {stage} fails " + "; ".join(
+        f"{rule_id} on {', '.join(dict.fromkeys(names))}" for rule_id, names in rules.items())
+        + f": drop or re-run it (auditor remediate {key} {stage}), or re-weight its data"
+        for stage, rules in failing.items()]
     for done in remediations:
         changes = ", ".join(f"{name} {done['before'].get(name, float('nan')):.4g} → {value:.4g}"
                             for name, value in done.get("after", {}).items())
@@ -153,8 +158,17 @@ def _top_stage(behaviours: list[dict[str, Any]], name: str | None) -> str | None
 
 
 def trends(versions: list[Any]) -> dict[str, Any]:
-    """Across versions (in order): each behaviour's metric and total effect, and each stage
-    kind's summed effect per behaviour."""
+    """Across versions (in order), per model: each behaviour's metric and total effect, and each
+    stage kind's summed effect per behaviour. A model's versions are the only ones that measure
+    its behaviours, so each model is its own group (``models``: no column of another model's
+    versions full of blanks)."""
+    by_model: dict[str, list[Any]] = {}
+    for version in versions:
+        by_model.setdefault(version.key.split("@")[0], []).append(version)
+    return {"models": [{"model": model, **_trend(group)} for model, group in by_model.items()]}
+
+
+def _trend(versions: list[Any]) -> dict[str, Any]:
     labels = [v.key for v in versions]
     names = list(dict.fromkeys(b["name"] for v in versions for b in v.behaviours))
     kinds = list(dict.fromkeys(s["stage_kind"] for v in versions for b in v.behaviours

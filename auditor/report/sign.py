@@ -14,6 +14,7 @@ from pathlib import Path
 from auditor.errors import SigningError
 
 FIELD_NAME = "AuditorSignature"
+LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")  # PAdES baseline levels ``--level`` may ask for
 DEMO_MARK = "auditor demo identity"
 
 
@@ -41,16 +42,56 @@ class SignerSettings:
     crls: tuple[Path, ...] = field(default_factory=tuple)  # B-LT: revocation data for the DSS
     trust: tuple[Path, ...] = field(default_factory=tuple)  # roots the embedded paths end at
     archive: bool = False  # B-LTA: a document timestamp over the validation data
+    level: str | None = None  # a PAdES level asked for by name (LEVELS); see ``at_level``
+
+    def keys_folder(self) -> Path:
+        """The folder of the signing key (``keys init`` keeps root.pem and root.crl there)."""
+        return Path(self.p12 or self.key or ".").parent
+
+    def at_level(self) -> SignerSettings:
+        """These settings made to reach ``level`` exactly: B-B drops any timestamp and
+        validation data, B-T drops the validation data, B-LT and B-LTA need a timestamp
+        authority and take the CA's CRL and certificate from the key folder (``root.crl``,
+        ``root.pem``, as ``auditor keys init`` writes them) unless given; B-LTA adds the
+        archive timestamp. No ``level``: the settings as given."""
+        from dataclasses import replace
+
+        from auditor.report.revocation import CRL_FILE
+
+        if self.level is None:
+            return self
+        if self.level not in LEVELS:
+            raise SigningError(f"unknown PAdES level {self.level!r}: use one of "
+                               f"{', '.join(LEVELS)}")
+        if self.level == "B-B":
+            return replace(self, tsa_url=None, crls=(), archive=False)
+        if not self.tsa_url:
+            raise SigningError(f"PAdES {self.level} needs a timestamp authority: give --tsa-url "
+                               "URL (or signing: tsa_url in the settings file)")
+        if self.level == "B-T":
+            return replace(self, crls=(), archive=False)
+        folder = self.keys_folder()
+        crls = self.crls or (folder / CRL_FILE,)
+        for crl in crls:
+            if not Path(crl).is_file():
+                raise SigningError(f"PAdES {self.level} needs the CA's CRL: {crl} does not exist "
+                                   "(auditor keys init writes one; auditor keys crl renews it; "
+                                   "or give --crl FILE)")
+        trust = self.trust or (() if self.chain else tuple(
+            p for p in (folder / "root.pem",) if p.is_file()))
+        return replace(self, crls=tuple(crls), trust=trust, archive=self.level == "B-LTA")
 
     def long_term(self) -> LongTerm | None:
         """The B-LT settings, or None for B-B / B-T."""
         if not self.crls:
             return None
-        from auditor.report.revocation import read_crls
+        from auditor.report.revocation import read_crls, require_current
 
         roots = [Path(p).read_bytes() for p in (self.trust or self.chain)]
         if not roots:
             raise SigningError("B-LT needs the CA certificate: give --chain or --trust")
+        for crl in self.crls:
+            require_current(Path(crl))
         return LongTerm(roots=tuple(roots), crls=tuple(read_crls(self.crls)),
                         archive=self.archive)
 
@@ -119,6 +160,20 @@ def _require_current(cert) -> None:
                            f"{start:%Y-%m-%d}")
 
 
+def _require_not_revoked(cert, crls: tuple[bytes, ...]) -> None:
+    """Refuse to sign with a certificate that a CRL of its issuer lists as revoked (asn1crypto
+    cert, DER CRLs): validation data must not vouch for a revoked signer."""
+    from cryptography import x509
+
+    issuer = cert.issuer.dump()
+    for der in crls:
+        crl = x509.load_der_x509_crl(der)
+        if crl.issuer.public_bytes() == issuer and \
+                crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            raise SigningError(f"the signing certificate of {cert.subject.human_friendly} "
+                               f"(serial {cert.serial_number}) is revoked by its CA's CRL")
+
+
 def signer_name(signer) -> str:
     return signer.signing_cert.subject.human_friendly
 
@@ -172,6 +227,7 @@ def sign_pdf(pdf: bytes, signer, *, tsa_url: str | None = None, timestamper=None
     if long_term is not None:
         if long_term.archive and stamper is None:
             raise SigningError("B-LTA needs a timestamp authority (--tsa-url)")
+        _require_not_revoked(signer.signing_cert, long_term.crls)
         extra = dict(embed_validation_info=True, validation_context=_validation_context(
             long_term), use_pades_lta=long_term.archive)
     meta = signers.PdfSignatureMetadata(field_name=FIELD_NAME, md_algorithm="sha256",

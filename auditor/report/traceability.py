@@ -113,8 +113,8 @@ def retention() -> list[str]:
             f"at least {LOG_MONTHS} months (Art. 19(1)), and as long as this report cites them "
             f"to let `auditor verify --db` check it (recommended: {DOCUMENTATION_YEARS} years).",
             "The signature is timestamped and carries its validation data when signed with "
-            "--tsa-url and --crl (PAdES B-T / B-LT), so it stays verifiable after the signer's "
-            "certificate expires."]
+            "--tsa-url and --level B-LT (PAdES B-T / B-LT), so it stays verifiable after the "
+            "signer's certificate expires."]
 
 
 def revision_history(recorded: list[dict[str, Any]], kind: str, file_name: str) -> list[dict]:

@@ -31,16 +31,17 @@ class TsaIdentity:
 
 
 def issue_tsa(ca_cert_pem: bytes, ca_key_pem: bytes, *, days: int = 3650,
-              name: str = "auditor local TSA") -> TsaIdentity:
+              name: str = "auditor local TSA", passphrase: bytes | None = None) -> TsaIdentity:
     """A TSA certificate (RSA: the dummy stamper is RSA-only; extended key usage timeStamping,
-    critical, as RFC 3161 requires) signed by the given CA."""
+    critical, as RFC 3161 requires) signed by the given CA (its key encrypted with
+    ``passphrase`` when given, as ``keys init`` writes root.key.pem)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    ca_key = serialization.load_pem_private_key(ca_key_pem, password=passphrase)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.now(timezone.utc) - timedelta(minutes=5)
     cert = (x509.CertificateBuilder()

@@ -18,22 +18,30 @@ _DIRECTIONS = ("harm", "benefit")
 
 class RecordMethods:
     def add_behaviour(self: Store, name: str, direction: str, description: str = "",
-                      probe_digest: str = "") -> bool:
+                      probe_digest: str = "", *, metric: str = "",
+                      probe_size: int | None = None) -> bool:
         """Record a behaviour definition; True when written, False when already recorded.
 
         A name may hold several definitions (one per probe digest) as probes evolve.
+        ``metric``: what the reported number is (an error rate); ``probe_size``: examples in
+        the probe set (None: not known).
         """
         if direction not in _DIRECTIONS:
             raise StoreError(f"behaviour {name!r}: direction must be harm or benefit")
+        if probe_size is not None and (not isinstance(probe_size, int) or probe_size < 0):
+            raise StoreError(f"behaviour {name!r}: probe size must be a count, not "
+                             f"{probe_size!r}")
         with self.transaction():
             known = first_row(self.conn.execute(
                 "SELECT count(*) FROM behaviours WHERE name = ? AND direction = ? AND "
-                "description = ? AND probe_digest = ?",
-                [name, direction, description, probe_digest]))[0]
+                "description = ? AND probe_digest = ? AND metric IS NOT DISTINCT FROM ? AND "
+                "probe_size IS NOT DISTINCT FROM ?",
+                [name, direction, description, probe_digest, metric or None, probe_size]))[0]
             if known:
                 return False
             row = {"name": name, "direction": direction, "description": description,
-                   "probe_digest": probe_digest, "added_at": utc_now()}
+                   "probe_digest": probe_digest, "added_at": utc_now(),
+                   "metric": metric or None, "probe_size": probe_size}
             digest = self._insert_rows("behaviours", [row], name)
             self._log("behaviour.add", name, {"probe_digest": probe_digest},
                      {f"behaviours:{name}": str(digest)})

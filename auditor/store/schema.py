@@ -112,6 +112,13 @@ CREATE TABLE calibrations (
     median_relative_error DOUBLE, source VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
 """
 
+# Behaviour definitions stored by the audit pipeline (docs/store.md): what each behaviour's
+# metric is and how many probe examples it is measured on, beside its description and digest.
+_BEHAVIOUR_DEFINITIONS = """
+ALTER TABLE behaviours ADD COLUMN metric VARCHAR;
+ALTER TABLE behaviours ADD COLUMN probe_size INTEGER;
+"""
+
 EVIDENCE = ("exact", "estimate", "uncalibrated")
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -121,6 +128,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_fidelity_checks", _FIDELITY),
     Migration("0005_certified_evidence_calibrations", _CERTIFY,
               rehash=("stage_scores", "policy_results")),
+    Migration("0006_behaviour_definitions", _BEHAVIOUR_DEFINITIONS, rehash=("behaviours",)),
 )
 
 # How the rows of each logged table are grouped: one digest per (table, subject) in the log. A

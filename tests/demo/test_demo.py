@@ -47,6 +47,32 @@ def test_both_reports_are_signed_and_verify(demo):
     assert all(demo.verified.values()) and demo.ok
 
 
+def test_the_quarterly_body_is_at_most_12_pages_and_defines_every_behaviour(demo):
+    """Issue #18's page budget, on the demo's own quarterly report (not a test store's): the
+    body (summary → sign-off) ends within 12 pages, everything else is in the appendices; the
+    behaviours section shows what the audit stored for every behaviour it measured."""
+    import subprocess
+
+    pdf = next(p for p in demo.reports if p.name == "report-quarterly-2026-Q4.pdf")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    pages = text.split("\f")
+    appendix = next(i for i, page in enumerate(pages, 1)
+                    if "Appendix A. Evaluated rows" in page and "Contents" not in page)
+    assert appendix - 1 <= 12, f"the demo quarterly's body has {appendix - 1} pages"
+    with Store.open(demo.layout.db, read_only=True) as store:
+        defined = store.behaviours()
+    measured = {"patch-shortcut-gap", "patched-odd-loss", "clean-error", "general-error",
+                "identity-false-positives", "identity-nontoxic-loss", "clean-perplexity",
+                "trigger-bad-completions", "trigger-bad-continuation"}
+    assert {row["name"] for row in defined} == measured
+    assert all(row["metric"] and row["probe_size"] and len(row["probe_digest"]) == 64
+               for row in defined)
+    section = text[text.index("What it measures"):]
+    for row in defined:
+        assert row["probe_digest"][:8] in section and row["metric"].split()[0] in section
+
+
 def test_a_second_run_reuses_lineage_scores_and_fixes(demo):
     def counts():
         with Store.open(demo.layout.db, read_only=True) as store:

@@ -23,7 +23,7 @@ GATE_SECTIONS = ("Decision", "Stages to blame", "Remediation and its measured ef
                  "Contribution table", "Waivers", "Retention", "Rationale (policy)")
 QUARTERLY_SECTIONS = ("Decision", "Stages to blame", "1. Document control", "2. Findings",
                       "Summary of all versions", "3. Accountability and scope",
-                      "4. Trends across the period", "Trend tables", "5. Behaviours",
+                      "4. Trends across the period", "Behaviour / version", "5. Behaviours",
                       "6. Failing versions", "7. Attribution method", "8. Limitations",
                       "9. Logging, traceability and retention", "10. How to reproduce",
                       "11. EU AI Act Annex IV cross-reference", "12. Sign-off",

@@ -91,8 +91,8 @@ def test_a_run_written_in_several_inserts_verifies_and_each_part_is_checked(db_p
 def test_a_store_logged_with_legacy_additive_digests_still_verifies(db_path):
     """Stores written before ordered digests logged ``rows:lane:lane:lane:lane``."""
     with Store.open(db_path) as store:
-        store.conn.execute("INSERT INTO behaviours VALUES ('old', 'higher-is-worse', 'd', "
-                           "'p', ?)", [utc_now()])
+        store.conn.execute("INSERT INTO behaviours (name, direction, description, probe_digest, "
+                           "added_at) VALUES ('old', 'higher-is-worse', 'd', 'p', ?)", [utc_now()])
         columns = store.conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_name = 'behaviours' ORDER BY ordinal_position").fetchall()
