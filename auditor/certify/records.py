@@ -57,6 +57,7 @@ def store_certified(store: Store, table: EffectTable, context: ScoreContext) -> 
             "behaviour": [], "direction": [], "estimator": [], "estimator_version": [],
             "convention": [], "config_hash": [], "effect": [], "share": [],
             "metric_value": [], "evidence": [], "lo": [], "hi": [], "calibration_id": []}
+    metric = table.metric_values if table.metric_values is not None else np.full(Q, np.nan)
     for k in range(K):
         for q in range(Q):
             lo, hi = table.lo[k, q], table.hi[k, q]
@@ -68,7 +69,8 @@ def store_certified(store: Store, table: EffectTable, context: ScoreContext) -> 
                                 ("estimator", context.estimator), ("estimator_version", None),
                                 ("convention", None), ("config_hash", context.config_hash),
                                 ("effect", float(effects[k, q])), ("share", None),
-                                ("metric_value", None), ("evidence", evidence[k, q]),
+                                ("metric_value", None if np.isnan(metric[q]) else float(metric[q])),
+                                ("evidence", evidence[k, q]),
                                 ("lo", None if np.isnan(lo) else float(lo)),
                                 ("hi", None if np.isnan(hi) else float(hi)),
                                 ("calibration_id", ids[k])):

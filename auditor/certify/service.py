@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 Say = Callable[[str], None]
 
 _ESTIMATES = """
-SELECT s.stage_index, s.behaviour, s.direction, s.effect, r.config_json
+SELECT s.stage_index, s.behaviour, s.direction, s.effect, s.metric_value, r.config_json
 FROM stage_scores s JOIN runs r USING (run_id)
 WHERE r.status = 'complete' AND r.kind = 'attribution' AND s.model = ? AND s.version = ?
   AND s.estimator = ? AND s.config_hash = ?
@@ -170,6 +170,10 @@ def _source(store: Store, key: str, context: ScoreContext, device: str = "auto")
                         behaviours, [directions[b] for b in behaviours], estimate,
                         [s.steps for s in version.stages],
                         {s.id: {t for d in s.datasets for t in d.tags} for s in version.stages})
+    table.metric_values = np.full(Q, np.nan)
+    for r in rows:
+        if r["metric_value"] is not None:
+            table.metric_values[index[r["behaviour"]]] = r["metric_value"]
     exact: dict[int, dict[str, float]] = {}
     for r in store.query(_EXACT, [model, name]):
         exact.setdefault(r["stage_index"], {})[r["behaviour"]] = r["effect"]

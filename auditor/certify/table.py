@@ -52,6 +52,8 @@ class EffectTable:
     stage_calibration: dict[int, str | None] = field(default_factory=dict)
     notes: dict[str, int | str] = field(default_factory=dict)
     calibration_note: int | str | None = None  # replayed units, or "not calibrated on this model"
+    # each behaviour's value at the version's final parameters, from the estimator's rows (Q,)
+    metric_values: np.ndarray | None = None
 
     def units(self) -> list[Unit]:
         costs = unit_costs(self.steps)

@@ -49,6 +49,17 @@ def test_certified_outcomes_equal_full_replay_and_every_row_has_evidence(scored)
             "SELECT evidence FROM stage_scores s JOIN runs r USING (run_id) "
             "WHERE r.kind = 'certification'")}
         assert kinds <= {"exact", "estimate"}
+        # each certified row carries the behaviour's value at the final parameters, as the
+        # estimator's row does (reports print it as "metric at θT")
+        pairs = store.query(
+            "SELECT DISTINCT s.behaviour, s.metric_value, r.kind FROM stage_scores s "
+            "JOIN runs r USING (run_id) WHERE s.estimator = 'aa'")
+        certified = {p["behaviour"]: p["metric_value"] for p in pairs
+                     if p["kind"] == "certification"}
+        estimated = {p["behaviour"]: p["metric_value"] for p in pairs
+                     if p["kind"] == "attribution"}
+        assert certified and certified == estimated
+        assert all(v is not None for v in certified.values())
 
 
 def test_a_second_certified_gate_reuses_the_stored_replays(scored, capsys):
