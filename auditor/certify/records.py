@@ -52,6 +52,7 @@ def store_certified(store: Store, table: EffectTable, context: ScoreContext) -> 
     behaviour), under the estimator configuration they certify."""
     K, Q = table.estimate.shape
     effects, evidence, ids = table.effects, table.evidence(), table.calibration_ids()
+    shares = table.shares
     model, version = table.key.split("@", 1)
     rows = {"model": [], "version": [], "stage_index": [], "stage_id": [], "stage_kind": [],
             "behaviour": [], "direction": [], "estimator": [], "estimator_version": [],
@@ -68,7 +69,8 @@ def store_certified(store: Store, table: EffectTable, context: ScoreContext) -> 
                                 ("direction", table.directions[q]),
                                 ("estimator", context.estimator), ("estimator_version", None),
                                 ("convention", None), ("config_hash", context.config_hash),
-                                ("effect", float(effects[k, q])), ("share", None),
+                                ("effect", float(effects[k, q])),
+                                ("share", None if np.isnan(shares[k, q]) else float(shares[k, q])),
                                 ("metric_value", None if np.isnan(metric[q]) else float(metric[q])),
                                 ("evidence", evidence[k, q]),
                                 ("lo", None if np.isnan(lo) else float(lo)),

@@ -61,6 +61,18 @@ class EffectTable:
                 for k, (s, kind) in enumerate(zip(self.stage_ids, self.stage_kinds))]
 
     @property
+    def shares(self) -> np.ndarray:
+        """Each stage's part of its behaviour's total harm, from the best numbers (the same
+        definition as ``StageEffects.share``: NaN where no stage adds harm)."""
+        signs = np.array([1.0 if d == "harm" else -1.0 for d in self.directions])
+        harm = np.clip(self.effects * signs, 0.0, None)
+        total = harm.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = harm / total
+        share[:, ~(np.isfinite(total) & (total > 0))] = np.nan
+        return share
+
+    @property
     def effects(self) -> np.ndarray:
         """The best number of each row: exact where replayed, else the estimate."""
         values = self.estimate.astype(float).copy()

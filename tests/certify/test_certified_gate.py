@@ -60,6 +60,19 @@ def test_certified_outcomes_equal_full_replay_and_every_row_has_evidence(scored)
                      if p["kind"] == "attribution"}
         assert certified and certified == estimated
         assert all(v is not None for v in certified.values())
+        # and each stage's share of its behaviour's harm, from the certified numbers
+        rows = store.query(
+            "SELECT s.behaviour, s.direction, s.effect, s.share FROM stage_scores s "
+            "JOIN runs r USING (run_id) WHERE r.kind = 'certification'")
+        for behaviour in {r["behaviour"] for r in rows}:
+            mine = [r for r in rows if r["behaviour"] == behaviour]
+            sign = 1.0 if mine[0]["direction"] == "harm" else -1.0
+            harm = [max(sign * r["effect"], 0.0) for r in mine]
+            for r, h in zip(mine, harm):
+                if sum(harm) > 0:
+                    assert r["share"] == pytest.approx(h / sum(harm))
+                else:
+                    assert r["share"] is None
 
 
 def test_a_second_certified_gate_reuses_the_stored_replays(scored, capsys):

@@ -60,6 +60,8 @@ def test_the_quarterly_body_is_at_most_12_pages_and_defines_every_behaviour(demo
     appendix = next(i for i, page in enumerate(pages, 1)
                     if "Appendix A. Evaluated rows" in page and "Contents" not in page)
     assert appendix - 1 <= 12, f"the demo quarterly's body has {appendix - 1} pages"
+    # page 1 states each blamed stage's share of the harm (certified rows carry it)
+    assert "of its harm" in pages[0] and "share not finite" not in pages[0], pages[0]
     with Store.open(demo.layout.db, read_only=True) as store:
         defined = store.behaviours()
     measured = {"patch-shortcut-gap", "patched-odd-loss", "clean-error", "general-error",
