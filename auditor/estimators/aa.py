@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import torch
 
 from auditor.behaviours.base import Behaviour
-from auditor.errors import EstimatorError
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, stage_embeddings_h0
@@ -36,7 +35,7 @@ from auditor.estimators.scoring.plugin import score_by_plugin
 from auditor.estimators.settings import (
     EstimatorSettings,
     check_bool,
-    check_mib,
+    check_streaming,
     replace_setting,
     setting,
 )
@@ -75,14 +74,7 @@ class AASettings(EstimatorSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         replace_setting(self, "plugin", check_bool("aa", "plugin", self.plugin))
-        replace_setting(self, "stream", check_bool("aa", "stream", self.stream))
-        check_mib("aa", "spill_above_mb", self.spill_above_mb)
-        check_mib("aa", "workspace_mb", self.workspace_mb, " (0: auto)")
-        if self.precision not in PRECISIONS:
-            raise EstimatorError(f"aa: precision must be float64 or float32, not "
-                                 f"{self.precision!r}")
-        if self.precision != "float64" and not self.stream:
-            raise EstimatorError("aa: precision float32 needs stream=True")
+        check_streaming("aa", self, PRECISIONS)
 
 
 class AAEstimator(Estimator):

@@ -15,7 +15,6 @@ from typing import ClassVar
 import torch
 
 from auditor.behaviours.base import Behaviour
-from auditor.errors import EstimatorError
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
 from auditor.estimators.propagation.h0_stream import PRECISIONS
@@ -23,9 +22,7 @@ from auditor.estimators.records import stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
 from auditor.estimators.settings import (
     EstimatorSettings,
-    check_bool,
-    check_mib,
-    replace_setting,
+    check_streaming,
     setting,
 )
 from auditor.estimators.shards import Shards, spills
@@ -59,14 +56,7 @@ class NaiveSettings(EstimatorSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        replace_setting(self, "stream", check_bool("naive", "stream", self.stream))
-        check_mib("naive", "spill_above_mb", self.spill_above_mb)
-        check_mib("naive", "workspace_mb", self.workspace_mb, " (0: auto)")
-        if self.precision not in PRECISIONS:
-            raise EstimatorError(f"naive: precision must be float64 or float32, not "
-                                 f"{self.precision!r}")
-        if self.precision != "float64" and not self.stream:
-            raise EstimatorError("naive: precision float32 needs stream=True")
+        check_streaming("naive", self, PRECISIONS)
 
 
 class NaiveEstimator(Estimator):

@@ -78,3 +78,16 @@ def check_mib(estimator: str, name: str, value: Any, note: str = "") -> None:
     """``value`` is a number of MiB ≥ 0 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise EstimatorError(f"{estimator}: {name} must be a number of MiB ≥ 0{note}")
+
+
+def check_streaming(estimator: str, settings: Any, precisions: Any) -> None:
+    """The streamed estimators' common settings (``aa``, ``naive``): ``stream`` a bool, the two
+    MiB settings ≥ 0, ``precision`` one of ``precisions``, and float32 only when streamed."""
+    replace_setting(settings, "stream", check_bool(estimator, "stream", settings.stream))
+    check_mib(estimator, "spill_above_mb", settings.spill_above_mb)
+    check_mib(estimator, "workspace_mb", settings.workspace_mb, " (0: auto)")
+    if settings.precision not in precisions:
+        raise EstimatorError(f"{estimator}: precision must be float64 or float32, not "
+                             f"{settings.precision!r}")
+    if settings.precision != "float64" and not settings.stream:
+        raise EstimatorError(f"{estimator}: precision float32 needs stream=True")
