@@ -113,7 +113,9 @@ class StepLogger:
             columns["max_grad_norm"] = [c[0] if c else None for c in self._clips]
             columns["grad_norm"] = [c[1] if c else None for c in self._clips]
         if not columns.get("lr"):
-            raise LineageError("the stage ended without a single optimizer step")
+            skipped = f" ({self.skipped} skipped by the loss scaler: Inf/NaN gradients)" \
+                if self.skipped else ""
+            raise LineageError(f"the stage ended without a single optimizer step{skipped}")
         return StepLog(**columns)
 
     def static_options(self) -> dict[str, Any]:
