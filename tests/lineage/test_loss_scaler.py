@@ -128,37 +128,54 @@ def test_a_scaler_auditor_cannot_replay_is_refused_when_the_stage_starts(tmp_pat
     assert rec.lineage.stages[0].loss_scaler is None
 
 
+@pytest.fixture(scope="module")
+def lineage_json(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("fp16")
+    _record(root, lambda p: torch.optim.SGD(p, lr=0.05), init_scale=2.0**10)
+    return json.loads((root / "lineage.json").read_text())
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("scale", -1.0, "greater than 0"),
     ("scale", 1e300, "less than or equal to"),
     ("scale", 0.1, "float32 value"),
+    ("scale", "Infinity", "finite"),
     ("growth_factor", 0.5, "greater than or equal to 1"),
     ("backoff_factor", 0.0, "greater than 0"),
+    ("backoff_factor", "NaN", "finite"),
     ("growth_interval", 0, "greater than or equal to 1"),
     ("growth_tracker", 5, "below growth_interval"),
     ("skipped", [{"before_step": 99, "ids": [1]}], "after the stage's"),
     ("skipped", [{"before_step": 0, "ids": [1, 2], "micro_batches": [1]}], "split its ids"),
     ("skipped", [{"before_step": 0, "ids": [-1]}], "greater than or equal to 0"),
+    ("skipped", [{"before_step": 1, "ids": [1]}, {"before_step": 0, "ids": [2]}],
+     "training order"),
 ])
-def test_hostile_loss_scaler_fields_are_refused_in_one_line(tmp_path, field, value, message):
-    _, rec, _ = _record(tmp_path, lambda p: torch.optim.SGD(p, lr=0.05), init_scale=2.0**10)
-    data = json.loads((tmp_path / "lineage.json").read_text())
+def test_hostile_loss_scaler_fields_are_refused_in_one_line(tmp_path, lineage_json, field,
+                                                             value, message):
+    data = json.loads(json.dumps(lineage_json))
     scaler = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5,
               "growth_interval": 3, "growth_tracker": 0}
     scaler[field] = value
     data["stages"][0]["loss_scaler"] = scaler
-    (tmp_path / "lineage.json").write_text(json.dumps(data))
+    # JSON's non-finite literals, as a hostile file would hold them
+    text = json.dumps(data).replace('"Infinity"', "Infinity").replace('"NaN"', "NaN")
+    (tmp_path / "lineage.json").write_text(text)
     with pytest.raises(LineageError, match=message) as info:
         load_lineage(tmp_path)
     assert "\n" not in str(info.value)
 
 
-def test_a_non_finite_scale_in_a_lineage_file_is_refused(tmp_path):
-    _record(tmp_path, lambda p: torch.optim.SGD(p, lr=0.05), init_scale=2.0**10)
-    text = (tmp_path / "lineage.json").read_text()
-    data = json.loads(text)
-    data["stages"][0]["loss_scaler"]["scale"] = "__INF__"
-    (tmp_path / "lineage.json").write_text(json.dumps(data).replace('"__INF__"', "Infinity"))
-    with pytest.raises(LineageError, match="finite") as info:
-        load_lineage(tmp_path)
-    assert "\n" not in str(info.value)
+def test_a_stage_removed_before_an_fp16_stage_is_replayed_and_the_result_replays_bitwise(
+        tmp_path):
+    """Counterfactual replay (remediation drops the first stage): the fp16 stage is re-run from
+    another start under a real GradScaler from its recorded state; the remediated lineage then
+    replays bitwise to the checkpoints remediation wrote."""
+    from auditor.lineage.remediate import drop_stage
+
+    task, rec, _ = _record(tmp_path / "run", lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+                           init_scale=3 * 2.0**22)
+    new = drop_stage(rec.lineage, tmp_path / "run", task, "pretrain", tmp_path / "fixed",
+                     "fp16-fixed")
+    assert new.stages[-1].loss_scaler == rec.lineage.stages[1].loss_scaler
+    _assert_replays_bitwise(tmp_path / "fixed", task)
