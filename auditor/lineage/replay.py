@@ -101,12 +101,13 @@ def run_stage(model: torch.nn.Module, task: TrainingTask, stage: Stage,
     skipped = skipped_before(stage)
     for t in range(stage.steps):
         for batch in skipped.get(t, ()):
-            _one_step(model, task, stage, optimizer, t, _skipped(batch), None, scaler)
+            _one_step(model, task, stage, optimizer, t, _skipped(stage, batch), None, scaler)
         _one_step(model, task, stage, optimizer, t, _logged(stage, t), before_step, scaler)
         if after_step is not None:
             after_step(t, model, optimizer)
+    last = stage.steps - 1
     for batch in skipped.get(stage.steps, ()):  # skipped after the last step taken
-        _one_step(model, task, stage, optimizer, stage.steps - 1, _skipped(batch), None, scaler)
+        _one_step(model, task, stage, optimizer, last, _skipped(stage, batch), None, scaler)
     return optimizer_state(optimizer, model)
 
 
@@ -125,8 +126,11 @@ def _logged(stage: Stage, t: int) -> _Batch:
                   steps.max_grad_norm[t] if steps.max_grad_norm else None)
 
 
-def _skipped(batch: SkippedBatch) -> _Batch:
-    return _Batch(batch.ids, batch.seed, batch.micro_batches, batch.max_grad_norm)
+def _skipped(stage: Stage, batch: SkippedBatch) -> _Batch:
+    micro = batch.micro_batches
+    if micro is None and stage.micro_batches is not None:  # one micro-batch, as a logged step
+        micro = [len(batch.ids)]
+    return _Batch(batch.ids, batch.seed, micro, batch.max_grad_norm)
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -158,6 +158,7 @@ def test_fp16_with_a_loss_scaler_records_its_skips_and_replays_bitwise(tmp_path)
     assert stage.loss_scaler.scale == 3 * 2.0**18
     skipped = stage.loss_scaler.skipped
     assert skipped and skipped[0].before_step == 0 and stage.steps + len(skipped) == 5
+    assert stage.optimizer.fused  # the Trainer's fused AdamW, called with the Inf flag
     assert stage.optimizer.steps.adam_step[0] == [1, 1]  # skipped steps moved no Adam state
     replayed = load_model(hf, lineage, tmp_path / "run", stage.theta_start)
     run_stage(replayed, hf, stage)
