@@ -242,8 +242,10 @@ class Recorder:
         steps = active.logger.finish()
         if active.logger.skipped:
             log.info("stage %r: %d batch(es) had their optimizer step skipped (Inf/NaN "
-                     "gradients under a GradScaler); they changed nothing and are not logged",
-                     active.id, active.logger.skipped)
+                     "gradients under a GradScaler); they changed nothing and are not logged "
+                     "as steps%s", active.id, active.logger.skipped,
+                     "" if active.loss_scaler else " (pass scaler= to recorder.stage so that "
+                     "replay repeats the loss scaling)")
         optimizer_log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
                                      groups=param_groups(active.optimizer, self.model),
                                      frozen_outside=frozen_outside(active.optimizer, self.model),
