@@ -13,8 +13,9 @@ The stage starts in ``on_train_start`` (the Recorder's continuation check runs t
 step), torch is seeded before each optimizer step's first ``training_step``, and when the step's
 gradients are final (``on_before_optimizer_step``) the ids of its batches (gradient accumulation),
 the clipping threshold (``gradient_clip_val``, by norm, over the optimizer's parameters as
-Lightning clips) and the precision are logged; the optimizer's post-step hook logs the
-hyperparameters every scheduler set. The stage ends in ``on_train_end``.
+Lightning clips) and the precision are logged (``16-mixed``: its GradScaler's start state and
+the steps it skipped, which replay repeats with a real GradScaler); the optimizer's post-step
+hook logs the hyperparameters every scheduler set. The stage ends in ``on_train_end``.
 
 Replay: the task's ``build_model()`` returns the LightningModule; ``loss(model, batch)`` its
 training loss (``LightningTask`` uses ``training_step``). With accumulation, each batch's loss is
@@ -65,17 +66,13 @@ class AuditorCallback(Callback):
             raise LineageError("AuditorCallback: fit() called again without next_stage(...)")
         _check(trainer)
         scaler = getattr(trainer.precision_plugin, "scaler", None)
-        if scaler is not None and scaler.is_enabled():
-            raise LineageError("AuditorCallback: 16-mixed with a loss scaler (GradScaler) "
-                               "cannot be replayed bitwise (its per-step scale sets which fp16 "
-                               "gradients underflow, and replay does not repeat it); use "
-                               "precision='bf16-mixed' or 32")
         optimizer = trainer.optimizers[0]
         optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer wraps it
         clip = trainer.gradient_clip_val
         self._clip = float(clip) if clip else None
         options = dict(self._stage)
         options.setdefault("autocast", _AUTOCAST.get(str(trainer.precision)))
+        options.setdefault("scaler", scaler if scaler is not None and scaler.is_enabled() else None)
         self._context = self.recorder.stage(optimizer=optimizer, model=pl_module, **options)
         self._context.__enter__()  # the continuation check: fails here, before any step
         self._stage = None

@@ -16,13 +16,12 @@ each step's first forward pass, and when the step's gradients are final (``on_pr
 logs the ids of its micro-batches (gradient accumulation), the clipping threshold
 (``max_grad_norm``) and, through the optimizer's post-step hook, the hyperparameters every
 scheduler set. Mixed precision is recorded as the autocast dtype accelerate really uses (bf16;
-fp16 on the CPU, which accelerate runs in fp32, is recorded as fp32). The stage ends with
-``on_train_end``. The callback imports nothing of auditor but the Recorder.
+fp16 with accelerate's loss scaler, whose start state and skipped steps the Recorder logs; fp16
+on the CPU, which accelerate runs in fp32 without a scaler, is recorded as fp32). The stage ends
+with ``on_train_end``. The callback imports nothing of auditor but the Recorder.
 
 Replay needs a task that rebuilds each micro-batch and computes the loss as ``Trainer`` does:
-subclass ``TrainerTask``. Limits: one process (no DDP), ``dataloader_num_workers=0``; fp16 with a
-loss scaler (GradScaler, on an accelerator) is refused in ``on_train_begin``, before any step:
-use bf16 (bf16 and fp32 replay bitwise on CPU).
+subclass ``TrainerTask``. Limits: one process (no DDP), ``dataloader_num_workers=0``.
 """
 
 from __future__ import annotations
@@ -73,13 +72,15 @@ class AuditorCallback(TrainerCallback):
         if optimizer is None or model is None:
             raise LineageError("AuditorCallback: the Trainer passed no model or optimizer")
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the optimizer
-        _check_scaler(getattr(optimizer, "scaler", None))
+        scaler = _enabled(getattr(optimizer, "scaler", None))
         self.data.reset()
         self._clip = float(args.max_grad_norm) if args.max_grad_norm else None
         options = dict(self._stage)
-        # what accelerate runs: bf16 autocasts; fp16 autocasts only with a loss scaler (refused
-        # above), so fp16 without one (on the CPU accelerate ignores it) trains in fp32
-        options.setdefault("autocast", "bfloat16" if args.bf16 else None)
+        # what accelerate runs: bf16 autocasts; fp16 autocasts under a loss scaler (its native
+        # amp), and without one (on the CPU accelerate ignores fp16) trains in fp32
+        options.setdefault("autocast", "bfloat16" if args.bf16 else
+                           "float16" if args.fp16 and scaler is not None else None)
+        options.setdefault("scaler", scaler)
         self._context = self.recorder.stage(optimizer=inner, model=model, **options)
         self._context.__enter__()  # the continuation check: fails here, before any step
         self._stage = None
@@ -111,13 +112,9 @@ class AuditorCallback(TrainerCallback):
                 context.__exit__(type(error), error, error.__traceback__)
 
 
-def _check_scaler(scaler) -> None:
-    """fp16 with a loss scaler is refused before the stage starts (docs/integrations.md)."""
-    if scaler is not None and scaler.is_enabled():
-        raise LineageError("AuditorCallback: fp16 with a loss scaler (GradScaler) cannot be "
-                           "replayed bitwise (its per-step scale sets which fp16 gradients "
-                           "underflow, and replay does not repeat it); train with bf16=True or "
-                           "in fp32")
+def _enabled(scaler):
+    """accelerate's GradScaler when it scales (fp16 on an accelerator), else None."""
+    return scaler if scaler is not None and scaler.is_enabled() else None
 
 
 def _check_args(args) -> None:

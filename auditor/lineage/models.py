@@ -107,6 +107,55 @@ class ParameterChange(Strict):
         default=None, description="what made the change (e.g. peft LoRA r=4), for the report")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class SkippedBatch(Strict):
+    """A batch whose optimizer step the loss scaler skipped (Inf/NaN in the scaled gradients):
+    it changed no parameter, but it backed the scale off, so replay runs it again."""
+
+    before_step: int = Field(ge=0, le=MAX_STEPS,
+                             description="index of the logged step it came before (steps: after "
+                                         "the last)")
+    ids: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    seed: int | None = Field(default=None, ge=0)
+    micro_batches: list[Annotated[int, Field(ge=1)]] | None = None
+    max_grad_norm: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _split(self) -> SkippedBatch:
+        if self.micro_batches is not None and sum(self.micro_batches) != len(self.ids):
+            raise ValueError("a skipped batch's micro_batches must split its ids")
+        return self
+
+
+class LossScaler(Strict):
+    """fp16 mixed precision's dynamic loss scaler (``torch.amp.GradScaler``): its configuration
+    and its state when the stage started, and the batches whose step it skipped. Replay runs a
+    real GradScaler from this state over the logged and the skipped batches in their order."""
+
+    scale: float = Field(gt=0, le=FLOAT32_MAX, description="the loss scale at the stage's start")
+    growth_factor: float = Field(ge=1, le=FLOAT32_MAX)
+    backoff_factor: float = Field(gt=0, le=1)
+    growth_interval: int = Field(ge=1, le=2**31 - 1)
+    growth_tracker: int = Field(ge=0, description="successive unskipped steps at the start")
+    skipped: list[SkippedBatch] = Field(
+        default_factory=list, description="batches whose step the scaler skipped, in order")
+
+    @model_validator(mode="after")
+    def _state(self) -> LossScaler:
+        if float(np.float32(self.scale)) != self.scale:
+            raise ValueError("loss_scaler.scale must be a float32 value (GradScaler's)")
+        if self.growth_tracker >= self.growth_interval:
+            raise ValueError("loss_scaler.growth_tracker must be below growth_interval")
+        if len(self.skipped) > MAX_STEPS:
+            raise ValueError(f"more than {MAX_STEPS:,} skipped batches in one stage")
+        positions = [b.before_step for b in self.skipped]
+        if positions != sorted(positions):
+            raise ValueError("loss_scaler.skipped must be in training order")
+        return self
+
+
 class StepLog(Strict):
     """Per-step scalars, each a list over steps of a list over parameter groups. Every value is
     finite except a logged ``grad_norm`` (an overflowing mixed-precision step logs Inf)."""
@@ -256,6 +305,9 @@ class Stage(Strict):
                                   "step, in order (None: one batch per step)")
     autocast: Literal["bfloat16", "float16"] | None = Field(
         default=None, description="mixed precision: the autocast dtype of the forward passes")
+    loss_scaler: LossScaler | None = Field(
+        default=None, description="fp16 loss scaling (GradScaler): its start state and the "
+                                  "batches whose step it skipped")
     code_commit: str | None = None
     config_hash: str | None = None
     notes: str | None = None
@@ -282,7 +334,8 @@ class Stage(Strict):
         sha256 (which the store compares when a version is added again) does not change."""
         data = handler(self)
         if isinstance(data, dict):
-            for name in ("curvature_sketch", "changes", "micro_batches", "autocast"):
+            for name in ("curvature_sketch", "changes", "micro_batches", "autocast",
+                         "loss_scaler"):
                 if data.get(name) is None:
                     data.pop(name, None)
         return data
@@ -299,6 +352,9 @@ class Stage(Strict):
                     sum(sizes) != len(ids) or min(sizes, default=0) < 1
                     for sizes, ids in zip(self.micro_batches, self.batch_ids)):
                 raise ValueError("micro_batches must split every step's batch_ids")
+        if self.loss_scaler is not None and self.loss_scaler.skipped and \
+                self.loss_scaler.skipped[-1].before_step > n:
+            raise ValueError(f"loss_scaler.skipped names a step after the stage's {n} steps")
         if self.convention == "carry" and self.optimizer_start is None:
             raise ValueError("a carry stage needs optimizer_start (the state it inherited)")
         return self

@@ -66,6 +66,7 @@ from auditor.lineage.models import (
     StepLog,
 )
 from auditor.lineage.replay import seed_step
+from auditor.lineage.scaler import found_inf, scaler_state, with_skipped
 from auditor.lineage.steplog import StepLogger, frozen_outside, optimizer_kind, param_groups
 from auditor.outputs import unique_parameters
 
@@ -113,17 +114,21 @@ class Recorder:
               notes: str | None = None, model: torch.nn.Module | None = None,
               adds: Sequence[str] = (), removes: Sequence[str] = (),
               recomputes: Sequence[str] = (), adapter: str | None = None,
-              autocast: Literal["bfloat16", "float16"] | None = None) -> Iterator[Recorder]:
+              autocast: Literal["bfloat16", "float16"] | None = None,
+              scaler: torch.amp.GradScaler | None = None) -> Iterator[Recorder]:
         """Record one stage. ``model``: the model trained from now on when the stage changes it
         (e.g. a peft model); ``adds``/``removes``/``recomputes``: name patterns (fnmatch) of the
         tensors that the change adds, drops, or computes (a merge); ``autocast``: the dtype of
-        the forward passes under mixed precision (replay repeats it)."""
+        the forward passes under mixed precision (replay repeats it); ``scaler``: the loop's
+        ``torch.amp.GradScaler`` (fp16): its state now and the steps it skips are recorded,
+        and replay scales, unscales and skips as it did."""
         stage_id = _checked(identifier, stage_id, "stage id")
         kind = _checked(label, kind, "stage kind")
         if self._active is not None:
             raise LineageError(f"stage {stage_id!r} started inside stage {self._active.id!r}")
         if any(s.id == stage_id for s in self._stages):
             raise LineageError(f"stage id {stage_id!r} is already recorded")
+        loss_scaler = scaler_state(scaler, stage_id)  # refused here, before any step
         candidate = self.model if model is None else model
         changes = None
         if self._end is not None:
@@ -135,6 +140,7 @@ class Recorder:
         self.model.zero_grad(set_to_none=True)
         self._active = self._begin(stage_id, kind, optimizer, list(datasets), convention, notes)
         self._active.changes, self._active.autocast = changes, autocast
+        self._active.loss_scaler = loss_scaler
         self._active.clip_over = None
         try:
             yield self
@@ -206,7 +212,7 @@ class Recorder:
             raise LineageError(f"stage {stage_id!r}: convention reset, but the optimizer has state")
         opt_start = self._save_optimizer(optimizer, stage_id) if convention == "carry" else None
         logger = StepLogger(optimizer, self.model)
-        handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step())
+        handle = optimizer.register_step_post_hook(lambda opt, args, kwargs: self._after_step(opt))
         return _ActiveStage(
             sketch=self._sketch_log(convention) if self._stages else None,  # stage 1's: unused
             id=stage_id, kind=kind, optimizer=optimizer, datasets=datasets,
@@ -214,8 +220,11 @@ class Recorder:
             theta_start=self._save_model(stage_id), optimizer_start=opt_start, diverging=False,
             started_at=datetime.now(timezone.utc))
 
-    def _after_step(self) -> None:
+    def _after_step(self, optimizer: torch.optim.Optimizer) -> None:
         active = self._active
+        if found_inf(optimizer):  # a fused optimizer ran, but the scaler made it skip
+            active.logger.step_skipped()
+            return
         clip = active.logger.step_done()
         if active.sketch is not None:
             active.sketch.step_done()
@@ -233,8 +242,10 @@ class Recorder:
         steps = active.logger.finish()
         if active.logger.skipped:
             log.info("stage %r: %d batch(es) had their optimizer step skipped (Inf/NaN "
-                     "gradients under a GradScaler); they changed nothing and are not logged",
-                     active.id, active.logger.skipped)
+                     "gradients under a GradScaler); they changed nothing and are not logged "
+                     "as steps%s", active.id, active.logger.skipped,
+                     "" if active.loss_scaler else " (pass scaler= to recorder.stage so that "
+                     "replay repeats the loss scaling)")
         optimizer_log = OptimizerLog(kind=optimizer_kind(active.optimizer), steps=steps,
                                      groups=param_groups(active.optimizer, self.model),
                                      frozen_outside=frozen_outside(active.optimizer, self.model),
@@ -250,6 +261,7 @@ class Recorder:
             batch_ids=active.logger.batch_ids, rng_seeds=active.logger.seeds,
             curvature_sketch=self._save_sketch(active.sketch), changes=active.changes,
             micro_batches=active.logger.micro_batches(), autocast=active.autocast,
+            loss_scaler=with_skipped(active.loss_scaler, active.logger.skipped_batches),
             code_commit=self._code_commit, notes=active.notes,
             config_hash=_stage_config_hash(optimizer_log, active.datasets))
         self._stages.append(stage)

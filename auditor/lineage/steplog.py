@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from auditor.errors import LineageError
-from auditor.lineage.models import OptimizerKind, ParamGroup, StepLog
+from auditor.lineage.models import OptimizerKind, ParamGroup, SkippedBatch, StepLog
 
 
 def optimizer_kind(optimizer: torch.optim.Optimizer) -> OptimizerKind:
@@ -36,6 +36,7 @@ class StepLogger:
         self._pending_clip: tuple[float, float | None] | None = None
         self._clips: list[tuple[float, float | None] | None] = []
         self.skipped = 0  # batches whose optimizer step never came (a GradScaler skipped it)
+        self.skipped_batches: list[SkippedBatch] = []  # those batches, where they came
 
     def _fields(self) -> tuple[str, ...]:
         if self.kind == "sgd":
@@ -52,7 +53,18 @@ class StepLogger:
 
     def _skip(self) -> None:
         self.skipped += 1
+        if self._pending_batch is not None and self.batch_ids is not None:
+            ids, seed, micro = self._pending_batch
+            clip = self._pending_clip[0] if self._pending_clip else None
+            self.skipped_batches.append(SkippedBatch(
+                before_step=len(self.batch_ids), ids=ids, seed=seed, max_grad_norm=clip,
+                micro_batches=micro if len(micro) > 1 else None))
         self._pending_batch = self._pending_clip = None
+
+    def step_skipped(self) -> None:
+        """The optimizer ran but a loss scaler made it skip the update (a fused optimizer given
+        ``found_inf``): the pending batch changed nothing."""
+        self._skip()
 
     def clipped(self, max_norm: float, norm: float | None) -> None:
         self._pending_clip = (max_norm, norm)
@@ -101,7 +113,9 @@ class StepLogger:
             columns["max_grad_norm"] = [c[0] if c else None for c in self._clips]
             columns["grad_norm"] = [c[1] if c else None for c in self._clips]
         if not columns.get("lr"):
-            raise LineageError("the stage ended without a single optimizer step")
+            skipped = f" ({self.skipped} skipped by the loss scaler: Inf/NaN gradients)" \
+                if self.skipped else ""
+            raise LineageError(f"the stage ended without a single optimizer step{skipped}")
         return StepLog(**columns)
 
     def static_options(self) -> dict[str, Any]:

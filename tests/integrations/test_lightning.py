@@ -52,21 +52,29 @@ def test_lightning_fit_calls_replay_bitwise(tmp_path):
         assert all(torch.equal(t, expected[n]) for n, t in model.state_dict().items()), stage.id
 
 
-def test_16_mixed_with_a_loss_scaler_is_refused_before_any_step_in_one_line(tmp_path):
-    """Lightning's 16-mixed trains under a GradScaler (given explicitly here: on the CPU
-    Lightning would switch to bf16-mixed)."""
+def test_16_mixed_with_a_loss_scaler_records_its_skips_and_replays_bitwise(tmp_path):
+    """Lightning's 16-mixed trains under fp16 autocast and a GradScaler (the plugin is given
+    explicitly: on the CPU Lightning would switch to bf16-mixed). The initial scale overflows
+    fp16, so the scaler skips the first steps; replay repeats them with a real GradScaler."""
     from lightning.pytorch.plugins import MixedPrecision
-
-    from auditor.errors import LineageError
 
     pl_task = task()
     torch.manual_seed(0)
     module = pl_task.build_model()
-    before = {n: t.clone() for n, t in module.state_dict().items()}
     recorder = Recorder(tmp_path / "run", module, model_name="mlp", version="pl", task=TASK)
     data = RecordedData(Examples(), collate)
     callback = AuditorCallback(recorder, data, stage="pretrain", kind="pretrain")
-    with pytest.raises(LineageError, match="loss scaler") as info:
-        _fit(module, callback, data, tmp_path, plugins=[MixedPrecision("16-mixed", "cpu")])
-    assert "\n" not in str(info.value) and "bf16-mixed" in str(info.value)
-    assert all(torch.equal(before[n], t) for n, t in module.state_dict().items())
+    scaler = torch.amp.GradScaler("cpu", init_scale=3 * 2.0**20, growth_interval=2)
+    _fit(module, callback, data, tmp_path, max_steps=8, gradient_clip_val=0.3,
+         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    lineage = load_lineage(tmp_path / "run")
+    stage = lineage.stages[0]
+    assert stage.autocast == "float16" and stage.optimizer.clip_over == "optimizer"
+    assert stage.loss_scaler.scale == 3 * 2.0**20 and stage.loss_scaler.growth_interval == 2
+    skipped = stage.loss_scaler.skipped
+    assert skipped and skipped[0].before_step == 0 and skipped[0].max_grad_norm == 0.3
+    assert stage.steps + len(skipped) == 8
+    model = load_model(pl_task, lineage, tmp_path / "run", stage.theta_start)
+    run_stage(model, pl_task, stage)
+    expected = load_tensors(stage.theta_end, tmp_path / "run")
+    assert all(torch.equal(t, expected[n]) for n, t in model.state_dict().items())

@@ -131,26 +131,36 @@ def test_fp16_on_the_cpu_is_recorded_as_the_fp32_accelerate_runs_and_replays_bit
     assert all(torch.equal(t, expected[n]) for n, t in replayed.state_dict().items())
 
 
-def test_fp16_with_a_loss_scaler_is_refused_before_any_step_in_one_line(tmp_path):
-    """On an accelerator fp16 trains under a GradScaler; the Trainer's accelerator is given a
-    real one here (the CPU build has no fp16 scaler path of its own)."""
+def test_fp16_with_a_loss_scaler_records_its_skips_and_replays_bitwise(tmp_path):
+    """On an accelerator, fp16 trains under autocast with accelerate's GradScaler. The CPU build
+    has no such path of its own, so the Trainer's accelerator is given what it builds there: a
+    real GradScaler and native amp (fp16 autocast of the model's forward). The initial scale
+    overflows fp16, so the scaler skips the first steps (the Trainer's fused AdamW is called
+    with the Inf flag and changes nothing)."""
     from transformers import Trainer, default_data_collator
 
     hf = task()
     torch.manual_seed(0)
     model = hf.build_model()
-    before = {n: t.clone() for n, t in model.state_dict().items()}
     recorder = Recorder(tmp_path / "run", model, model_name="charlm", version="fp", task=TASK)
     data = RecordedData(hf.dataset("pretrain"), default_data_collator)
-    trainer = Trainer(model=model, args=arguments(tmp_path / "out", max_steps=2),
+    trainer = Trainer(model=model, args=arguments(tmp_path / "out", fp16=True, max_steps=5),
                       train_dataset=data.dataset, data_collator=data.collate,
                       callbacks=[AuditorCallback(recorder, data, stage="pretrain",
                                                  kind="pretrain")])
-    trainer.accelerator.scaler = torch.amp.GradScaler("cpu")
-    with pytest.raises(LineageError, match="loss scaler") as info:
-        trainer.train()
-    message = str(info.value)
-    assert "\n" not in message and "bf16=True" in message
-    with pytest.raises(LineageError, match="no stage has been recorded"):
-        recorder.lineage  # noqa: B018 (nothing was recorded)
-    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
+    assert trainer.accelerator.mixed_precision == "fp16" and trainer.accelerator.scaler is None
+    trainer.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=3 * 2.0**18)
+    trainer.accelerator.native_amp = True
+    trainer.train()
+    lineage = load_lineage(tmp_path / "run")
+    stage = lineage.stages[0]
+    assert stage.autocast == "float16"
+    assert stage.loss_scaler.scale == 3 * 2.0**18
+    skipped = stage.loss_scaler.skipped
+    assert skipped and skipped[0].before_step == 0 and stage.steps + len(skipped) == 5
+    assert stage.optimizer.fused  # the Trainer's fused AdamW, called with the Inf flag
+    assert stage.optimizer.steps.adam_step[0] == [1, 1]  # skipped steps moved no Adam state
+    replayed = load_model(hf, lineage, tmp_path / "run", stage.theta_start)
+    run_stage(replayed, hf, stage)
+    expected = load_tensors(stage.theta_end, tmp_path / "run")
+    assert all(torch.equal(t, expected[n]) for n, t in replayed.state_dict().items())
