@@ -1,14 +1,17 @@
 """The ASGI app of ``auditor serve``: one route per page, each with its ``/api/...`` twin.
 
-Every request opens a short-lived read-only connection to the store and closes it before the
-answer is sent, so a writer in another process is never held up for longer than one request.
+Requests read through one read-only connection that a burst of requests shares and that is let
+go half a second after the last one, at most two seconds after it opened, and when the file is
+replaced (``auditor.serve.reader``): a writer in another process gets the store between bursts,
+and a writer waiting with ``--wait`` gets it while the dashboard is being browsed.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auditor import api
 from auditor.errors import AuditorError, InputError, StoreError, StoreLockedError
 from auditor.paths import templates_dir
 from auditor.report import charts
 from auditor.serve import eventlog, overview, reports, trends, version
+from auditor.serve.reader import SharedReader
 from auditor.serve.uploads import UploadProblem, uploaded_pdf
 from auditor.serve.web import Problem, check_params, problem, render, unexpected, with_headers
 from auditor.store.periods import period_bounds
@@ -47,10 +50,11 @@ class App:
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.label = str(settings.db)
+        self.reader = SharedReader(settings.db, wait=settings.wait)
 
     def read(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``work(store, ...)`` on a fresh read-only connection (in a worker thread)."""
-        with api.open_store(self.settings.db, read_only=True, wait=self.settings.wait) as store:
+        """Run ``work(store, ...)`` on the shared read-only connection (in a worker thread)."""
+        with self.reader.borrow() as store:
             return work(store, *args, **kwargs)
 
     async def guarded(self, request: Request, page: Callable[[Request], Any]) -> Response:
@@ -230,7 +234,17 @@ def create_app(settings: ServeSettings) -> Starlette:
     async def server_error(request: Request, exc: Exception) -> Response:
         return unexpected(request, exc, app.label)
 
-    return Starlette(routes=routes,
-                     middleware=[Middleware(TrustedHostMiddleware,
-                                            allowed_hosts=list(settings.allowed_hosts))],
-                     exception_handlers={HTTPException: http_error, Exception: server_error})
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            app.reader.close()
+
+    starlette = Starlette(routes=routes,
+                          middleware=[Middleware(TrustedHostMiddleware,
+                                                 allowed_hosts=list(settings.allowed_hosts))],
+                          exception_handlers={HTTPException: http_error, Exception: server_error},
+                          lifespan=lifespan)
+    starlette.state.reader = app.reader
+    return starlette
