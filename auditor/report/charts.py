@@ -1,5 +1,5 @@
-"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML (the heat map is
-written as SVG directly: ``auditor.report.heatmap``).
+"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML (the heat map:
+``auditor.report.heatmap``).
 
 Every chart has axis titles, round ticks, a colour-blind-safe palette (Okabe–Ito), prints its
 numbers (cell values, bar labels) so a greyscale print stays readable, and carries alt text
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from html import escape
 from typing import Any
 
@@ -30,6 +31,9 @@ FONT = {"font.family": "DejaVu Sans", "font.size": 8.0, "svg.fonttype": "none",
         "svg.hashsalt": "auditor", "axes.spines.top": False, "axes.spines.right": False}
 
 
+# rc_context changes matplotlib's global settings for the time it is open: charts drawn from
+# several threads at once (the dashboard) take turns, so none sees another's settings restored
+_RC_LOCK = threading.RLock()
 CHAR_IN = 0.062  # width of one 8-pt DejaVu Sans character, inches (margins without a layout pass)
 
 
@@ -53,7 +57,7 @@ def _svg(fig, alt: str) -> str:
     import matplotlib
 
     buffer = io.StringIO()
-    with matplotlib.rc_context(FONT):
+    with _RC_LOCK, matplotlib.rc_context(FONT):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
@@ -83,7 +87,7 @@ _plottable = _finite
 def _with(fig, draw) -> None:
     import matplotlib
 
-    with matplotlib.rc_context(FONT):
+    with _RC_LOCK, matplotlib.rc_context(FONT):
         draw()
 
 

@@ -28,10 +28,11 @@ from starlette.routing import Route
 from auditor.errors import AuditorError, InputError, StoreError, StoreLockedError
 from auditor.paths import templates_dir
 from auditor.report import charts
-from auditor.serve import eventlog, overview, reports, trends, version
+from auditor.serve import eventlog, overview, reports, rows, trends, version
 from auditor.serve.reader import SharedReader
 from auditor.serve.uploads import UploadProblem, uploaded_pdf
-from auditor.serve.web import Problem, check_params, problem, render, unexpected, with_headers
+from auditor.serve.web import (Problem, check_params, problem, render, unexpected, wants_json,
+                               with_headers)
 from auditor.store.periods import period_bounds
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -92,7 +93,10 @@ class App:
             raise Problem(400, f"verdict must be one of {', '.join(overview.VERDICT_FILTERS)}")
         data = await run_in_threadpool(self.read, overview.overview, model=p["model"],
                                        period=p["period"], verdict=p["verdict"])
-        return render(request, "overview.html.j2", data, store=self.label)
+        if wants_json(request):
+            return render(request, "overview.html.j2", data, store=self.label)
+        return render(request, "overview.html.j2", data, store=self.label,
+                      rows=rows.overview_rows(data["versions"]))
 
     async def version(self, request: Request) -> Response:
         check_params(request, ())
@@ -109,8 +113,11 @@ class App:
             return data, behaviours
 
         data, behaviours = await run_in_threadpool(self.read, work)
-        return render(request, "version.html.j2", data, store=self.label,
-                      heatmap=charts.heatmap(behaviours))
+        if wants_json(request):
+            return render(request, "version.html.j2", data, store=self.label)
+        heatmap = await run_in_threadpool(charts.heatmap, behaviours)
+        return render(request, "version.html.j2", data, store=self.label, heatmap=heatmap,
+                      effect_rows=rows.effect_rows(data["effects"]) if data["effects"] else "")
 
     async def trends(self, request: Request) -> Response:
         p = check_params(request, ("model", "behaviour"))
