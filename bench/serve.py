@@ -146,25 +146,19 @@ def replay(conn, statements: list) -> None:
             conn.execute(sql, params).fetchall()
 
 
-def median_ms(action, repeats: int) -> float:
-    action()  # warm
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
-def each_once_ms(actions, pause: float = 0.0) -> float:
-    """Median of running each action once (after ``pause`` seconds each)."""
-    times = []
-    for action in actions:
+def interleaved(runs: list[tuple], pause: float = 0.0) -> list[float]:
+    """Median milliseconds of each of several actions, run in turn on the same inputs (page,
+    then its references, then the next input), so that all of them meet the same load."""
+    times: list[list[float]] = []
+    for actions in runs:
         time.sleep(pause)
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        row = []
+        for action in actions:
+            start = time.perf_counter()
+            action()
+            row.append(time.perf_counter() - start)
+        times.append(row)
+    return [statistics.median(column) * 1000 for column in zip(*times)]
 
 
 def free_port() -> int:
@@ -221,12 +215,17 @@ def measure(db: Path, keys: list[str], repeats: int) -> str:
     """Pages over HTTP against their statements replayed on plain DuckDB connections."""
     from auditor.serve.reader import IDLE_S
 
-    # distinct versions, spread over the store: one for repeats, 2 x repeats seen once each
-    step = max(1, len(keys) // (2 * repeats + 1))
-    chosen = [keys[(k * step + len(keys) // 2) % len(keys)] for k in range(2 * repeats + 1)]
-    paths = ["/", *map(version_path, chosen)]
-    statements = dict(zip(paths, capture(db, paths)))
-    firsts, after_idle = chosen[1:repeats + 1], chosen[repeats + 1:]
+    # distinct versions, spread over the store: one for repeats, 4 x repeats seen once each
+    step = max(1, len(keys) // (4 * repeats + 1))
+    chosen = [version_path(keys[(k * step + len(keys) // 2) % len(keys)])
+              for k in range(4 * repeats + 1)]
+    statements = dict(zip(["/", *chosen], capture(db, ["/", *chosen])))
+    groups = {"overview": ["/"] * repeats, "version": [chosen[0]] * repeats,
+              "version, first view": chosen[1:repeats + 1],
+              "overview after idle": ["/"] * repeats,
+              "version after idle": chosen[repeats + 1:2 * repeats + 1]}
+    second = groups | {"version, first view": chosen[2 * repeats + 1:3 * repeats + 1],
+                       "version after idle": chosen[3 * repeats + 1:]}  # new to the server
     process, port = serve(db)
     client = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
@@ -236,53 +235,44 @@ def measure(db: Path, keys: list[str], repeats: int) -> str:
         assert response.status == 200, response.status
         response.read()
 
-    try:
-        page = {"overview": median_ms(lambda: get("/"), repeats),
-                "version": median_ms(lambda: get(version_path(chosen[0])), repeats),
-                "version, first view": each_once_ms(
-                    [lambda p=version_path(k): get(p) for k in firsts]),
-                "overview after idle": each_once_ms([lambda: get("/")] * repeats,
-                                                    pause=IDLE_S + 0.3),
-                "version after idle": each_once_ms(
-                    [lambda p=version_path(k): get(p) for k in after_idle], pause=IDLE_S + 0.3)}
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=30)
-    groups = {"overview": ["/"], "version": [version_path(chosen[0])],
-              "version, first view": list(map(version_path, firsts)),
-              "overview after idle": ["/"],
-              "version after idle": list(map(version_path, after_idle))}
-    with duckdb.connect(str(db), read_only=True) as conn:
-        replay(conn, statements["/"])  # the warm reference starts warm
-        plain = {"overview": median_ms(lambda: replay(conn, statements["/"]), repeats),
-                 "version": median_ms(lambda: replay(conn, statements[groups["version"][0]]),
-                                      repeats),
-                 "version, first view": each_once_ms(
-                     [lambda p=p: replay(conn, statements[p])
-                      for p in groups["version, first view"]])}
-        plain["overview after idle"] = plain["overview"]
-        plain["version after idle"] = each_once_ms(
-            [lambda p=p: replay(conn, statements[p]) for p in groups["version after idle"]])
-
     def fresh(path):
         with duckdb.connect(str(db), read_only=True) as conn:
             replay(conn, statements[path])
 
-    fresh_ms = {name: each_once_ms([lambda p=p: fresh(p) for p in group] * (
-                    repeats if len(group) == 1 else 1)) for name, group in groups.items()}
+    results = {}
+    try:
+        with duckdb.connect(str(db), read_only=True) as conn:
+            for path in ("/", chosen[0]):  # warm: the page's repeats and its plain reference
+                get(path)
+                replay(conn, statements[path])
+            for name, paths in groups.items():
+                pause = IDLE_S + 0.3 if "idle" in name else 0.0
+                results[name] = interleaved(
+                    [(lambda p=p: get(p), lambda p=p: replay(conn, statements[p]))
+                     for p in paths], pause=pause)
+        # a fresh connection only while no other is open in this process (DuckDB would hand
+        # out the open database again); page again beside it, for the ratio under equal load
+        for name, paths in second.items():
+            pause = IDLE_S + 0.3 if "idle" in name else 0.0
+            page, fresh_ms = interleaved([(lambda p=p: get(p), lambda p=p: fresh(p))
+                                          for p in paths], pause=pause)
+            results[name] += [fresh_ms, page]
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)
     lines = [f"median of {repeats} HTTP GETs of auditor serve, milliseconds. Rows: the same page "
              "repeated; distinct versions each seen once in a burst (first views); requests "
              f"{IDLE_S + 0.3:g} s apart, after the dashboard let its connection go (after idle)",
-             "plain: the page's statements on an open read-only DuckDB connection (warm for the "
-             "repeats; each version's statements run once for the first views); "
-             "fresh: on a new connection per page",
+             "plain: the page's statements on an open read-only DuckDB connection; fresh: on a "
+             "new connection per page; each timed right after the page, on the same version "
+             "(fresh in a second pass: page ms2)",
              f"{'page':<22}{'statements':>11}{'page ms':>10}{'plain ms':>10}{'ratio':>8}"
-             f"{'fresh ms':>10}{'ratio':>8}"]
-    for name, group in groups.items():
-        lines.append(f"{name:<22}{len(statements[group[0]]):>11}{page[name]:>10.1f}"
-                     f"{plain[name]:>10.1f}{page[name] / plain[name]:>7.2f}x"
-                     f"{fresh_ms[name]:>10.1f}{page[name] / fresh_ms[name]:>7.2f}x")
+             f"{'page ms2':>10}{'fresh ms':>10}{'ratio':>8}"]
+    for name, (page, plain, fresh_ms, page2) in results.items():
+        lines.append(f"{name:<22}{len(statements[groups[name][0]]):>11}{page:>10.1f}"
+                     f"{plain:>10.1f}{page / plain:>7.2f}x{page2:>10.1f}{fresh_ms:>10.1f}"
+                     f"{page2 / fresh_ms:>7.2f}x")
     return "\n".join(lines)
 
 

@@ -31,8 +31,15 @@ from auditor.report import charts
 from auditor.serve import eventlog, overview, reports, rows, trends, version
 from auditor.serve.reader import SharedReader
 from auditor.serve.uploads import UploadProblem, uploaded_pdf
-from auditor.serve.web import (Problem, check_params, problem, render, unexpected, wants_json,
-                               with_headers)
+from auditor.serve.web import (
+    Problem,
+    check_params,
+    problem,
+    render,
+    unexpected,
+    wants_json,
+    with_headers,
+)
 from auditor.store.periods import period_bounds
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
