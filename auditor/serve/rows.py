@@ -52,7 +52,7 @@ def effect_rows(effects: list[dict[str, Any]]) -> Markup:
                    f'{escape(stage["stage_kind"])}</span></th>{"".join(cells)}</tr>\n')
     totals = []
     for b in effects:
-        change = (f' <span class="muted">({escape("%+.3g" % b["change"])} vs previous)</span>'
+        change = (f' <span class="muted">({escape(format(b["change"], "+.3g"))} vs previous)</span>'
                   if b["change"] is not None else "")
         totals.append(f'<td class="num">{escape(num(b["total"]))}{change}</td>')
     out.append(f'<tr><th>total effect</th>{"".join(totals)}</tr>\n')
