@@ -10,6 +10,7 @@ threads at once.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -34,6 +35,36 @@ FONT = {"font.family": "DejaVu Sans", "font.size": 8.0, "svg.fonttype": "none",
 # rc_context changes matplotlib's global settings for the time it is open: charts drawn from
 # several threads at once (the dashboard) take turns, so none sees another's settings restored
 _RC_LOCK = threading.RLock()
+_SAVING = threading.local()
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_metrics(text: str, prop, ismath) -> tuple[float, float, float]:
+    from matplotlib.textpath import text_to_path  # matplotlib's shared TextToPath
+
+    return text_to_path.get_text_width_height_descent(text, prop, ismath)
+
+
+def _cache_text_metrics() -> None:
+    """Keep the size of each text across charts. matplotlib measures a text once per renderer,
+    and an SVG renderer lives for one ``savefig``, so every chart measured every label again
+    (FreeType lays the string out): a third of the time of a heat map whose names repeat from
+    version to version. The SVG renderer's measure depends on the text, its font properties and
+    whether it is mathtext only; it is cached only while this module saves a chart (its own
+    settings in force), and every other caller gets matplotlib's own."""
+    from matplotlib.backends.backend_svg import RendererSVG
+
+    measure = RendererSVG.get_text_width_height_descent
+    if getattr(measure, "auditor_cached", False):
+        return
+
+    def cached(self, s, prop, ismath):
+        if getattr(_SAVING, "active", False) and ismath is not True and ismath != "TeX":
+            return _text_metrics(s, prop.copy(), ismath)
+        return measure(self, s, prop, ismath)
+
+    cached.auditor_cached = True
+    RendererSVG.get_text_width_height_descent = cached
 CHAR_IN = 0.062  # width of one 8-pt DejaVu Sans character, inches (margins without a layout pass)
 
 
@@ -57,8 +88,13 @@ def _svg(fig, alt: str) -> str:
     import matplotlib
 
     buffer = io.StringIO()
+    _cache_text_metrics()
     with _RC_LOCK, matplotlib.rc_context(FONT):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        _SAVING.active = True
+        try:
+            fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        finally:
+            _SAVING.active = False
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     label = escape(alt, quote=True)
