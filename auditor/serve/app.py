@@ -30,6 +30,7 @@ from auditor.paths import templates_dir
 from auditor.report import charts
 from auditor.serve import eventlog, overview, reports, rows, trends, version
 from auditor.serve.reader import SharedReader
+from auditor.serve.svg import without_inline_css
 from auditor.serve.uploads import UploadProblem, uploaded_pdf
 from auditor.serve.web import (
     Problem,
@@ -122,7 +123,7 @@ class App:
         data, behaviours = await run_in_threadpool(self.read, work)
         if wants_json(request):
             return render(request, "version.html.j2", data, store=self.label)
-        heatmap = await run_in_threadpool(charts.heatmap, behaviours)
+        heatmap = without_inline_css(await run_in_threadpool(charts.heatmap, behaviours))
         return render(request, "version.html.j2", data, store=self.label, heatmap=heatmap,
                       effect_rows=rows.effect_rows(data["effects"]) if data["effects"] else "")
 
@@ -139,7 +140,8 @@ class App:
                              [r["key"] for r in rows],
                              {"total effect": [r["total"] for r in rows],
                               "metric value": [r["metric_value"] for r in rows]}) if rows else ""
-        return render(request, "trends.html.j2", data, store=self.label, chart=chart)
+        return render(request, "trends.html.j2", data, store=self.label,
+                      chart=without_inline_css(chart))
 
     async def report_list(self, request: Request) -> Response:
         check_params(request, ())
