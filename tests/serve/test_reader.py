@@ -41,11 +41,11 @@ def _versions(reader: SharedReader) -> int:
 
 
 def test_a_burst_shares_one_connection_and_lets_go_when_idle(copy):
-    reader = SharedReader(copy, wait=1.0, idle=0.3, hold=30.0)
+    reader = SharedReader(copy, wait=1.0, idle=1.0, hold=30.0)
     try:
         assert [_versions(reader) for _ in range(5)] == [5] * 5
         assert reader.opens == 1 and reader.is_open
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while reader.is_open and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not reader.is_open  # let go after the idle window
