@@ -10,8 +10,8 @@ come (each request thread reads through its own cursor of it) and closes it:
   ``auditor audit``/``gate --wait SECONDS`` gets the file while the dashboard is being browsed;
 - when the file is replaced (its inode, size or modification time changed since it opened).
 
-While a writer holds the file, a request waits for it (``wait`` seconds) as before, and a writer
-started with ``--wait`` of at least ``hold + gap`` seconds never fails for the dashboard's sake.
+While a writer holds the file, a request waits for it (``wait`` seconds) as before; a writer
+started with ``--wait`` longer than ``hold + gap`` plus the requests then in flight gets in.
 """
 
 from __future__ import annotations
