@@ -1,5 +1,5 @@
-"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML (the heat map is
-written as SVG directly: ``auditor.report.heatmap``).
+"""Charts drawn with matplotlib's SVG backend, inlined in the report's HTML (the heat map:
+``auditor.report.heatmap``).
 
 Every chart has axis titles, round ticks, a colour-blind-safe palette (Okabe–Ito), prints its
 numbers (cell values, bar labels) so a greyscale print stays readable, and carries alt text
@@ -10,9 +10,11 @@ threads at once.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
+import threading
 from html import escape
 from typing import Any
 
@@ -30,6 +32,39 @@ FONT = {"font.family": "DejaVu Sans", "font.size": 8.0, "svg.fonttype": "none",
         "svg.hashsalt": "auditor", "axes.spines.top": False, "axes.spines.right": False}
 
 
+# rc_context changes matplotlib's global settings for the time it is open: charts drawn from
+# several threads at once (the dashboard) take turns, so none sees another's settings restored
+_RC_LOCK = threading.RLock()
+_SAVING = threading.local()
+
+
+@functools.lru_cache(maxsize=8192)
+def _text_metrics(text: str, prop, ismath) -> tuple[float, float, float]:
+    from matplotlib.textpath import text_to_path  # matplotlib's shared TextToPath
+
+    return text_to_path.get_text_width_height_descent(text, prop, ismath)
+
+
+def _cache_text_metrics() -> None:
+    """Keep the size of each text across charts. matplotlib measures a text once per renderer,
+    and an SVG renderer lives for one ``savefig``, so every chart measured every label again
+    (FreeType lays the string out): a third of the time of a heat map whose names repeat from
+    version to version. The SVG renderer's measure depends on the text, its font properties and
+    whether it is mathtext only; it is cached only while this module saves a chart (its own
+    settings in force), and every other caller gets matplotlib's own."""
+    from matplotlib.backends.backend_svg import RendererSVG
+
+    measure = RendererSVG.get_text_width_height_descent
+    if getattr(measure, "auditor_cached", False):
+        return
+
+    def cached(self, s, prop, ismath):
+        if getattr(_SAVING, "active", False) and ismath is not True and ismath != "TeX":
+            return _text_metrics(s, prop.copy(), ismath)
+        return measure(self, s, prop, ismath)
+
+    cached.auditor_cached = True
+    RendererSVG.get_text_width_height_descent = cached
 CHAR_IN = 0.062  # width of one 8-pt DejaVu Sans character, inches (margins without a layout pass)
 
 
@@ -53,8 +88,13 @@ def _svg(fig, alt: str) -> str:
     import matplotlib
 
     buffer = io.StringIO()
-    with matplotlib.rc_context(FONT):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    _cache_text_metrics()
+    with _RC_LOCK, matplotlib.rc_context(FONT):
+        _SAVING.active = True
+        try:
+            fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+        finally:
+            _SAVING.active = False
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     label = escape(alt, quote=True)
@@ -83,7 +123,7 @@ _plottable = _finite
 def _with(fig, draw) -> None:
     import matplotlib
 
-    with matplotlib.rc_context(FONT):
+    with _RC_LOCK, matplotlib.rc_context(FONT):
         draw()
 
 

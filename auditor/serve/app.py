@@ -1,14 +1,17 @@
 """The ASGI app of ``auditor serve``: one route per page, each with its ``/api/...`` twin.
 
-Every request opens a short-lived read-only connection to the store and closes it before the
-answer is sent, so a writer in another process is never held up for longer than one request.
+Requests read through one read-only connection that a burst of requests shares and that is let
+go half a second after the last one, at most two seconds after it opened, and when the file is
+replaced (``auditor.serve.reader``): a writer in another process gets the store between bursts,
+and a writer waiting with ``--wait`` gets it while the dashboard is being browsed.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from auditor import api
 from auditor.errors import AuditorError, InputError, StoreError, StoreLockedError
 from auditor.paths import templates_dir
 from auditor.report import charts
-from auditor.serve import eventlog, overview, reports, trends, version
+from auditor.serve import eventlog, overview, reports, rows, trends, version
+from auditor.serve.reader import SharedReader
+from auditor.serve.svg import without_inline_css
 from auditor.serve.uploads import UploadProblem, uploaded_pdf
-from auditor.serve.web import Problem, check_params, problem, render, unexpected, with_headers
+from auditor.serve.web import (
+    Problem,
+    check_params,
+    problem,
+    render,
+    unexpected,
+    wants_json,
+    with_headers,
+)
 from auditor.store.periods import period_bounds
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -47,10 +59,11 @@ class App:
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.label = str(settings.db)
+        self.reader = SharedReader(settings.db, wait=settings.wait)
 
     def read(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run ``work(store, ...)`` on a fresh read-only connection (in a worker thread)."""
-        with api.open_store(self.settings.db, read_only=True, wait=self.settings.wait) as store:
+        """Run ``work(store, ...)`` on the shared read-only connection (in a worker thread)."""
+        with self.reader.borrow() as store:
             return work(store, *args, **kwargs)
 
     async def guarded(self, request: Request, page: Callable[[Request], Any]) -> Response:
@@ -88,7 +101,10 @@ class App:
             raise Problem(400, f"verdict must be one of {', '.join(overview.VERDICT_FILTERS)}")
         data = await run_in_threadpool(self.read, overview.overview, model=p["model"],
                                        period=p["period"], verdict=p["verdict"])
-        return render(request, "overview.html.j2", data, store=self.label)
+        if wants_json(request):
+            return render(request, "overview.html.j2", data, store=self.label)
+        return render(request, "overview.html.j2", data, store=self.label,
+                      rows=rows.overview_rows(data["versions"]))
 
     async def version(self, request: Request) -> Response:
         check_params(request, ())
@@ -105,8 +121,11 @@ class App:
             return data, behaviours
 
         data, behaviours = await run_in_threadpool(self.read, work)
-        return render(request, "version.html.j2", data, store=self.label,
-                      heatmap=charts.heatmap(behaviours))
+        if wants_json(request):
+            return render(request, "version.html.j2", data, store=self.label)
+        heatmap = without_inline_css(await run_in_threadpool(charts.heatmap, behaviours))
+        return render(request, "version.html.j2", data, store=self.label, heatmap=heatmap,
+                      effect_rows=rows.effect_rows(data["effects"]) if data["effects"] else "")
 
     async def trends(self, request: Request) -> Response:
         p = check_params(request, ("model", "behaviour"))
@@ -121,7 +140,8 @@ class App:
                              [r["key"] for r in rows],
                              {"total effect": [r["total"] for r in rows],
                               "metric value": [r["metric_value"] for r in rows]}) if rows else ""
-        return render(request, "trends.html.j2", data, store=self.label, chart=chart)
+        return render(request, "trends.html.j2", data, store=self.label,
+                      chart=without_inline_css(chart))
 
     async def report_list(self, request: Request) -> Response:
         check_params(request, ())
@@ -230,7 +250,17 @@ def create_app(settings: ServeSettings) -> Starlette:
     async def server_error(request: Request, exc: Exception) -> Response:
         return unexpected(request, exc, app.label)
 
-    return Starlette(routes=routes,
-                     middleware=[Middleware(TrustedHostMiddleware,
-                                            allowed_hosts=list(settings.allowed_hosts))],
-                     exception_handlers={HTTPException: http_error, Exception: server_error})
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            app.reader.close()
+
+    starlette = Starlette(routes=routes,
+                          middleware=[Middleware(TrustedHostMiddleware,
+                                                 allowed_hosts=list(settings.allowed_hosts))],
+                          exception_handlers={HTTPException: http_error, Exception: server_error},
+                          lifespan=lifespan)
+    starlette.state.reader = app.reader
+    return starlette

@@ -54,13 +54,13 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def _num(value: Any, digits: int = 3) -> str:
+def num(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def _when(value: Any) -> str:
+def when(value: Any) -> str:
     if isinstance(value, str):
         value = value.replace("T", " ")[:16]
         return value
@@ -75,7 +75,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(templates_dir() / "serve"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=_num, when=_when, q=lambda text: quote(str(text), safe=""),
+    env.filters.update(num=num, when=when, q=lambda text: quote(str(text), safe=""),
                        short=lambda text: (text or "-")[:12])
     env.globals.update(version_url=version_url, key_url=key_url)
     return env

@@ -9,7 +9,7 @@ import stat
 from cryptography import x509
 
 from auditor.cli import main
-from auditor.report import charts
+from auditor.report import charts, heatmap
 
 
 def test_keys_init_writes_a_ca_and_signer(tmp_path, capsys):
@@ -87,11 +87,69 @@ def _alt(svg: str) -> str:
     return html.unescape(match.group(1))
 
 
+def _stage(sid: str, kind: str, harm: float, mark: str) -> dict:
+    return {"stage_id": sid, "stage_kind": kind, "harm": harm, "evidence_mark": mark}
+
+
 def test_heatmap_has_a_cell_per_stage_and_behaviour():
+    heatmap.forget()
     svg = charts.heatmap([BEHAVIOUR, BEHAVIOUR | {"name": "bias"}])
     assert svg.count("<g id=\"cell-") == 4 and svg.count(">0.6<") == 2  # a printed cell each
-    assert "s1 (alignment)" in svg and "training stage" in svg and "behaviour" in svg
+    assert "s1 (alignment)" in svg and "training stage" in svg and ">behaviour<" in svg
+    assert "harm contribution" in svg and "\u22120.5" in svg and ">0.5<" in svg  # round ticks
     assert "s1 (alignment) on toxicity, 0.6" in _alt(svg)
+    assert 'style="font: 8px' not in svg and "<text" in svg  # text kept as text (matplotlib)
+
+
+def test_heatmap_cells_lie_over_the_image_with_titles():
+    """One image (a pixel per cell) drawn by matplotlib; the cell overlay is placed with the
+    axes' transform, so cell i, j covers pixel i, j of the image."""
+    heatmap.forget()
+    behaviours = [{"name": n, "stages": [_stage("s0", "pretrain", 0.1, "exact"),
+                                          _stage("s1", "vendor-ft", float("nan"), "± 0.02"),
+                                          _stage("s2", "alignment", -0.3, "uncalibrated")]}
+                  for n in ("toxicity", "accuracy", "bias <x>")]
+    svg = charts.heatmap(behaviours)
+    image = re.search(r'<image [^>]*width="3" height="3" transform="matrix\(([^)]*)\)"', svg)
+    sx, _, _, sy, x0, y0 = map(float, image.group(1).split())
+    for i, j in ((0, 0), (2, 1), (1, 2)):
+        rect = re.search(rf'<g id="cell-{i}-{j}"><rect x="([^"]+)" y="([^"]+)" '
+                         r'width="([^"]+)" height="([^"]+)"', svg)
+        x, y, w, h = map(float, rect.groups())
+        assert abs(x - (x0 + j * sx)) < 0.01 and abs(y - (y0 + i * sy)) < 0.01
+        assert abs(w - sx) < 0.01 and abs(h - sy) < 0.01
+    assert "<title>s1 (vendor-ft) on bias &lt;x&gt;: n/a (estimate)</title>" in svg
+    assert "<title>s2 (alignment) on toxicity: -0.3 (uncalibrated)</title>" in svg
+    assert ">n/a<" in svg and "bias <x>" not in svg  # names are escaped
+    # evidence: a marker layer per kind but the most common; the key names every kind
+    assert "exact (replayed)" in svg and "estimate (± band in the table)" in svg
+    assert "uncalibrated estimate" in svg and "unmarked: " in svg
+
+
+def test_heatmap_with_one_evidence_kind_says_so_in_its_key():
+    heatmap.forget()
+    svg = charts.heatmap([{"name": "toxicity", "stages": [
+        _stage("s0", "pretrain", 0.1, "exact"), _stage("s1", "sft", 0.2, "exact")]}])
+    assert "every cell: exact (replayed)" in svg and "unmarked" not in svg
+
+
+def test_a_repainted_heatmap_is_the_same_as_a_new_one():
+    """Versions with the same stages and behaviours share a figure; repainting it with another
+    grid gives the same SVG as drawing that grid on a new figure."""
+    def grid(scale, marks):
+        return [{"name": n, "stages": [_stage(f"s{i}", "sft", scale * (i - j + 0.5), m)
+                                       for i, m in enumerate(marks)]}
+                for j, n in enumerate(("a", "b", "c", "d"))]
+
+    first = grid(0.1, ["exact", "uncalibrated", "± 0.1"])
+    second = grid(3.0, ["± 0.2", "± 0.2", "exact"])
+    heatmap.forget()
+    new = charts.heatmap(second)
+    heatmap.forget()
+    charts.heatmap(first)
+    repainted = charts.heatmap(second)
+    assert len(heatmap._FRAMES) == 1 and repainted == new
+    assert charts.heatmap(second) is repainted  # drawn before: kept by its digest
 
 
 def test_a_large_heatmap_keeps_every_cell_but_prints_no_values():

@@ -121,6 +121,12 @@ def test_overview_to_failing_version_to_its_report(browser, server, shots, built
     assert "FAIL" in heading(browser)
     cells = by_css(browser, "#heatmap svg g[id^='cell-']")
     assert len(cells) == 3 * 2  # stages × behaviours
+    # the chart's styling applies under the page's Content-Security-Policy: 7-px cell values
+    # (not the browser's 16-px default), a white chart background (not black fill)
+    value = by_css(browser, "#heatmap svg text")[0]
+    assert float(value.value_of_css_property("font-size").removesuffix("px")) < 12
+    background = by_css(browser, "#heatmap svg #patch_1 path")[0]
+    assert background.value_of_css_property("fill") in ("rgb(255, 255, 255)", "#ffffff")
     marks = by_css(browser, "#effects .ev")
     assert len(marks) == 6 and {m.text for m in marks} == {"uncalibrated"}
     assert [s.text.split("\n")[0] for s in by_css(browser, "#stage-graph .stage h3")] == \

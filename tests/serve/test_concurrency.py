@@ -1,6 +1,7 @@
-"""While ``auditor serve`` runs, writers in other processes still work: each request holds a
-read-only connection only while it runs, so ``auditor gate --wait`` gets the store between
-requests; and while a writer holds the store, a request waits and then answers 503 with the
+"""While ``auditor serve`` runs, writers in other processes still work: the dashboard's read-only
+connection is let go between bursts of requests and at most 2 s after it opened (then stays
+closed 0.3 s), so ``auditor gate --wait`` gets the store even while pages are requested back to
+back; and while a writer holds the store, a request waits and then answers 503 with the
 documented lock message instead of failing obscurely."""
 
 from __future__ import annotations
@@ -84,6 +85,32 @@ def test_gate_runs_while_the_dashboard_is_being_read(copy, built):
     finally:
         after.stop()
     assert log["ok"] and log["events"] > events_before  # the gates' writes are there
+
+
+def test_a_gate_waiting_5_s_gets_in_while_pages_are_requested_back_to_back(copy, built):
+    server = Server(copy)
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def browse():  # the HTML pages a person clicks through, with no pause between them
+        while not stop.is_set():
+            for path in ("/", "/versions/clf/v2", "/versions/clf/v1"):
+                statuses.append(_get(server.url + path)[0])
+
+    reader = threading.Thread(target=browse)
+    try:
+        reader.start()
+        time.sleep(1.0)
+        gate = _auditor("gate", "--version", "clf@v1", "--policy", str(built.policy),
+                        "--db", str(copy), "--wait", "5")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        reader.join(timeout=120)
+        server.stop()
+    assert gate.returncode == 0, gate.stderr
+    assert "PASS" in gate.stdout
+    assert len(statuses) >= 6 and set(statuses) == {200}, statuses
 
 
 def test_a_request_waits_for_a_writer_then_says_so(copy):

@@ -92,6 +92,11 @@ def test_version_page_holds_lineage_effects_policy_waivers_remediation(client, b
     html = client.get(f"/versions/{FAILING.replace('@', '/')}").text
     assert html.count('<g id="cell-') == 6 and "Heat map of the harm contribution" in html
     assert html.count('class="ev uncalibrated"') == 6
+    # matplotlib's styling as SVG attributes: the page's Content-Security-Policy lets no inline
+    # style (style="..." or <style>) apply
+    assert ' style="' not in html and "<style" not in html and 'font-size="7px"' in html
+    trends = client.get("/trends?model=clf&behaviour=toxicity").text
+    assert "<svg" in trends and ' style="' not in trends and "<style" not in trends
 
 
 def test_remediated_version_shows_exact_marks(client):
