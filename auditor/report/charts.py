@@ -65,6 +65,8 @@ def _cache_text_metrics() -> None:
 
     cached.auditor_cached = True
     RendererSVG.get_text_width_height_descent = cached
+
+
 CHAR_IN = 0.062  # width of one 8-pt DejaVu Sans character, inches (margins without a layout pass)
 
 
