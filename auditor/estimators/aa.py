@@ -83,6 +83,7 @@ class AAEstimator(Estimator):
     name: ClassVar[str] = "aa"
     version: ClassVar[str] = "1"
     handles_parameter_changes: ClassVar[bool] = True
+    handles_merges: ClassVar[bool] = True
     Settings = AASettings
     settings: AASettings
 

@@ -60,6 +60,7 @@ class TracInEstimator(Estimator):
     name: ClassVar[str] = "tracin"
     version: ClassVar[str] = "1"
     handles_parameter_changes: ClassVar[bool] = True
+    handles_merges: ClassVar[bool] = True
     Settings = TracInSettings
     settings: TracInSettings
 
