@@ -27,6 +27,7 @@ import torch
 
 from auditor.estimators.propagation.dynamics import stage_coefficients
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, ordered_product, step_maps
+from auditor.estimators.propagation.merge_stream import merge_into
 from auditor.estimators.shards import Shards
 from auditor.estimators.workspace import (
     chunk_elements,
@@ -35,10 +36,8 @@ from auditor.estimators.workspace import (
     row_chunks,
 )
 from auditor.lineage.checkpoints import LazyCheckpoints
-from auditor.lineage.merges import merge_difference
 from auditor.lineage.models import ModelVersion, Stage
 from auditor.lineage.sketching.layout import ParamLayout, momentum_field
-from auditor.lineage.sketching.union import names_back
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
@@ -79,7 +78,7 @@ class StreamedH0:
         self._products: dict[tuple[int, int], torch.Tensor] = {}
         self._decay: dict[tuple[int, int], torch.Tensor] = {}
         self._tables: dict[tuple[int, int], dict[str, list[float]]] = {}
-        self._factors: dict[tuple[int, str], list] = {}  # a merge's A, {k: δA}, B, {k: δB}
+        self.factors: dict[tuple[int, str], list] = {}  # a merge's A, {k: δA}, B, {k: δB}
 
     def _buffers_at_entry(self, stage: Stage) -> bool:
         if stage.convention != "carry" or not stage.optimizer_start:
@@ -127,9 +126,9 @@ class StreamedH0:
         stages = self.version.stages
         at = ([name] * len(stages) if self.names_at is None
               else [names.get(name) for names in self.names_at])
-        return self._walk(at, shape, rows)
+        return self.walk(at, shape, rows)
 
-    def _walk(self, at: list[str | None], shape, rows: slice | None, stop: int | None = None):
+    def walk(self, at: list[str | None], shape, rows: slice | None, stop: int | None = None):
         """The stages in order for the tensor named ``at[j]`` at stage j: its K embeddings, or
         with ``stop``, the tangents {k: δ} of the earlier stages as stage ``stop`` begins."""
         stages, last = self.version.stages, len(self.version.stages) - 1
@@ -141,7 +140,7 @@ class StreamedH0:
             if j == stop:
                 return {k: d for k, d, _ in live}
             if live:
-                self._merge_into(j, at[j], live, rows)
+                merge_into(self, j, at[j], live, rows)
                 self._apply_stage(j, groups[j], live, at[j], shape, rows)
             if j < last and stages[j + 1].changes is None:
                 following = self._load(stages[j + 1].theta_start, at[j + 1], shape, rows)
@@ -158,30 +157,6 @@ class StreamedH0:
         for k, d, _ in live:
             out[k] = d
         return out
-
-    def _merge_into(self, j: int, name: str | None, live: list[list], rows) -> None:
-        """Stage j's recorded merge into tensor ``name`` on every live tangent (in place):
-        δ += s·(δB·A + (B − δB)·δA), the factors' tangents walked up to stage j
-        (docs/maths.md#merged-adapters)."""
-        change = self.version.stages[j].changes
-        merge = None if change is None or name is None else next(
-            (m for m in change.merges if m.weight == name), None)
-        if merge is None:
-            return
-        if (j, name) not in self._factors:
-            end = self.read(self.version.stages[j - 1].theta_end)
-            factors = []
-            for factor in (merge.a, merge.b):
-                shape = torch.Size(end.shape(factor))
-                factors.append(end.get(factor).to(self.device, self.dtype))
-                factors.append(self._walk(names_back(self.version, j - 1, factor), shape, None,
-                                          stop=j))
-            self._factors[j, name] = factors
-        a, da, b, db = self._factors[j, name]
-        for item in live:
-            diff = merge_difference(merge, a, b, da.get(item[0]), db.get(item[0]), rows)
-            if diff is not None:
-                item[1] = item[1] + diff.reshape(item[1].shape)
 
     def _momentum_change(self, k: int, name: str | None, shape, rows) -> torch.Tensor:
         stages = self.version.stages
