@@ -55,14 +55,14 @@ class AASettings(EstimatorSettings):
     stream: bool = setting(True, "compute one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); False builds whole-model vectors; "
                            "not in the config hash", hashed=False)
-    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
-                                    "chunk at a time, when K of them would take more than "
-                                    "this many MiB (0: always); below it they stay in memory "
-                                    "(docs/scaling.md#what-streams); not in the config "
-                                    "hash", hashed=False)
+    spill_above_mb: float | None = setting(
+        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
+        "them would take more than this many MiB (None, the default: more than the "
+        "workspace; 0: always); below it they stay in memory "
+        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
     workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
                                   "it is computed in chunks of rows (0: auto, a quarter of "
-                                  "the float32 model, 4 to 256 MiB; docs/scaling.md); not in "
+                                  "the float32 model, 1 to 256 MiB; docs/scaling.md); not in "
                                   "the config hash", hashed=False)
 
     def hashed(self) -> dict[str, Any]:
@@ -95,10 +95,11 @@ class AAEstimator(Estimator):
         layout = lineage.final
         if self.settings.stream:
             dtype = PRECISIONS[self.settings.precision]
-            spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb)
+            workspace = workspace_bytes(self.settings.workspace_mb, layout.total)
+            spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb,
+                           workspace)
             names_at = ([lineage.names_at(k) for k in range(len(version.stages))]
                         if lineage.changes else None)
-            workspace = workspace_bytes(self.settings.workspace_mb, layout.total)
             vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill,
                                           names_at=names_at, workspace=workspace)
             return stage_embeddings(self, version, vectors, started)

@@ -45,14 +45,14 @@ class NaiveSettings(EstimatorSettings):
                              "embeddings; docs/scaling.md#precision)", hashed="precision")
     stream: bool = setting(True, "read one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); not in the config hash", hashed=False)
-    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
-                                    "chunk at a time, when K of them would take more than "
-                                    "this many MiB (0: always); below it they stay in memory "
-                                    "(docs/scaling.md#what-streams); not in the config "
-                                    "hash", hashed=False)
+    spill_above_mb: float | None = setting(
+        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
+        "them would take more than this many MiB (None, the default: more than the "
+        "workspace; 0: always); below it they stay in memory "
+        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
     workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
                                   "it is computed in chunks of rows (0: auto, a quarter of "
-                                  "the float32 model, 4 to 256 MiB; docs/scaling.md); not in "
+                                  "the float32 model, 1 to 256 MiB; docs/scaling.md); not in "
                                   "the config hash", hashed=False)
 
     def __post_init__(self) -> None:
@@ -85,9 +85,9 @@ class NaiveEstimator(Estimator):
         device = resolve_device(self.device)
         if self.settings.stream:
             dtype = PRECISIONS[self.settings.precision]
-            spill = spills(len(version.stages), version.parameters, dtype,
-                           self.settings.spill_above_mb)
             workspace = workspace_bytes(self.settings.workspace_mb, version.parameters)
+            spill = spills(len(version.stages), version.parameters, dtype,
+                           self.settings.spill_above_mb, workspace)
             vectors = _streamed(version, root, dtype, device, spill, workspace)
             return stage_embeddings(self, version, vectors, started)
         vectors = []
