@@ -26,6 +26,7 @@ from auditor.estimators.records import effects_record, embeddings_from_flat, sta
 from auditor.estimators.scoring.gradients import behaviour_gradient
 from auditor.estimators.settings import EstimatorSettings, check_bool, replace_setting, setting
 from auditor.estimators.tracin_segments import SegmentStore
+from auditor.estimators.workspace import release_freed_memory
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout
 from auditor.lineage.sketching.union import lineage_layout
@@ -99,14 +100,17 @@ class TracInEstimator(Estimator):
 
         def after(step: FactualStep, model, optimizer) -> None:
             lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+            if running is not None:  # tensor by tensor: the same elementwise operations
+                running.subtract(views[step.stage_index], model, lrs)
+                return
             grads = {n: p.grad * lrs[id(p)] for n, p in model.named_parameters()
                      if p.grad is not None and id(p) in lrs}
-            into = running.vector if running is not None else segments[step.stage_index][-1][1]
-            into.sub_(views[step.stage_index].flatten(grads))
+            segments[step.stage_index][-1][1].sub_(views[step.stage_index].flatten(grads))
 
         walk(version, root, task, 0, before, after)
         if running is not None:
             running.close(len(version.stages))
+            release_freed_memory()
             state = TracInState(layout, [], views if lineage.changes else None, probes,
                                 running.store)
             return stage_embeddings(self, version, running.store.embeddings, started, state)
@@ -132,6 +136,7 @@ class TracInEstimator(Estimator):
                 for q, behaviour in enumerate(behaviours):
                     effects[k, q] += float(layout.flatten(behaviour_gradient(probe, behaviour))
                                            @ vector)
+                del params, vector  # streamed: one segment in memory at a time
         return effects_record(embeddings, behaviours, model, effects, started)
 
 
@@ -157,18 +162,27 @@ class _Running:
         self.store.start(k, params)
         self.stage, self.vector = k, self._zeros()
 
+    def subtract(self, view, model, lrs: dict[int, float]) -> None:
+        """v_c −= η·g of this step, one tensor at a time (no flat copy of the gradient)."""
+        spans = view.offsets()
+        for name, p in model.named_parameters():
+            if p.grad is not None and id(p) in lrs and name in spans:
+                self.vector[spans[name]].sub_(
+                    (p.grad * lrs[id(p)]).detach().reshape(-1).to("cpu", torch.float64))
+
     def _end_segment(self) -> None:
         if self.vector is None:
             return
         self.store.finish(self.stage, self.vector)
-        self.total = (self._zeros() if self.total is None else self.total) + self.vector
+        if self.total is None:
+            self.total = self._zeros()
+        self.total.add_(self.vector)  # zeros + v_1 + v_2 + … in place
         self.vector = None
 
     def _end_stage(self) -> None:
         total = self._zeros() if self.total is None else self.total
         final = self.lineage.final
-        self.store.embedding(self.done, {n: t.clone() for n, t in final.unflatten(
-            self.lineage.final_part(total)).items()})
+        self.store.embedding(self.done, final.unflatten(self.lineage.final_part(total)))
         self.total, self.done = None, self.done + 1
 
     def close(self, stages: int) -> None:

@@ -40,9 +40,10 @@ class SegmentStore:
         self.paths[k].append((path, None))
 
     def finish(self, k: int, vector: torch.Tensor) -> None:
-        """The running segment of stage ``k`` ends with update sum ``vector`` (v_c)."""
-        path = self._path("v")
-        save_file({"v": vector.contiguous()}, str(path))
+        """The running segment of stage ``k`` ends with update sum ``vector`` (v_c: raw
+        float64, read back by ``torch.from_file`` into a fresh, aligned allocation)."""
+        path = self._path("v").with_suffix(".f64")
+        vector.contiguous().numpy().tofile(path)
         self.paths[k][-1] = (self.paths[k][-1][0], path)
 
     def embedding(self, k: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -54,9 +55,11 @@ class SegmentStore:
     def segments(self, k: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         """(θ_c, v_c) of stage ``k``'s segments, one at a time."""
         for theta, vector in self.paths[k]:
-            # cloned: a fresh allocation is aligned as the in-memory vector was (a vectorised
-            # dot product can round differently on a vector read at an unaligned offset)
-            yield load_file(str(theta)), load_file(str(vector))["v"].clone()
+            # a fresh allocation, aligned as the in-memory vector was (a vectorised dot
+            # product can round differently on a vector read at an unaligned offset)
+            size = vector.stat().st_size // 8
+            yield load_file(str(theta)), torch.from_file(str(vector), size=size,
+                                                         dtype=torch.float64)
 
     def count(self, k: int) -> int:
         return len(self.paths[k])
