@@ -127,9 +127,8 @@ def child_estimate(folder: str, width: int, estimator: str, settings: str) -> di
     from memory_task import MemoryTask, behaviour
 
     from auditor.estimators import get_estimator
-    from auditor.lineage.recorder import load_lineage
-
     from auditor.lineage.counterfactual import load_model
+    from auditor.lineage.recorder import load_lineage
 
     torch.set_num_threads(1)
     task = MemoryTask(width)

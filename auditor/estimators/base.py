@@ -24,6 +24,7 @@ import torch
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
+from auditor.estimators.parallel import ChunkMap
 from auditor.estimators.settings import EstimatorSettings
 from auditor.hashing import config_hash
 from auditor.lineage.models import ModelVersion
@@ -123,6 +124,9 @@ class Estimator(ABC):
     handles_parameter_changes: ClassVar[bool] = False
     handles_merges: ClassVar[bool] = False
     recomputes_any: ClassVar[bool] = False
+    # how a streamed estimator runs its groups of tensors (``workers`` > 1): None runs them in
+    # this process; the execution room sets a Ray map (auditor.estimators.parallel)
+    chunk_map: ChunkMap | None = None
 
     def __init__(self, settings: EstimatorSettings | None = None, /, **values: object):
         if settings is None:

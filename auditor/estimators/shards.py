@@ -39,6 +39,10 @@ class Shards:
                   str(path))
         self.files.setdefault(name, []).append((rows, path))
 
+    def adopt(self, name: str, rows: slice | None, path: Path) -> None:
+        """A chunk file another process wrote into ``folder`` (``Shards.add``'s layout)."""
+        self.files.setdefault(name, []).append((rows, path))
+
     def read(self, name: str, k: int) -> torch.Tensor:
         parts = []
         for _, path in self.files[name]:
