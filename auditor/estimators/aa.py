@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 import torch
 
 from auditor.behaviours.base import Behaviour
+from auditor.errors import EstimatorError
 from auditor.estimators.base import Estimator, StageEffects, StageEmbeddings
 from auditor.estimators.device import resolve_device
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, stage_embeddings_h0
+from auditor.estimators.propagation.h0_groups import grouped_embeddings
 from auditor.estimators.propagation.h0_stream import PRECISIONS, streamed_embeddings
 from auditor.estimators.records import embeddings_from_flat, stage_embeddings
 from auditor.estimators.scoring.gradients import score_by_gradients
@@ -55,14 +57,19 @@ class AASettings(EstimatorSettings):
     stream: bool = setting(True, "compute one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); False builds whole-model vectors; "
                            "not in the config hash", hashed=False)
-    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
-                                    "chunk at a time, when K of them would take more than "
-                                    "this many MiB (0: always); below it they stay in memory "
-                                    "(docs/scaling.md#what-streams); not in the config "
-                                    "hash", hashed=False)
+    spill_above_mb: float | None = setting(
+        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
+        "them would take more than this many MiB (None, the default: more than the "
+        "workspace; 0: always); below it they stay in memory "
+        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
+    workers: int = setting(1, "streamed: split the tensors into this many contiguous groups, "
+                           "each one call of the estimator's chunk map (Ray tasks under the "
+                           "Ray executor), joined in order: the same numbers bit for bit "
+                           "(docs/scaling.md#several-workers); not in the config hash",
+                           hashed=False)
     workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
                                   "it is computed in chunks of rows (0: auto, a quarter of "
-                                  "the float32 model, 4 to 256 MiB; docs/scaling.md); not in "
+                                  "the float32 model, 1 to 256 MiB; docs/scaling.md); not in "
                                   "the config hash", hashed=False)
 
     def hashed(self) -> dict[str, Any]:
@@ -74,6 +81,9 @@ class AASettings(EstimatorSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         replace_setting(self, "plugin", check_bool("aa", "plugin", self.plugin))
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
+                or self.workers < 1:
+            raise EstimatorError("aa: workers must be a whole number ≥ 1")
         check_streaming("aa", self, PRECISIONS)
 
 
@@ -83,6 +93,7 @@ class AAEstimator(Estimator):
     name: ClassVar[str] = "aa"
     version: ClassVar[str] = "1"
     handles_parameter_changes: ClassVar[bool] = True
+    handles_merges: ClassVar[bool] = True
     Settings = AASettings
     settings: AASettings
 
@@ -94,12 +105,18 @@ class AAEstimator(Estimator):
         layout = lineage.final
         if self.settings.stream:
             dtype = PRECISIONS[self.settings.precision]
-            spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb)
+            workspace = workspace_bytes(self.settings.workspace_mb, layout.total)
+            spill = spills(len(version.stages), layout.total, dtype, self.settings.spill_above_mb,
+                           workspace)
             names_at = ([lineage.names_at(k) for k in range(len(version.stages))]
                         if lineage.changes else None)
-            workspace = workspace_bytes(self.settings.workspace_mb, layout.total)
-            vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill,
-                                          names_at=names_at, workspace=workspace)
+            if self.settings.workers > 1:
+                vectors = grouped_embeddings(version, root, layout, dtype, device, spill,
+                                             names_at, workspace, self.settings.workers,
+                                             self.chunk_map)
+            else:
+                vectors = streamed_embeddings(version, root, layout, dtype, device, spill=spill,
+                                              names_at=names_at, workspace=workspace)
             return stage_embeddings(self, version, vectors, started)
         # whole-model float64 on the CPU
         flats = stage_embeddings_h0(version, root, lineage.union, lineage.views)

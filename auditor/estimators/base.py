@@ -24,6 +24,7 @@ import torch
 
 from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
+from auditor.estimators.parallel import ChunkMap
 from auditor.estimators.settings import EstimatorSettings
 from auditor.hashing import config_hash
 from auditor.lineage.models import ModelVersion
@@ -117,10 +118,15 @@ class Estimator(ABC):
     Settings: ClassVar[type[EstimatorSettings]] = EstimatorSettings
     # whether the estimator handles stages that change the parameter set (adapters or a head
     # added, tensors renamed or removed; docs/maths.md#changing-parameter-sets), and merged
-    # adapters (``recomputes=``): an estimator that does not refuses the lineage in one line
-    # (registry.attribute)
+    # adapters (``recomputes=`` recorded as LoRA merges, docs/maths.md#merged-adapters); only
+    # replay reruns a recomputed tensor that has no merge description (``recomputes_any``). An
+    # estimator that does not refuses the lineage in one line (registry.attribute)
     handles_parameter_changes: ClassVar[bool] = False
     handles_merges: ClassVar[bool] = False
+    recomputes_any: ClassVar[bool] = False
+    # how a streamed estimator runs its groups of tensors (``workers`` > 1): None runs them in
+    # this process; the execution room sets a Ray map (auditor.estimators.parallel)
+    chunk_map: ChunkMap | None = None
 
     def __init__(self, settings: EstimatorSettings | None = None, /, **values: object):
         if settings is None:

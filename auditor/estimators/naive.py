@@ -34,6 +34,7 @@ from auditor.estimators.workspace import (
 )
 from auditor.hashing import config_hash
 from auditor.lineage.checkpoints import LazyCheckpoints, load_tensors
+from auditor.lineage.merges import through_merges
 from auditor.lineage.models import ModelVersion
 from auditor.task import TrainingTask
 
@@ -44,14 +45,14 @@ class NaiveSettings(EstimatorSettings):
                              "embeddings; docs/scaling.md#precision)", hashed="precision")
     stream: bool = setting(True, "read one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); not in the config hash", hashed=False)
-    spill_above_mb: float = setting(64.0, "streamed: keep the stage embeddings on disk, one "
-                                    "chunk at a time, when K of them would take more than "
-                                    "this many MiB (0: always); below it they stay in memory "
-                                    "(docs/scaling.md#what-streams); not in the config "
-                                    "hash", hashed=False)
+    spill_above_mb: float | None = setting(
+        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
+        "them would take more than this many MiB (None, the default: more than the "
+        "workspace; 0: always); below it they stay in memory "
+        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
     workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
                                   "it is computed in chunks of rows (0: auto, a quarter of "
-                                  "the float32 model, 4 to 256 MiB; docs/scaling.md); not in "
+                                  "the float32 model, 1 to 256 MiB; docs/scaling.md); not in "
                                   "the config hash", hashed=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +66,7 @@ class NaiveEstimator(Estimator):
     name: ClassVar[str] = "naive"
     version: ClassVar[str] = "1"
     handles_parameter_changes: ClassVar[bool] = True
+    handles_merges: ClassVar[bool] = True
     Settings = NaiveSettings
     settings: NaiveSettings
 
@@ -83,9 +85,9 @@ class NaiveEstimator(Estimator):
         device = resolve_device(self.device)
         if self.settings.stream:
             dtype = PRECISIONS[self.settings.precision]
-            spill = spills(len(version.stages), version.parameters, dtype,
-                           self.settings.spill_above_mb)
             workspace = workspace_bytes(self.settings.workspace_mb, version.parameters)
+            spill = spills(len(version.stages), version.parameters, dtype,
+                           self.settings.spill_above_mb, workspace)
             vectors = _streamed(version, root, dtype, device, spill, workspace)
             return stage_embeddings(self, version, vectors, started)
         vectors = []
@@ -94,7 +96,7 @@ class NaiveEstimator(Estimator):
             end = load_tensors(stage.theta_end, root)
             vectors.append(_final_names(version, k, {
                 name: (end[name].double() - start[name].double())
-                for name in end if name in start and end[name].is_floating_point()}))
+                for name in end if name in start and end[name].is_floating_point()}, root))
         return stage_embeddings(self, version, vectors, started)
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
@@ -110,6 +112,8 @@ def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
     pairs = [(read(stage.theta_start), read(stage.theta_end)) for stage in version.stages]
     names = list(dict.fromkeys(name for _, end in pairs for name in end.keys()))
     shards = Shards(len(pairs)) if spill else None
+    merged = {name for stage in version.stages if stage.changes is not None
+              for m in stage.changes.merges for name in (m.weight, m.base, m.a, m.b)}
     elements = chunk_elements(workspace, len(pairs) + 3, dtype.itemsize)
     vectors: list[dict[str, torch.Tensor]] = [{} for _ in pairs]
     for name in names:
@@ -125,7 +129,8 @@ def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
                     continue
                 before = start.get(name, rows)
                 per_stage.append((after.to(device, dtype) - before.to(device, dtype)).to("cpu"))
-            if shards is not None and all(t is not None for t in per_stage):
+            if shards is not None and all(t is not None for t in per_stage) \
+                    and name not in merged:  # a merge reads and adds to these: kept in memory
                 shards.add(name, per_stage, rows)
             else:
                 held.append(per_stage)
@@ -135,7 +140,7 @@ def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
                 vectors[k][name] = parts[0] if len(parts) == 1 else torch.cat(parts)
     release_freed_memory()
     if any(stage.changes is not None for stage in version.stages):
-        vectors = [_final_names(version, k, vector) for k, vector in enumerate(vectors)]
+        vectors = [_final_names(version, k, vector, root) for k, vector in enumerate(vectors)]
     if shards is None:
         return vectors
     if not any(vectors):
@@ -145,9 +150,19 @@ def _streamed(version: ModelVersion, root: str | Path, dtype: torch.dtype,
     return vectors
 
 
-def _final_names(version: ModelVersion, k: int, vector: dict) -> dict:
+def _final_names(version: ModelVersion, k: int, vector: dict, root: str | Path) -> dict:
     """Stage k's displacement under the final model's names (a stage that adds adapters keeps
-    them: its own effect includes them; a tensor a later stage removes is dropped)."""
+    them: its own effect includes them; a tensor a later stage removes is dropped; a later
+    adapter merge adds its difference to the merged weight, docs/maths.md#merged-adapters)."""
+    if any(s.changes is not None and s.changes.merges for s in version.stages[k + 1:]):
+        ends = {}
+
+        def values(i: int) -> dict:
+            if i not in ends:
+                ends[i] = load_tensors(version.stages[i].theta_end, root)
+            return ends[i]
+
+        return through_merges(version, k, vector, values)
     named = {version.final_name(k, name): tensor for name, tensor in vector.items()}
     named.pop(None, None)
     return named

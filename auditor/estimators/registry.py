@@ -58,7 +58,16 @@ def _check_parameter_changes(chosen: Estimator, version: ModelVersion) -> None:
             raise EstimatorError(
                 f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
                 f"changes the parameter set (e.g. {names[0]!r}); use replay")
-        if change.recomputed and not chosen.handles_merges:
+        described = {merge.weight for merge in change.merges}
+        if chosen.recomputes_any:
+            continue
+        if change.merges and not chosen.handles_merges:
             raise EstimatorError(
                 f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
-                f"merges adapters into {change.recomputed[0]!r} (recomputes=); use replay")
+                f"merges adapters into {change.merges[0].weight!r}; use replay")
+        undescribed = [name for name in change.recomputed if name not in described]
+        if undescribed:
+            raise EstimatorError(
+                f"estimator {chosen.name!r} cannot attribute {version.key}: stage {stage.id!r} "
+                f"merges adapters into {undescribed[0]!r} (recomputes=) without a recorded "
+                "merge description; use replay")

@@ -67,6 +67,7 @@ class ReplayEstimator(Estimator):
     version: ClassVar[str] = "1"
     handles_parameter_changes: ClassVar[bool] = True
     handles_merges: ClassVar[bool] = True
+    recomputes_any: ClassVar[bool] = True
     Settings = ReplaySettings
     settings: ReplaySettings
 

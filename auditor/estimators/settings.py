@@ -84,7 +84,8 @@ def check_streaming(estimator: str, settings: Any, precisions: Any) -> None:
     """The streamed estimators' common settings (``aa``, ``naive``): ``stream`` a bool, the two
     MiB settings ≥ 0, ``precision`` one of ``precisions``, and float32 only when streamed."""
     replace_setting(settings, "stream", check_bool(estimator, "stream", settings.stream))
-    check_mib(estimator, "spill_above_mb", settings.spill_above_mb)
+    if settings.spill_above_mb is not None:  # None: the workspace
+        check_mib(estimator, "spill_above_mb", settings.spill_above_mb, " or None")
     check_mib(estimator, "workspace_mb", settings.workspace_mb, " (0: auto)")
     if settings.precision not in precisions:
         raise EstimatorError(f"{estimator}: precision must be float64 or float32, not "

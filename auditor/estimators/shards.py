@@ -39,6 +39,10 @@ class Shards:
                   str(path))
         self.files.setdefault(name, []).append((rows, path))
 
+    def adopt(self, name: str, rows: slice | None, path: Path) -> None:
+        """A chunk file another process wrote into ``folder`` (``Shards.add``'s layout)."""
+        self.files.setdefault(name, []).append((rows, path))
+
     def read(self, name: str, k: int) -> torch.Tensor:
         parts = []
         for _, path in self.files[name]:
@@ -77,6 +81,9 @@ class ShardVector(Mapping):
         return len(self.shards.files)
 
 
-def spills(stages: int, parameters: int, dtype: torch.dtype, above_mb: float) -> bool:
-    """Whether K embeddings of ``parameters`` values in ``dtype`` exceed ``above_mb`` MiB."""
-    return stages * parameters * dtype.itemsize > above_mb * 2**20
+def spills(stages: int, parameters: int, dtype: torch.dtype, above_mb: float | None,
+           workspace: int) -> bool:
+    """Whether K embeddings of ``parameters`` values in ``dtype`` exceed ``above_mb`` MiB, or
+    when None the ``workspace`` (bytes): held in memory they would be working memory too."""
+    limit = workspace if above_mb is None else above_mb * 2**20
+    return stages * parameters * dtype.itemsize > limit

@@ -106,6 +106,7 @@ class UnrolledEstimator(Estimator):
 
     Settings = UnrolledSettings
     handles_parameter_changes: ClassVar[bool] = True
+    handles_merges: ClassVar[bool] = True
     settings: UnrolledSettings
 
     def __init__(self, settings: UnrolledSettings | None = None, /, **values: Any):

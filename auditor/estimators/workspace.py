@@ -15,12 +15,12 @@ import math
 from collections.abc import Sequence
 
 MiB = 2**20
-AUTO_MIN, AUTO_MAX = 4 * MiB, 256 * MiB
+AUTO_MIN, AUTO_MAX = 1 * MiB, 256 * MiB
 
 
 def workspace_bytes(setting_mb: float, parameters: int) -> int:
     """The workspace in bytes: ``setting_mb`` MiB, or when 0 (auto) a quarter of the float32
-    model's bytes (one byte per parameter), between 4 and 256 MiB."""
+    model's bytes (one byte per parameter), between 1 and 256 MiB."""
     if setting_mb > 0:
         return int(setting_mb * MiB)
     return min(AUTO_MAX, max(AUTO_MIN, parameters))

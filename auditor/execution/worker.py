@@ -30,11 +30,15 @@ def attribute_rows(version_json: str, root_uri: str, task_spec: str, behaviours_
 def _attribute(version: ModelVersion, root_uri: str, task_spec: str, behaviours_spec: str,
                estimator: str, settings: dict[str, Any]) -> pa.Table:
     from auditor.behaviours.library import load_behaviours
-    from auditor.estimators import attribute
+    from auditor.estimators import attribute, get_estimator
+    from auditor.execution.chunks import chunk_map_here
     from auditor.task import load_task
 
+    chosen = get_estimator(estimator, **settings)
+    if getattr(chosen.settings, "workers", 1) > 1:  # its groups as Ray tasks, under Ray
+        chosen.chunk_map = chunk_map_here()
     effects = attribute(version, root_path(root_uri), load_task(task_spec),
-                        load_behaviours(behaviours_spec), estimator, **settings)
+                        load_behaviours(behaviours_spec), chosen)
     return score_rows(effects)
 
 

@@ -23,6 +23,7 @@ import torch
 
 from auditor.errors import EstimatorError, LineageError
 from auditor.lineage.checkpoints import Tensors, load_model_state, load_tensors
+from auditor.lineage.merges import check_merge, describe_merge, lora_scalings
 from auditor.lineage.models import ModelVersion, ParameterChange, Stage
 
 
@@ -32,13 +33,15 @@ def _storage_key(tensor: torch.Tensor) -> tuple:
 
 
 class Snapshot:
-    """A stage's end state: value copies (to detect edits) and storage keys (to find renames)."""
+    """A stage's end state: value copies (to detect edits), storage keys (to find renames) and
+    peft's LoRA scalings (to describe a merge, auditor.lineage.merges)."""
 
     def __init__(self, stage_id: str, model: torch.nn.Module):
         state = model.state_dict()
         self.stage_id = stage_id
         self.values = {name: t.detach().clone() for name, t in state.items()}
         self.keys = {name: _storage_key(t) for name, t in state.items()}
+        self.scalings = lora_scalings(model)
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -92,8 +95,11 @@ def check_continuation(previous: Snapshot, model: torch.nn.Module, stage_id: str
                            "(declare it with recomputes=[...] if a merge computed it)")
     if not (renamed or added or removed or recomputed):
         return None
+    # a recomputed tensor must be a merge the estimators can carry (refused here, by name)
+    merges = [describe_merge(previous.values, inverse.get(name, name), name, state[name], where,
+                             previous.scalings) for name in sorted(recomputed)]
     return ParameterChange(added=sorted(added), renamed=renamed, removed=sorted(removed),
-                           recomputed=sorted(recomputed), adapter=adapter)
+                           recomputed=sorted(recomputed), merges=merges, adapter=adapter)
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -176,6 +182,8 @@ def check_declared_changes(version: ModelVersion, root: str | Path) -> None:
             if name not in change.recomputed and not torch.equal(tensor, before[source]):
                 raise LineageError(f"{where} does not explain tensor {name!r}: its value differs "
                                    f"from stage {previous.id!r}'s end")
+        for merge in change.merges:
+            check_merge(merge, before, after[merge.weight], where)
         kept = set(change.renamed) | set(change.removed) | set(after)
         gone = sorted(set(before) - kept)
         if gone:

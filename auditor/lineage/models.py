@@ -87,6 +87,19 @@ class ParamGroup(Strict):
                               description="names in the group with requires_grad=False")
 
 
+class LoraMerge(Strict):
+    """An adapter pair merged into its base weight at a stage's start: W' = W + s·B·A (its
+    transpose under ``transpose``, peft's ``fan_in_fan_out``). Recognised by the Recorder from
+    the previous stage's end values (docs/maths.md#merged-adapters)."""
+
+    weight: str = Field(description="the merged weight, its name in this stage")
+    base: str = Field(description="W: the weight's name at the previous stage's end")
+    a: str = Field(description="A (r × in): its name at the previous stage's end")
+    b: str = Field(description="B (out × r): its name at the previous stage's end")
+    scale: float = Field(description="s (peft: lora_alpha / r)")
+    transpose: bool = Field(default=False, description="W' = W + s·(B·A)ᵀ (fan_in_fan_out)")
+
+
 class ParameterChange(Strict):
     """How a stage's model differs from the previous stage's end, declared when the stage began
     and checked by the Recorder there (adapters added, a head added, adapters merged).
@@ -103,8 +116,20 @@ class ParameterChange(Strict):
         default_factory=list,
         description="tensors (names in this stage) whose values the change computes, e.g. base "
                     "weights an adapter was merged into; replay recomputes them")
+    merges: list[LoraMerge] = Field(
+        default_factory=list,
+        description="how each recomputed tensor was computed (the Recorder refuses one it "
+                    "cannot describe); the estimators carry tangents through it")
     adapter: str | None = Field(
         default=None, description="what made the change (e.g. peft LoRA r=4), for the report")
+
+    @model_validator(mode="after")
+    def _merges_recomputed(self) -> ParameterChange:
+        merged = [m.weight for m in self.merges]
+        for name in merged:
+            if name not in self.recomputed or merged.count(name) > 1:
+                raise ValueError(f"merge into {name!r}: not a recomputed tensor, or merged twice")
+        return self
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -151,5 +151,11 @@ def test_chunks_cover_every_row_within_the_workspace():
     assert row_chunks((7,), 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
     assert row_chunks((3, 100), 10) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # ≥ one row
     assert workspace_bytes(2, 10**9) == 2 * MiB  # set
-    assert workspace_bytes(0, 10) == 4 * MiB and workspace_bytes(0, 10**12) == 256 * MiB
+    assert workspace_bytes(0, 10) == 1 * MiB and workspace_bytes(0, 10**12) == 256 * MiB
     assert workspace_bytes(0, 64 * MiB) == 64 * MiB  # auto: a quarter of the float32 model
+    from auditor.estimators.shards import spills
+
+    # embeddings spill by the workspace (default), by a number of MiB, or always (0)
+    assert spills(4, 10**6, torch.float64, None, MiB) and not spills(4, 10**4, torch.float64,
+                                                                     None, MiB)
+    assert not spills(4, 10**6, torch.float64, 64.0, MiB) and spills(1, 1, torch.float32, 0, MiB)

@@ -60,3 +60,26 @@ def test_the_checkpoints_setting_changes_the_estimate(tmp_path):
     task, version = record_linreg(tmp_path, "reset", weight_decay=0.0, momentum=0.0)
     one, every = (by_hand(task, version, tmp_path, c) for c in (1, 9))
     assert np.abs(one - every).max() > 1e-4 * np.abs(every).max()
+
+
+def test_streamed_tracin_keeps_its_segments_on_disk_and_the_same_bits(tmp_path):
+    """stream=True (the default) writes θ_c, v_c and the stage embeddings to disk one at a
+    time; effects and embeddings equal the whole-memory form's bit for bit."""
+    from auditor.estimators import get_estimator
+    from auditor.lineage.counterfactual import final_model
+
+    task, version = record_linreg(tmp_path, "carry")
+    behaviour = Behaviour(name="half-square", direction="harm", surrogate=half_square)
+    model = final_model(version, tmp_path, task)
+    streamed = get_estimator("tracin", checkpoints=3)
+    held = get_estimator("tracin", checkpoints=3, stream=False)
+    assert streamed.config_hash == held.config_hash  # not in the config hash
+    on_disk = streamed.prepare(version, tmp_path, task)
+    in_memory = held.prepare(version, tmp_path, task)
+    assert not on_disk.state.segments and on_disk.state.store.count(1) == 3
+    for disk, memory in zip(on_disk.vectors, in_memory.vectors, strict=True):
+        assert set(disk) == set(memory)
+        assert all(torch.equal(disk[name], memory[name]) for name in memory)
+    a = streamed.score(on_disk, [behaviour], model).effects
+    b = streamed.score(in_memory, [behaviour], model).effects
+    assert np.array_equal(a, b) and np.abs(a).min() > 0

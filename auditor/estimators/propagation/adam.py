@@ -74,6 +74,10 @@ def propagate_forward_adam(problem: Problem, shift: bool) -> list[torch.Tensor]:
             if stages[step.stage_index].convention == "reset":
                 for tangent in tangents.values():
                     tangent.chained = False
+            merge = problem.merge_map(step.stage_index)
+            if merge is not None:
+                for tangent in tangents.values():
+                    tangent.d = merge(tangent.d)
         view = problem.view(step.stage_index)
         thetas[:] = [view.flatten(params_of(model))]
         op = problem.operator(_ensure_module(problem, model), params_of(model), step.batch,

@@ -19,6 +19,8 @@ from auditor.estimators.propagation.dynamics import (
     step_vectors,
 )
 from auditor.estimators.propagation.trajectory import all_coefficients
+from auditor.lineage.checkpoints import load_tensors
+from auditor.lineage.merges import flat_merges
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout, load_flat, stage_displacements
 
@@ -46,12 +48,24 @@ class H0Propagator:
         self.class_of, self.class_groups = _group_classes(coefficients)
         self._products: dict[int, torch.Tensor] = {}
         self._v_ref: dict[int, torch.Tensor] = {}
+        self._merges: dict[int, object] = {}
 
     def run(self, k: int, d: torch.Tensor, dm: torch.Tensor) -> torch.Tensor:
         d, dm = d.clone(), dm.clone()
         for j in range(k + 1, len(self.coefficients)):
+            d = self.enter(j, d)
             d, dm = self.apply_stage(j, d, dm)
         return d
+
+    def enter(self, j: int, d: torch.Tensor) -> torch.Tensor:
+        """δ through stage j's recorded adapter merges (docs/maths.md#merged-adapters)."""
+        change = self.version.stages[j].changes
+        if change is None or not change.merges:
+            return d
+        if j not in self._merges:
+            ends = load_tensors(self.version.stages[j - 1].theta_end, self.root)
+            self._merges[j] = flat_merges(change.merges, self.views[j - 1].offsets(), ends)
+        return self._merges[j](d)
 
     def apply_stage(self, j: int, d: torch.Tensor, dm: torch.Tensor):
         """(δ, δm) through every step of stage j with H = 0."""

@@ -27,6 +27,7 @@ import torch
 
 from auditor.estimators.propagation.dynamics import stage_coefficients
 from auditor.estimators.propagation.h0 import TAIL_CUTOFF, ordered_product, step_maps
+from auditor.estimators.propagation.merge_stream import merge_into
 from auditor.estimators.shards import Shards
 from auditor.estimators.workspace import (
     chunk_elements,
@@ -77,6 +78,7 @@ class StreamedH0:
         self._products: dict[tuple[int, int], torch.Tensor] = {}
         self._decay: dict[tuple[int, int], torch.Tensor] = {}
         self._tables: dict[tuple[int, int], dict[str, list[float]]] = {}
+        self.factors: dict[tuple[int, str], list] = {}  # a merge's A, {k: δA}, B, {k: δB}
 
     def _buffers_at_entry(self, stage: Stage) -> bool:
         if stage.convention != "carry" or not stage.optimizer_start:
@@ -121,15 +123,24 @@ class StreamedH0:
     def chunk(self, name: str, shape: torch.Size, rows: slice | None = None
               ) -> list[torch.Tensor]:
         """The K embeddings of ``rows`` of tensor ``name`` (all of it when None)."""
-        stages, last = self.version.stages, len(self.version.stages) - 1
+        stages = self.version.stages
         at = ([name] * len(stages) if self.names_at is None
               else [names.get(name) for names in self.names_at])
+        return self.walk(at, shape, rows)
+
+    def walk(self, at: list[str | None], shape, rows: slice | None, stop: int | None = None):
+        """The stages in order for the tensor named ``at[j]`` at stage j: its K embeddings, or
+        with ``stop``, the tangents {k: δ} of the earlier stages as stage ``stop`` begins."""
+        stages, last = self.version.stages, len(self.version.stages) - 1
         groups = [group_of(s, at[j]) for j, s in enumerate(stages)]
         out: list[torch.Tensor | None] = [None] * len(stages)
         live: list[list] = []  # [k, δ, δm] of each earlier stage k, moved on stage by stage
         theta = self._load(stages[0].theta_start, at[0], shape, rows)
         for j, stage in enumerate(stages):
+            if j == stop:
+                return {k: d for k, d, _ in live}
             if live:
+                merge_into(self, j, at[j], live, rows)
                 self._apply_stage(j, groups[j], live, at[j], shape, rows)
             if j < last and stages[j + 1].changes is None:
                 following = self._load(stages[j + 1].theta_start, at[j + 1], shape, rows)

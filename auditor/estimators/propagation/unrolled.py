@@ -26,6 +26,8 @@ from auditor.estimators.propagation.dynamics import (
     step_vectors,
 )
 from auditor.estimators.propagation.trajectory import FactualStep, exp_avg_sq, params_of, walk
+from auditor.lineage.checkpoints import load_tensors
+from auditor.lineage.merges import flat_merges
 from auditor.lineage.models import ModelVersion
 from auditor.lineage.sketching.layout import ParamLayout, StageDisplacements
 from auditor.lineage.sketching.loss import LossModule
@@ -53,6 +55,15 @@ class Problem:
     def view(self, stage_index: int) -> ParamLayout:
         return self.layout if self.views is None else self.views[stage_index]
 
+    def merge_map(self, stage_index: int):
+        """Stage ``stage_index``'s recorded adapter merges on a flat tangent, or None
+        (docs/maths.md#merged-adapters)."""
+        change = self.version.stages[stage_index].changes
+        if change is None or not change.merges:
+            return None
+        ends = load_tensors(self.version.stages[stage_index - 1].theta_end, self.root)
+        return flat_merges(change.merges, self.view(stage_index - 1).offsets(), ends)
+
 
 def propagate_forward(problem: Problem) -> list[torch.Tensor]:
     """e_k for every stage: δ_T of the tangent started at (D_k, M_k) at step e_k."""
@@ -67,6 +78,10 @@ def propagate_forward(problem: Problem) -> list[torch.Tensor]:
         if step.local_step == 0:
             k = step.stage_index - 1
             tangents[k] = (disp.changes[k].clone(), disp.momenta[k].clone())
+            merge = problem.merge_map(step.stage_index)
+            if merge is not None:
+                for i, (d, dm) in list(tangents.items()):
+                    tangents[i] = (merge(d), dm)
         op = problem.operator(_ensure_module(problem, model), params_of(model), step.batch,
                               step.seed, problem.view(step.stage_index))
         for k, (d, _) in tangents.items():

@@ -91,6 +91,21 @@ def _union_key(version: ModelVersion, index: int, name: str) -> str:
     return name
 
 
+def names_back(version: ModelVersion, index: int, name: str) -> list[str | None]:
+    """Tensor ``name`` of stage ``index``: its name in every stage up to ``index`` (None before
+    the stage that added it, and after ``index``)."""
+    names: list[str | None] = [None] * len(version.stages)
+    for i in range(index, -1, -1):
+        names[i] = name
+        change = version.stages[i].changes
+        if i == 0 or change is None:
+            continue
+        if name in change.added:
+            break
+        name = {new: old for old, new in change.renamed.items()}.get(name, name)
+    return names
+
+
 def lineage_layout(task, version: ModelVersion) -> LineageLayout:
     """The union layout of ``version`` and every stage's view of it (structures rebuilt with
     the task's ``adapt``, as replay does)."""
