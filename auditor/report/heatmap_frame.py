@@ -56,9 +56,8 @@ def colours():
     if _CMAP is None:
         from matplotlib.colors import LinearSegmentedColormap
 
-        cmap = LinearSegmentedColormap.from_list("auditor-harm", [HARM_DOWN, "#FFFFFF", HARM_UP])
-        cmap.set_bad(MISSING)
-        _CMAP = cmap
+        _CMAP = LinearSegmentedColormap.from_list(
+            "auditor-harm", [HARM_DOWN, "#FFFFFF", HARM_UP]).with_extremes(bad=MISSING)
     return _CMAP
 
 
