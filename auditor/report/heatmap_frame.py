@@ -21,6 +21,7 @@ CHAR_PT = 4.5  # width of one 8-pt DejaVu Sans character
 MAX_WIDTH_PT = 475.0  # 6.6 in: the report's text width
 CELL_HEIGHT_PT, MAX_CELL_WIDTH_PT, MIN_CELL_WIDTH_PT = 19.0, 58.0, 3.0
 LEGEND_PT = 78.0  # the colour bar, its ticks and its title
+KEY_LINE_PT, KEY_INDENT_PT = 11.0, 6.0  # a row of the evidence key; its left margin
 BAR_MIN_PT = 80.0  # the colour bar's least height (its title is about 70 pt long)
 # evidence kind -> (marker, face colour, key label)
 MARKS = {"exact": ("o", "#000000", "exact (replayed)"),
@@ -82,9 +83,12 @@ class Frame:
         # how far the rotated behaviour names reach below the cells
         label_pt = math.sin(math.radians(angle)) * CHAR_PT * max(len(c) for c in cols) + \
             8 * math.cos(math.radians(angle)) + 4
-        bottom, ch = 28 + label_pt, CELL_HEIGHT_PT  # names, axis title, the evidence key
-        top = 8.0 + max(0.0, BAR_MIN_PT - ch * self.n_rows)  # room for a short colour bar
         self.width = width = left + cw * self.n_cols + LEGEND_PT
+        self.key_cols = _key_columns(width)
+        key_rows = math.ceil((len(MARKS) + 1) / self.key_cols)
+        # names, axis title, the evidence key (a line per row of it)
+        bottom, ch = 28 + label_pt + KEY_LINE_PT * (key_rows - 1), CELL_HEIGHT_PT
+        top = 8.0 + max(0.0, BAR_MIN_PT - ch * self.n_rows)  # room for a short colour bar
         self.height = height = top + ch * self.n_rows + bottom
         self.fig = fig = _figure(width / 72, height / 72)
         self.plot = (left / width, bottom / height, cw * self.n_cols / width,
@@ -168,10 +172,29 @@ class Frame:
                 unmarked.append(Line2D([], [], linestyle="none", marker="None", label=label))
         self.fig.legends.clear()
         if present:  # the key, under the behaviour axis title
-            self.fig.legend(handles=marked + unmarked, loc="lower left",
-                            bbox_to_anchor=(self.plot[0], 0.0), ncols=len(marked + unmarked),
+            handles = marked + unmarked
+            self.fig.legend(handles=handles, loc="lower left",
+                            bbox_to_anchor=(KEY_INDENT_PT / self.width, 0.0),
+                            ncols=min(len(handles), self.key_cols),
                             fontsize=7, frameon=False, handletextpad=0.2, handlelength=0.8,
                             columnspacing=1.0, borderaxespad=0.1, markerscale=1.5)
+
+
+def _key_entry_pt(label: str) -> float:
+    """The width of one entry of the evidence key: marker, label (7 pt) and column spacing."""
+    return 16.0 + 7 / 8 * CHAR_PT * len(label)
+
+
+def _key_columns(width: float) -> int:
+    """Entries per row of the evidence key such that its widest possible row (every kind
+    present, the longest one named "unmarked: …") fits the figure's width."""
+    labels = sorted([label for _, _, label in MARKS.values()], key=len, reverse=True)
+    widest = [_key_entry_pt("evidence:"), _key_entry_pt("unmarked: " + labels[0]),
+              *(_key_entry_pt(label) for label in labels[1:])]
+    for columns in range(len(widest), 1, -1):
+        if KEY_INDENT_PT + sum(sorted(widest, reverse=True)[:columns]) <= width - 4:
+            return columns
+    return 1
 
 
 def _labels(ax, rows: list[str], cols: list[str], cw: float, angle: int,

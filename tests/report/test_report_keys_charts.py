@@ -133,6 +133,26 @@ def test_heatmap_with_one_evidence_kind_says_so_in_its_key():
     assert "every cell: exact (replayed)" in svg and "unmarked" not in svg
 
 
+def test_the_evidence_key_lies_inside_the_heatmap_however_narrow():
+    """Every evidence kind present makes the widest key; on a map of one to six behaviours it
+    wraps onto more lines rather than running off the figure (measured by matplotlib)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    for count in (1, 2, 6):
+        heatmap.forget()
+        behaviours = [{"name": f"behaviour {q}", "stages": [
+            _stage("pretrain", "pretrain", 0.1, "exact"), _stage("sft", "sft", 0.2, "± 0.1"),
+            _stage("vendor-ft", "fine-tune", 0.3, "uncalibrated")]} for q in range(count)]
+        svg = charts.heatmap(behaviours)
+        assert "estimate (± band in the table)" in svg and "uncalibrated estimate" in svg
+        frame = next(iter(heatmap._FRAMES.values()))
+        fig = frame.fig
+        renderer = RendererAgg(*(fig.get_size_inches() * fig.dpi), fig.dpi)
+        key = fig.legends[0].get_window_extent(renderer)
+        assert 0 <= key.x0 and key.x1 <= fig.bbox.width, (count, key, fig.bbox)
+        assert 0 <= key.y0 and key.y1 <= frame.plot[1] * fig.bbox.height  # under the names
+
+
 def test_a_repainted_heatmap_is_the_same_as_a_new_one():
     """Versions with the same stages and behaviours share a figure; repainting it with another
     grid gives the same SVG as drawing that grid on a new figure."""
