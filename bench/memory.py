@@ -257,7 +257,7 @@ def main() -> None:
             for optimizer in ("adamw", "sgd"):
                 rows += measure(work, size, optimizer, 4, 3, args.only, args.settings)
         if not args.quick:
-            sweep = [e for e in args.only if e != "replay"]
+            sweep = list(args.only)
             size = args.sweep_size
             base = [r for r in rows if r["P"] == size and r["opt"] == "adamw"]
             if not base:
