@@ -18,7 +18,7 @@ child process of its own. Printed per run:
 * maps ratio: (prepare time − that read + sha256 check) per logged step / one optimizer step:
   the stage maps' own cost (prepare reads and hashes every checkpoint once as well).
 
-Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for `aa` and `naive`,
+Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for each estimator run,
 printed as ratios to K = 2 (and to 3 steps): flat memory reads 1.0.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/memory.py [--quick] [--large] [--only aa naive]
