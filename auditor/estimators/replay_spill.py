@@ -84,14 +84,17 @@ class CounterfactualModels:
         self.folder = folder
         self.models: dict[int, torch.nn.Module] = {}
         self._files: dict[int, dict[str, Path]] = {}
-        self._devices: dict[int, dict[str, torch.device]] = {}
+        self._layouts: dict[int, dict[str, tuple[torch.device, tuple[int, ...]]]] = {}
 
     def keep(self, k: int, model: torch.nn.Module) -> None:
         self.models[k] = model
         if self.folder is None:
             return
-        self._files[k] = self.folder.write(model_tensors(model))
-        self._devices[k] = {name: t.device for name, t in model_tensors(model)}
+        # a copy of each (one file group at a time): tensors sharing storage are written apart
+        self._files[k] = self.folder.write(
+            (name, t.detach().to("cpu").clone(memory_format=torch.contiguous_format))
+            for name, t in model_tensors(model))
+        self._layouts[k] = {name: (t.device, t.stride()) for name, t in model_tensors(model)}
         for param in model.parameters():
             param.grad = None
         for _, tensor in model_tensors(model):
@@ -110,12 +113,21 @@ class CounterfactualModels:
             named = list(model_tensors(model))
             try:
                 for name, tensor in named:
-                    tensor.data = read_tensor(self._files[k][name], name).to(
-                        self._devices[k][name])
+                    tensor.data = _placed(read_tensor(self._files[k][name], name),
+                                          *self._layouts[k][name])
                 yield k, model
             finally:
                 for _, tensor in named:
                     _empty(tensor)
+
+
+def _placed(tensor: torch.Tensor, device: torch.device,
+            stride: tuple[int, ...]) -> torch.Tensor:
+    """``tensor`` on ``device`` with the strides it was trained with (channels-last kept)."""
+    if tensor.stride() == stride and tensor.device == device:
+        return tensor
+    placed = torch.empty_strided(tensor.shape, stride, dtype=tensor.dtype, device=device)
+    return placed.copy_(tensor)
 
 
 class DisplacementFiles:

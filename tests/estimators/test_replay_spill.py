@@ -73,3 +73,13 @@ def test_a_spilled_model_comes_back_bitwise_with_tied_weights_tied():
         assert torch.equal(loaded.embed.weight, before["embed.weight"])
         assert torch.equal(loaded.scale, before["scale"])
     assert model.embed.weight.numel() == 0  # emptied again after use
+
+
+def test_a_spilled_channels_last_weight_keeps_its_strides():
+    conv = torch.nn.Conv2d(2, 3, 2).to(memory_format=torch.channels_last)
+    strides, values = conv.weight.stride(), conv.weight.detach().clone()
+    models = CounterfactualModels(SpillFolder(group_bytes=2**20))
+    models.keep(0, conv)
+    for _, loaded in models.loaded():
+        assert loaded.weight.stride() == strides
+        assert torch.equal(loaded.weight, values)
