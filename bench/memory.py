@@ -138,6 +138,14 @@ def child_estimate(folder: str, width: int, estimator: str, settings: str) -> di
     _warm(task, model)
     reset = _reset_peak()
     base = _current_rss_mb()
+    if estimator == "retrain":  # replay's inherent part: its longest retraining alone
+        from auditor.lineage.counterfactual import run_without_stage
+
+        started = time.perf_counter()
+        run_without_stage(version, folder, task, 0)
+        spent = time.perf_counter() - started
+        return {"base_mb": base, "peak_mb": _peak_rss_mb() if reset else _rss_mb(),
+                "prepare_s": spent, "total_s": spent, "effects": []}
     est = get_estimator(estimator, **json.loads(settings))
     started = time.perf_counter()
     embeddings = est.prepare(version, folder, task)
@@ -205,7 +213,8 @@ def measure(work: Path, size: str, optimizer: str, stages: int, steps: int,
     ref = _child("reference", folder, width, optimizer)
     rows = []
     for name in estimators:
-        run = _child("estimate", folder, width, name, settings if name != "replay" else "{}")
+        run = _child("estimate", folder, width, name,
+                     settings if name not in ("replay", "retrain") else "{}")
         model_mb = ref["model_bytes"] / 2**20
         extra = run["peak_mb"] - run["base_mb"]
         row = {"P": size, "opt": optimizer, "K": stages, "steps": steps, "estimator": name,
@@ -232,7 +241,9 @@ def main() -> None:
     parser.add_argument("--child", nargs="+")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--large", action="store_true", help="also P ≈ 67M (a few GB of memory and disk)")
-    parser.add_argument("--only", nargs="*", default=list(ESTIMATORS))
+    parser.add_argument("--only", nargs="*", default=list(ESTIMATORS),
+                        help="estimators to run; also `retrain`: replay's longest "
+                        "counterfactual retraining (stage 0 left out) alone, its inherent part")
     parser.add_argument("--settings", default="{}", help="JSON settings for aa and naive, e.g. "
                         "'{\"precision\": \"float32\", \"spill_above_mb\": 0}'")
     parser.add_argument("--json", type=Path, help="write the rows here")
