@@ -20,6 +20,8 @@ child process of its own. Printed per run:
 
 Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for each estimator run,
 printed as ratios to K = 2 (and to 3 steps): flat memory reads 1.0.
+`--only retrain` adds a reference row: replay's longest counterfactual retraining (stage 0 left
+out) alone, the part of replay's peak that its bookkeeping cannot remove.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/memory.py [--quick] [--large] [--only aa naive]
           [--sizes 4M 17M] [--sweep-size 4M] [--settings JSON]
