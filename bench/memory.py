@@ -18,8 +18,10 @@ child process of its own. Printed per run:
 * maps ratio: (prepare time − that read + sha256 check) per logged step / one optimizer step:
   the stage maps' own cost (prepare reads and hashes every checkpoint once as well).
 
-Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for `aa` and `naive`,
+Then the sweeps in K (2, 4, 8) and in steps per stage (3, 12) at P ≈ 4M for each estimator run,
 printed as ratios to K = 2 (and to 3 steps): flat memory reads 1.0.
+`--only retrain` adds a reference row: replay's longest counterfactual retraining (stage 0 left
+out) alone, the part of replay's peak that its bookkeeping cannot remove.
 
 Run:  PYTHONPATH=$PWD .venv/bin/python bench/memory.py [--quick] [--large] [--only aa naive]
           [--sizes 4M 17M] [--sweep-size 4M] [--settings JSON]
@@ -138,6 +140,14 @@ def child_estimate(folder: str, width: int, estimator: str, settings: str) -> di
     _warm(task, model)
     reset = _reset_peak()
     base = _current_rss_mb()
+    if estimator == "retrain":  # replay's inherent part: its longest retraining alone
+        from auditor.lineage.counterfactual import run_without_stage
+
+        started = time.perf_counter()
+        run_without_stage(version, folder, task, 0)
+        spent = time.perf_counter() - started
+        return {"base_mb": base, "peak_mb": _peak_rss_mb() if reset else _rss_mb(),
+                "prepare_s": spent, "total_s": spent, "effects": []}
     est = get_estimator(estimator, **json.loads(settings))
     started = time.perf_counter()
     embeddings = est.prepare(version, folder, task)
@@ -205,7 +215,8 @@ def measure(work: Path, size: str, optimizer: str, stages: int, steps: int,
     ref = _child("reference", folder, width, optimizer)
     rows = []
     for name in estimators:
-        run = _child("estimate", folder, width, name, settings if name != "replay" else "{}")
+        run = _child("estimate", folder, width, name,
+                     settings if name not in ("replay", "retrain") else "{}")
         model_mb = ref["model_bytes"] / 2**20
         extra = run["peak_mb"] - run["base_mb"]
         row = {"P": size, "opt": optimizer, "K": stages, "steps": steps, "estimator": name,
@@ -232,7 +243,9 @@ def main() -> None:
     parser.add_argument("--child", nargs="+")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--large", action="store_true", help="also P ≈ 67M (a few GB of memory and disk)")
-    parser.add_argument("--only", nargs="*", default=list(ESTIMATORS))
+    parser.add_argument("--only", nargs="*", default=list(ESTIMATORS),
+                        help="estimators to run; also `retrain`: replay's longest "
+                        "counterfactual retraining (stage 0 left out) alone, its inherent part")
     parser.add_argument("--settings", default="{}", help="JSON settings for aa and naive, e.g. "
                         "'{\"precision\": \"float32\", \"spill_above_mb\": 0}'")
     parser.add_argument("--json", type=Path, help="write the rows here")
@@ -257,7 +270,7 @@ def main() -> None:
             for optimizer in ("adamw", "sgd"):
                 rows += measure(work, size, optimizer, 4, 3, args.only, args.settings)
         if not args.quick:
-            sweep = [e for e in args.only if e != "replay"]
+            sweep = list(args.only)
             size = args.sweep_size
             base = [r for r in rows if r["P"] == size and r["opt"] == "adamw"]
             if not base:

@@ -44,7 +44,9 @@ DIRECT = {"aa-hessian:reverse": ("aa-hessian", {"mode": "reverse", "adam": "fixe
           # chunks of a few rows (a 1 KiB workspace), in memory and on disk
           "aa:chunked": ("aa", {"workspace_mb": 0.001}),
           "aa:chunked-disk": ("aa", {"workspace_mb": 0.001, "spill_above_mb": 0}),
-          "naive:chunked": ("naive", {"workspace_mb": 0.001})}
+          "naive:chunked": ("naive", {"workspace_mb": 0.001}),
+          # every counterfactual model and displacement on disk (issue 20)
+          "replay:spilled": ("replay", {"spill_above_mb": 0})}
 REVERSE_BEHAVIOURS = 3
 
 

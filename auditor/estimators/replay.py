@@ -5,6 +5,12 @@ For each stage k the model re-enters stage k+1 as it entered stage k (parameters
 learning rates, hyperparameters and seeds (``auditor.lineage.counterfactual``;
 docs/maths.md#leave-stage-out). The effect is f(θ_T) − f(θ_T^{(−k)}), evaluated directly.
 Cost: Σ_k (T − e_k) training steps.
+
+Memory: the training of one counterfactual (the model, its gradients, the optimizer state of
+the user's task), plus one model's tensors and one displacement tensor in float64 at a time:
+each θ_T^{(−k)} and e_k go to disk once made (``replay_spill``; docs/scaling.md#replay) when K
+of them would exceed ``spill_above_mb`` (default: the workspace), so the peak does not grow
+with K.
 """
 
 from __future__ import annotations
@@ -21,13 +27,16 @@ from auditor.behaviours.base import Behaviour
 from auditor.errors import EstimatorError
 from auditor.estimators.base import Estimator, EstimatorState, StageEffects, StageEmbeddings
 from auditor.estimators.device import task_on
-from auditor.estimators.records import effects_record, embeddings_from_flat
+from auditor.estimators.records import effects_record, stage_embeddings
+from auditor.estimators.replay_spill import CounterfactualModels, DisplacementFiles, SpillFolder
 from auditor.estimators.scoring.families import values_at
-from auditor.estimators.settings import EstimatorSettings, replace_setting, setting
+from auditor.estimators.settings import EstimatorSettings, check_mib, replace_setting, setting
+from auditor.estimators.workspace import release_freed_memory, workspace_bytes
+from auditor.lineage.checkpoints import LazyCheckpoints
 from auditor.lineage.continuation import build_structure
 from auditor.lineage.counterfactual import load_model, run_without_stage
 from auditor.lineage.models import ModelVersion
-from auditor.lineage.sketching.layout import ParamLayout, load_flat
+from auditor.lineage.sketching.layout import ParamLayout
 from auditor.task import TrainingTask
 
 
@@ -46,9 +55,19 @@ class ReplaySettings(EstimatorSettings):
     stages: tuple[int, ...] | None = setting(
         None, "stage indices to replay (default all; the others get NaN rows); not in the "
         "config hash", hashed=False)
+    spill_above_mb: float | None = setting(
+        None, "keep each counterfactual model and its displacement on disk once made, when K "
+        "of them would take more than this many MiB (None, the default: more than the "
+        "workspace; 0: always; docs/scaling.md#replay); not in the config hash", hashed=False)
+    workspace_mb: float = setting(0.0, "MiB per file the spilled tensors are written in (0: "
+                                  "auto, a quarter of the float32 model, 1 to 256 MiB); not "
+                                  "in the config hash", hashed=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.spill_above_mb is not None:
+            check_mib("replay", "spill_above_mb", self.spill_above_mb, " or None")
+        check_mib("replay", "workspace_mb", self.workspace_mb, " (0: auto)")
         if self.stages is not None:
             if any(isinstance(k, bool) or not isinstance(k, int) for k in self.stages):
                 raise EstimatorError(f"replay: stages must be stage indices, not {self.stages!r}")
@@ -57,9 +76,10 @@ class ReplaySettings(EstimatorSettings):
 
 @dataclass
 class ReplayState(EstimatorState):
-    """θ_T^{(−k)} of every replayed stage k."""
+    """θ_T^{(−k)} of every replayed stage k (on disk when spilled; ``loaded()`` gives them
+    one at a time)."""
 
-    counterfactuals: dict[int, torch.nn.Module] = field(default_factory=dict)
+    counterfactuals: CounterfactualModels = field(default_factory=CounterfactualModels)
 
 
 class ReplayEstimator(Estimator):
@@ -78,17 +98,29 @@ class ReplayEstimator(Estimator):
         task = task_on(task, self.device)
         # the final model's parameter set: adapters a stage added included
         layout = ParamLayout.of(build_structure(task, version, len(version.stages) - 1))
-        final = load_flat(layout, version.stages[-1].theta_end, root)
+        final = LazyCheckpoints(root)(version.stages[-1].theta_end)
         chosen = (self.settings.stages if self.settings.stages is not None
                   else range(len(version.stages)))
-        models, flats = {}, []
+        folder = self._spill_folder(len(version.stages), layout)
+        models, displacements = CounterfactualModels(folder), DisplacementFiles(layout, folder)
         for k in range(len(version.stages)):
             if k not in chosen:
-                flats.append(torch.zeros_like(final))
                 continue
-            models[k] = counterfactual_model(version, root, task, k)
-            flats.append(final - layout.flatten(dict(models[k].named_parameters())))
-        return embeddings_from_flat(self, version, layout, flats, started, ReplayState(models))
+            model = counterfactual_model(version, root, task, k)
+            displacements.add(k, final, model)
+            models.keep(k, model)
+            del model
+            release_freed_memory()
+        return stage_embeddings(self, version, displacements.vectors(len(version.stages)),
+                                started, ReplayState(models))
+
+    def _spill_folder(self, stages: int, layout: ParamLayout) -> SpillFolder | None:
+        """A folder for the models and displacements when K of them (float32 parameters,
+        float64 displacements) would exceed ``spill_above_mb`` MiB (None: the workspace)."""
+        workspace = workspace_bytes(self.settings.workspace_mb, layout.total)
+        above = self.settings.spill_above_mb
+        limit = workspace if above is None else above * 2**20
+        return SpillFolder(workspace) if stages * layout.total * 12 > limit else None
 
     def score(self, embeddings: StageEmbeddings, behaviours: list[Behaviour],
               model: torch.nn.Module, use_metric: bool = False) -> StageEffects:
@@ -98,6 +130,7 @@ class ReplayEstimator(Estimator):
             raise EstimatorError("replay scores only the embeddings its own prepare made")
         final = values_at(model, behaviours, use_metric)
         effects = np.full((len(embeddings.stages), len(behaviours)), np.nan)
-        for k, other in embeddings.state.counterfactuals.items():
+        for k, other in embeddings.state.counterfactuals.loaded():
             effects[k] = final - values_at(other, behaviours, use_metric)
+        release_freed_memory()
         return effects_record(embeddings, behaviours, model, effects, started)
