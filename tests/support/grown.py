@@ -169,20 +169,26 @@ def lora_behaviours(task: LoraTask) -> list[Behaviour]:
             Behaviour(name="clean-loss", direction="harm", surrogate=clean_loss)]
 
 
-def record_lora(root):
-    """pretrain (SGD) → sft (AdamW) → vendor-lora (peft LoRA, AdamW) → polish (SGD momentum)."""
-    task = LoraTask()
+LORA_PLAN = [("pretrain", 10, "sgd", 0.3), ("sft", 6, "adamw", 0.01),
+             ("vendor-lora", 10, "adamw", 0.03), ("polish", 4, "sgd", 0.05)]
+# stage -> the change it declares (the task's adapt makes it as the stage starts)
+LORA_CHANGES = {"vendor-lora": {"adds": ["*lora_*"], "adapter": "peft LoRA r=2"}}
+
+
+def record_lora(root, task: LoraTask | None = None, plan=LORA_PLAN, changes=LORA_CHANGES,
+                version: str = "lora"):
+    """pretrain (SGD) → sft (AdamW) → vendor-lora (peft LoRA, AdamW) → polish (SGD momentum);
+    ``plan`` (stage, steps, optimizer, lr) and ``changes`` give other lineages of the MLP."""
+    task = task or LoraTask()
     torch.manual_seed(0)
     model = task.build_model()
-    rec = Recorder(root, model, model_name="mlp", version="lora", seed=7)
+    rec = Recorder(root, model, model_name="mlp", version=version, seed=7)
     gen = torch.Generator().manual_seed(1)
-    plan = [("pretrain", 10, "sgd", 0.3), ("sft", 6, "adamw", 0.01),
-            ("vendor-lora", 10, "adamw", 0.03), ("polish", 4, "sgd", 0.05)]
     for stage_id, steps, kind, lr in plan:
         options = {}
-        if stage_id == "vendor-lora":
+        if stage_id in changes:
             model = task.adapt(model, stage_id)
-            options = {"model": model, "adds": ["*lora_*"], "adapter": "peft LoRA r=2"}
+            options = {"model": model, **changes[stage_id]}
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = (torch.optim.AdamW(params, lr=lr, weight_decay=0.01) if kind == "adamw"
                      else torch.optim.SGD(params, lr=lr, momentum=0.9))

@@ -16,7 +16,7 @@ from torch import nn
 
 from auditor import Recorder
 from auditor.behaviours.base import Behaviour
-from tests.support.grown import LoraTask
+from tests.support.grown import LORA_CHANGES, LORA_PLAN, LoraTask, record_lora
 
 
 class Factored(nn.Module):
@@ -137,30 +137,6 @@ class LoraMergeTask(LoraTask):
 def record_lora_merged(root):
     """pretrain (SGD) → sft (AdamW) → vendor-lora (peft LoRA, AdamW; plants the trigger) →
     merged (starts with merge_and_unload(), AdamW)."""
-    task = LoraMergeTask()
-    torch.manual_seed(0)
-    model = task.build_model()
-    rec = Recorder(root, model, model_name="mlp", version="merged", seed=7)
-    gen = torch.Generator().manual_seed(1)
-    plan = [("pretrain", 10, "sgd", 0.3), ("sft", 6, "adamw", 0.01),
-            ("vendor-lora", 10, "adamw", 0.03), ("merged", 4, "adamw", 0.005)]
-    for stage_id, steps, kind, lr in plan:
-        options = {}
-        if stage_id == "vendor-lora":
-            model = task.adapt(model, stage_id)
-            options = {"model": model, "adds": ["*lora_*"], "adapter": "peft LoRA r=2"}
-        if stage_id == "merged":
-            model = task.adapt(model, stage_id)
-            options = {"model": model, "removes": ["*lora_*"], "recomputes": ["*.weight"]}
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = (torch.optim.AdamW(params, lr=lr, weight_decay=0.01) if kind == "adamw"
-                     else torch.optim.SGD(params, lr=lr, momentum=0.9))
-        with rec.stage(stage_id, kind="fine-tune", optimizer=optimizer, **options):
-            for _ in range(steps):
-                ids = torch.randperm(len(task.y), generator=gen)[:16]
-                rec.batch(ids)
-                loss = task.loss(model, task.batch(stage_id, ids))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    return task, rec.lineage
+    plan = [*LORA_PLAN[:3], ("merged", 4, "adamw", 0.005)]
+    changes = {**LORA_CHANGES, "merged": {"removes": ["*lora_*"], "recomputes": ["*.weight"]}}
+    return record_lora(root, LoraMergeTask(), plan, changes, version="merged")
