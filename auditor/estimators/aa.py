@@ -40,6 +40,8 @@ from auditor.estimators.settings import (
     check_streaming,
     replace_setting,
     setting,
+    spill_setting,
+    workspace_setting,
 )
 from auditor.estimators.shards import spills
 from auditor.estimators.workspace import workspace_bytes
@@ -57,20 +59,13 @@ class AASettings(EstimatorSettings):
     stream: bool = setting(True, "compute one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); False builds whole-model vectors; "
                            "not in the config hash", hashed=False)
-    spill_above_mb: float | None = setting(
-        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
-        "them would take more than this many MiB (None, the default: more than the "
-        "workspace; 0: always); below it they stay in memory "
-        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
+    spill_above_mb: float | None = spill_setting()
     workers: int = setting(1, "streamed: split the tensors into this many contiguous groups, "
                            "each one call of the estimator's chunk map (Ray tasks under the "
                            "Ray executor), joined in order: the same numbers bit for bit "
                            "(docs/scaling.md#several-workers); not in the config hash",
                            hashed=False)
-    workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
-                                  "it is computed in chunks of rows (0: auto, a quarter of "
-                                  "the float32 model, 1 to 256 MiB; docs/scaling.md); not in "
-                                  "the config hash", hashed=False)
+    workspace_mb: float = workspace_setting()
 
     def hashed(self) -> dict[str, Any]:
         values = {"tail_cutoff": TAIL_CUTOFF, **super().hashed()}

@@ -24,6 +24,8 @@ from auditor.estimators.settings import (
     EstimatorSettings,
     check_streaming,
     setting,
+    spill_setting,
+    workspace_setting,
 )
 from auditor.estimators.shards import Shards, spills
 from auditor.estimators.workspace import (
@@ -45,15 +47,8 @@ class NaiveSettings(EstimatorSettings):
                              "embeddings; docs/scaling.md#precision)", hashed="precision")
     stream: bool = setting(True, "read one chunk of a parameter tensor at a time from the "
                            "checkpoints (docs/scaling.md); not in the config hash", hashed=False)
-    spill_above_mb: float | None = setting(
-        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
-        "them would take more than this many MiB (None, the default: more than the "
-        "workspace; 0: always); below it they stay in memory "
-        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
-    workspace_mb: float = setting(0.0, "streamed: MiB of working memory; a tensor larger than "
-                                  "it is computed in chunks of rows (0: auto, a quarter of "
-                                  "the float32 model, 1 to 256 MiB; docs/scaling.md); not in "
-                                  "the config hash", hashed=False)
+    spill_above_mb: float | None = spill_setting()
+    workspace_mb: float = workspace_setting()
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -24,6 +24,22 @@ def setting(default: Any, help: str, *, hashed: bool | str = True) -> Any:
     return field(default=default, metadata={"help": help, "hashed": hashed})
 
 
+def spill_setting() -> Any:
+    """``spill_above_mb`` of the streamed estimators (``aa``, ``naive``)."""
+    return setting(
+        None, "streamed: keep the stage embeddings on disk, one chunk at a time, when K of "
+        "them would take more than this many MiB (None, the default: more than the "
+        "workspace; 0: always); below it they stay in memory "
+        "(docs/scaling.md#what-streams); not in the config hash", hashed=False)
+
+
+def workspace_setting() -> Any:
+    """``workspace_mb`` of the streamed estimators (``aa``, ``naive``)."""
+    return setting(0.0, "streamed: MiB of working memory; a tensor larger than it is computed "
+                   "in chunks of rows (0: auto, a quarter of the float32 model, 1 to 256 MiB; "
+                   "docs/scaling.md); not in the config hash", hashed=False)
+
+
 @dataclass(frozen=True)
 class EstimatorSettings:
     """Settings every estimator takes."""
