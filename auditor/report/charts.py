@@ -19,6 +19,8 @@ from html import escape
 from typing import Any
 
 from auditor.report.heatmap import LABELLED_CELLS, heatmap  # noqa: F401 - one chart module API
+from auditor.report.heatmap_frame import finite as _finite
+from auditor.report.heatmap_frame import fmt as _fmt
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency. Vermillion marks harm raised, blue harm lowered.
@@ -106,20 +108,7 @@ def _svg(fig, alt: str) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
 
 
-def _fmt(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "±Inf"
-    return f"{value:.3g}"
-
-
-def _finite(value: float | None) -> bool:
-    """A value the chart can place: NaN, ±Inf and missing values are left out."""
-    return value is not None and math.isfinite(value)
-
-
-_plottable = _finite
+_plottable = _finite  # a value the chart can place: NaN, ±Inf and None are left out
 
 
 def _with(fig, draw) -> None:
